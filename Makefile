@@ -1,0 +1,38 @@
+# One command per job, on a fresh machine:
+#   make run    set up .venv and run the CPU-scale paper experiment (recipes/cpu.yaml)
+#   make test   set up .venv and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_ROOT ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup run test smoke bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first and exactly 2.13.0: the CPU wheel; anything looser may pull a CUDA build.
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/babyllama run recipes/cpu.yaml $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+smoke: setup
+	$(BIN)/babyllama run recipes/smoke.yaml $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/train_step.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

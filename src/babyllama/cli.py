@@ -1,0 +1,220 @@
+"""The ``babyllama`` command: one sub-command per stage.
+
+    babyllama data prepare SRC OUT          clean a BabyLM corpus, write stats.json, print the table
+    babyllama data download NAME DEST       fetch an official release (sha256-checked, resumable)
+    babyllama tokenizer train CORPUS OUT    train the byte-level BPE
+    babyllama models [--json]               list the model presets with parameter counts
+    babyllama train CONFIG [--set k=v]      pretrain a teacher or a baseline
+    babyllama distill CONFIG --teacher DIR  distil a teacher ensemble into a student
+    babyllama eval MODEL_DIR --suite NAME   zero-shot evaluation (BLiMP, supplement, EWoK, perplexity)
+    babyllama run RECIPE [--dry-run]        the whole experiment, stage by stage, resumable
+    babyllama status RUN_DIR                the stages of a run and their state
+    babyllama report RUN_DIR                regenerate report.md and figures
+
+Errors the user can fix are printed as one line (``babyllama: error: ...``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import UserError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config file (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set training.learning_rate=3e-4 (repeatable)")
+    p.add_argument("--data-root", help="data root that fills ${data_root} (default: $BABYLLAMA_DATA)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in training.output_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="babyllama", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="corpus preparation and downloads")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("prepare", help="clean a BabyLM corpus into OUT and write stats.json")
+    p.add_argument("src", help="BabyLM folder (2023, 2024 or train/dev/test layout) or a folder of .txt files")
+    p.add_argument("out", help="output directory (must not exist or be empty)")
+    p.add_argument("--size", default="10M", choices=["10M", "100M"], help="training set when both are present")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a previously prepared corpus")
+    p = dsub.add_parser("download", help="download an official data set (sha256-verified, resumable)")
+    p.add_argument("name", nargs="?", help="data set name; omit to list them")
+    p.add_argument("dest", nargs="?", help="destination directory")
+    p.add_argument("--url", help="override the source URL (mirrors, tests)")
+    p.add_argument("--sha256", help="expected sha256 of the archive (overrides the registry)")
+
+    tok = sub.add_parser("tokenizer", help="tokenizer training")
+    tsub = tok.add_subparsers(dest="tok_command", required=True)
+    p = tsub.add_parser("train", help="train a byte-level BPE on a prepared corpus")
+    p.add_argument("corpus", help="prepared corpus directory (babyllama data prepare)")
+    p.add_argument("out", help="output directory, loadable with AutoTokenizer.from_pretrained")
+    p.add_argument("--vocab-size", type=int, default=16000, help="vocabulary size (both papers: 16000)")
+    p.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency for a merge")
+    p.add_argument("--split", default="train", help="split to train on")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer in OUT")
+
+    p = sub.add_parser("models", help="list model presets and parameter counts")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {name, architecture, params}")
+
+    p = sub.add_parser("train", help="pretrain a teacher or baseline")
+    _add_config_args(p)
+    p = sub.add_parser("distill", help="distil teachers into a student")
+    _add_config_args(p)
+    p.add_argument("--teacher", action="append", default=[], metavar="DIR",
+                   help="teacher model directory (repeatable; adds to distill.teachers)")
+
+    p = sub.add_parser("eval", help="zero-shot evaluation of one or more models")
+    p.add_argument("models", nargs="+", help="Hugging Face causal LM directories")
+    p.add_argument("--suite", action="append", default=[], help="blimp, blimp_filtered, supplement, ewok, "
+                   "perplexity, or a path to a folder/file of JSONL minimal pairs (repeatable)")
+    p.add_argument("--eval-root", help="folder with blimp/, blimp_filtered/, ... (default: $BABYLLAMA_DATA/eval)")
+    p.add_argument("--corpus", help="prepared corpus for the perplexity suite")
+    p.add_argument("--paradigms", nargs="+", help="only these paradigms / files")
+    p.add_argument("--max-pairs", type=int, help="score at most N pairs per paradigm (seeded subset)")
+    p.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass")
+    p.add_argument("--bf16", action="store_true", help="score under bf16 autocast")
+    p.add_argument("--json", dest="json_out", help="write the full results as JSON here")
+
+    p = sub.add_parser("run", help="run a recipe: data, tokenizer, teachers, baseline, student, eval, report")
+    p.add_argument("recipe", help="recipe YAML (see recipes/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data-root", help="data root (default: $BABYLLAMA_DATA)")
+    p.add_argument("--run-dir", help="where stages are written (default: the recipe's run_dir)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (what runs, what is reused) and exit")
+    p = sub.add_parser("status", help="show the stages of a run directory")
+    p.add_argument("run_dir")
+    p = sub.add_parser("report", help="regenerate report.md and figures of a run directory")
+    p.add_argument("run_dir")
+    return ap
+
+
+def cmd_data(a) -> int:
+    if a.data_command == "prepare":
+        from .data.corpus import prepare, stats_table
+
+        stats = prepare(a.src, a.out, overwrite=a.overwrite, size=a.size)
+        print(stats_table(stats))
+        print(f"wrote {a.out} (layout: {stats['layout']})")
+        return 0
+    from .data import download
+
+    if not a.name:
+        print(download.list_sources())
+        return 0
+    if not a.dest:
+        raise UserError("babyllama data download NAME DEST: DEST is missing")
+    path = download.download(a.name, a.dest, url=a.url, sha256=a.sha256)
+    print(f"ready: {path}")
+    return 0
+
+
+def cmd_tokenizer(a) -> int:
+    from .tokenizer import train_tokenizer
+
+    tok = train_tokenizer(a.corpus, a.out, vocab_size=a.vocab_size, min_frequency=a.min_frequency, split=a.split,
+                          overwrite=a.overwrite)
+    print(f"wrote {a.out}: vocabulary {len(tok)} (special tokens: pad={tok.pad_token} bos={tok.bos_token} "
+          f"eos={tok.eos_token})")
+    return 0
+
+
+def cmd_models(a) -> int:
+    from .models import list_presets
+
+    rows = list_presets()
+    if a.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['name']:<16} {r['architecture']:<6} {r['params'] / 1e6:>8.2f}M")
+    return 0
+
+
+def _load(a):
+    from .config import dump_yaml, load_config
+
+    cfg = load_config(a.config, a.overrides, a.data_root)
+    if getattr(a, "teacher", None):
+        cfg.distill.teachers = [*cfg.distill.teachers, *a.teacher]
+    if a.dry_run:
+        print(dump_yaml(cfg), end="")
+    return cfg
+
+
+def cmd_train(a) -> int:
+    cfg = _load(a)
+    if a.dry_run:
+        return 0
+    from .train.pretrain import train
+
+    m = train(cfg, overwrite=a.overwrite)
+    print(json.dumps({k: m[k] for k in ("params", "global_step", "eval_loss_start", "eval_loss_best",
+                                        "train_tokens_per_s")}))
+    return 0
+
+
+def cmd_distill(a) -> int:
+    cfg = _load(a)
+    if a.dry_run:
+        return 0
+    from .train.distill import distill
+
+    m = distill(cfg, overwrite=a.overwrite)
+    print(json.dumps({k: m.get(k) for k in ("params", "global_step", "eval_loss_start", "eval_loss_best",
+                                            "train_tokens_per_s")}))
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from .eval.runner import run_eval_cli
+
+    return run_eval_cli(a)
+
+
+def cmd_run(a) -> int:
+    from .pipeline import run_recipe
+
+    return run_recipe(a.recipe, a.overrides, a.data_root, a.run_dir, a.dry_run)
+
+
+def cmd_status(a) -> int:
+    from .pipeline import status
+
+    return status(a.run_dir)
+
+
+def cmd_report(a) -> int:
+    from .report import write_report
+
+    print(write_report(a.run_dir))
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "tokenizer": cmd_tokenizer, "models": cmd_models, "train": cmd_train,
+            "distill": cmd_distill, "eval": cmd_eval, "run": cmd_run, "status": cmd_status, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"babyllama: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("babyllama: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Token caches and the training/evaluation datasets.
+
+Each split of a prepared corpus is encoded once per domain into a flat token array on disk (``uint16`` while the
+vocabulary fits, else ``uint32``) and memory-mapped afterwards. The cache file is keyed by a hash of the whole
+tokenizer definition and of the cleaned text, so a changed tokenizer or corpus can never reuse stale tokens (the
+authors keyed theirs by the tokenizer's class name and vocabulary size).
+
+Training samples are ``seq_len`` chunks whose start is shifted by a random offset in ``[0, seq_len)`` drawn per
+chunk and per epoch from ``(seed, epoch)`` (the papers' ``random_chunk``, made reproducible). Evaluation uses fixed
+chunks from offset 0, optionally a seeded random subset of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+from ..tokenizer import encode_text, tokenizer_hash
+from .corpus import load_prepared
+
+CACHE_FORMAT = 1  # bump when the encoding procedure changes
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _atomic_save(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_cached(tokenizer, text: str, cache_dir: Path, tok_hash: str | None = None) -> tuple[np.ndarray, str]:
+    """Encode ``text`` or load it from the cache. Returns (memory-mapped ids, cache key)."""
+    tok_hash = tok_hash or tokenizer_hash(tokenizer)
+    key = hashlib.sha256(f"{CACHE_FORMAT}:{tok_hash}:{text_hash(text)}".encode()).hexdigest()[:32]
+    path = cache_dir / f"{key}.npy"
+    if path.is_file():
+        try:
+            return np.load(path, mmap_mode="r"), key
+        except (ValueError, OSError):
+            path.unlink(missing_ok=True)  # a corrupt cache entry is ours to rebuild
+    _atomic_save(path, encode_text(tokenizer, text))
+    return np.load(path, mmap_mode="r"), key
+
+
+@dataclass
+class TokenSplit:
+    """One split as per-domain token arrays plus the hash of what went in (data provenance)."""
+
+    domains: dict[str, np.ndarray]
+    data_hash: str
+
+    def flat(self) -> np.ndarray:
+        return np.concatenate([self.domains[d] for d in sorted(self.domains)]) if self.domains else np.zeros(0)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(a) for a in self.domains.values())
+
+
+def load_split(corpus_dir: str | Path, split: str, tokenizer, domains: list[str] | None = None,
+               max_tokens: int | None = None, cache_dir: str | Path | None = None) -> TokenSplit:
+    """Tokens of one split, per domain. ``max_tokens`` keeps the first tokens of each domain, in proportion."""
+    texts = load_prepared(corpus_dir, split, domains)
+    cache = Path(cache_dir) if cache_dir else Path(corpus_dir) / ".token_cache"
+    th = tokenizer_hash(tokenizer)
+    arrays, keys = {}, []
+    for domain, text in texts.items():
+        arr, key = encode_cached(tokenizer, text, cache, th)
+        arrays[domain] = arr
+        keys.append(f"{domain}:{key}")
+    if max_tokens:
+        total = sum(len(a) for a in arrays.values())
+        if max_tokens < total:
+            arrays = {d: a[: max(1, int(len(a) * max_tokens / total))] for d, a in arrays.items()}
+            keys.append(f"max_tokens={max_tokens}")
+    return TokenSplit(arrays, hashlib.sha256("|".join(keys).encode()).hexdigest())
+
+
+class ChunkDataset(Dataset):
+    """``seq_len`` chunks of a flat token stream, as ``{"input_ids", "labels"}`` int64 tensors.
+
+    ``random_offset=True`` (training): chunk ``i`` starts at ``i * seq_len + offset[i]`` with offsets drawn from
+    ``(seed, epoch)``; there are ``n // seq_len - 1`` chunks so the shifted last chunk stays in range.
+    ``random_offset=False`` (evaluation): chunk ``i`` starts at ``i * seq_len``; ``subset`` keeps a seeded random
+    choice of that many chunks.
+    """
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, random_offset: bool = False, seed: int = 0,
+                 subset: int | None = None):
+        self.tokens = tokens
+        self.seq_len = seq_len
+        self.random_offset = random_offset
+        self.seed = seed
+        n = len(tokens) // seq_len - (1 if random_offset else 0)
+        if n < 1:
+            raise UserError(
+                f"only {len(tokens)} tokens: fewer than one chunk of data.seq_len={seq_len} (+1 for random "
+                "offsets); use more text or a shorter seq_len"
+            )
+        self.index = np.arange(n)
+        if subset is not None and subset < n:
+            self.index = np.sort(np.random.default_rng(seed).choice(n, size=subset, replace=False))
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self.random_offset:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            self.offsets = rng.integers(0, self.seq_len, size=len(self.index))
+        else:
+            self.offsets = np.zeros(len(self.index), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def start(self, i: int) -> int:
+        return int(self.index[i]) * self.seq_len + int(self.offsets[i])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s = self.start(i)
+        ids = torch.from_numpy(np.asarray(self.tokens[s : s + self.seq_len], dtype=np.int64))
+        return {"input_ids": ids, "labels": ids.clone()}
+
+
+def build_datasets(data_cfg, tokenizer, seed: int):
+    """(train dataset, eval dataset, provenance dict) from a :class:`babyllama.config.DataConfig`."""
+    if not data_cfg.corpus:
+        raise UserError("data.corpus is not set; point it at a prepared corpus (`babyllama data prepare`)")
+    train = load_split(data_cfg.corpus, data_cfg.train_split, tokenizer, data_cfg.domains,
+                       data_cfg.max_train_tokens, data_cfg.cache_dir)
+    ev = load_split(data_cfg.corpus, data_cfg.eval_split, tokenizer, data_cfg.domains,
+                    data_cfg.max_eval_tokens, data_cfg.cache_dir)
+    train_ds = ChunkDataset(train.flat(), data_cfg.seq_len, random_offset=True, seed=seed)
+    eval_ds = ChunkDataset(ev.flat(), data_cfg.seq_len, random_offset=False, seed=seed,
+                           subset=data_cfg.eval_samples)
+    prov = {
+        "train_data_hash": train.data_hash,
+        "eval_data_hash": ev.data_hash,
+        "train_tokens": train.num_tokens,
+        "eval_tokens": ev.num_tokens,
+        "train_chunks": len(train_ds),
+        "eval_chunks": len(eval_ds),
+    }
+    return train_ds, eval_ds, prov

@@ -1,0 +1,134 @@
+"""``babyllama data download NAME DEST``: official BabyLM releases and BLiMP.
+
+Downloads go to ``DEST/<file>.part`` and resume with an HTTP Range request when interrupted; the archive is
+checked against its sha256 (from the registry, or ``--sha256``) before it is unpacked into DEST through a
+temporary directory, so an interrupted download never leaves a half-unpacked corpus. When no hash is known the
+computed one is printed and recorded in ``DEST/download.json`` so later downloads can be pinned to it.
+
+No download is needed when the data is already on disk: pass ``--data-root`` to the other commands instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Source:
+    url: str
+    sha256: str | None  # None: not pinned yet (the archive's hash is printed and recorded on first download)
+    what: str
+
+
+# The expected hashes of the official archives could not be computed where this registry was written (no internet);
+# pass --sha256 to pin one, or see DEST/download.json after a first download.
+SOURCES: dict[str, Source] = {
+    "babylm-2023": Source("https://github.com/babylm/babylm.github.io/raw/main/babylm_data.zip", None,
+                          "BabyLM 2023: babylm_10M, babylm_100M, babylm_dev, babylm_test (10 domains)"),
+    "babylm-2024-10M": Source("https://osf.io/download/y7djq/", None, "BabyLM 2024/2025 train_10M (6 domains)"),
+    "babylm-2024-100M": Source("https://osf.io/download/ywea7/", None, "BabyLM 2024/2025 train_100M"),
+    "babylm-2024-dev": Source("https://osf.io/download/uyd7v/", None, "BabyLM 2024/2025 dev"),
+    "babylm-2024-test": Source("https://osf.io/download/ftwu3/", None, "BabyLM 2024/2025 test"),
+    "blimp": Source("https://github.com/alexwarstadt/blimp/archive/refs/heads/master.zip", None,
+                    "BLiMP, 67 paradigms (data/*.jsonl)"),
+}
+
+
+def list_sources() -> str:
+    return "\n".join(f"{n:<18} {s.what}\n{'':<18} {s.url}" for n, s in SOURCES.items())
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def fetch(url: str, dest: Path, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest``, resuming from ``dest.part`` if present; progress bar on stderr."""
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # the part file is already whole
+            os.replace(part, dest)
+            return dest
+        raise UserError(f"{url}: HTTP {e.code}; check the name or pass --url with a mirror") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"{url}: cannot connect ({reason}); check the network, or pass --data-root to data "
+                        "already on disk") from None
+    with resp:
+        resumed = have and resp.status == 206
+        mode = "ab" if resumed else "wb"
+        total = resp.length + (have if resumed else 0) if resp.length is not None else None
+        with open(part, mode) as f, tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
+                                         desc=dest.name) as bar:
+            while chunk := resp.read(1 << 16):
+                f.write(chunk)
+                bar.update(len(chunk))
+    os.replace(part, dest)
+    return dest
+
+
+def download(name: str, dest: str | Path, url: str | None = None, sha256: str | None = None) -> Path:
+    """Download and unpack a registered data set (or ``url``) into ``dest``; returns ``dest``."""
+    if name not in SOURCES and not url:
+        raise UserError(f"unknown data set '{name}'; choose one of: {', '.join(SOURCES)} (or pass --url)")
+    src = SOURCES.get(name, Source(url or "", None, name))
+    url = url or src.url
+    expected = (sha256 or src.sha256 or "").lower() or None
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / f"{name}.zip"
+    if not archive.exists():
+        fetch(url, archive)
+    got = sha256_file(archive)
+    if expected and got != expected:
+        bad = archive.with_name(archive.name + ".bad")
+        os.replace(archive, bad)
+        raise UserError(f"{archive}: sha256 {got[:16]}... does not match the expected {expected[:16]}...; "
+                        f"moved it to {bad.name}; run the command again to download afresh")
+    if not expected:
+        print(f"sha256 {got} (not pinned; pass --sha256 {got} to verify later downloads)")
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise UserError(f"{archive}: not a zip archive; delete it and download again") from None
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
+    try:
+        with zf:
+            for m in zf.namelist():
+                if m.startswith("/") or ".." in Path(m).parts:
+                    raise UserError(f"{archive}: unsafe path '{m}' in the archive; refusing to unpack it")
+            zf.extractall(tmp)
+        for item in tmp.iterdir():
+            if item.name == "__MACOSX":
+                continue
+            target = dest / item.name
+            if target.exists():
+                if not (dest / "download.json").is_file():
+                    raise UserError(f"{target} exists and was not downloaded by babyllama; choose an empty DEST")
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    (dest / "download.json").write_text(json.dumps({"name": name, "url": url, "sha256": got}, indent=2) + "\n")
+    return dest

@@ -1,0 +1,136 @@
+"""Distilling a teacher ensemble into a student with the stock Trainer (``compute_loss`` and ``log`` only).
+
+Run: ``babyllama distill configs/distill/cpu.yaml --teacher runs/t1 --teacher runs/t2``.
+
+Teachers may be of any supported architecture (the first paper mixes a LLaMA and a GPT-2); they must share the
+student's tokenizer (same vocabulary, merges and special tokens: checked by hash). They are frozen, in eval mode,
+and run under ``torch.no_grad``. Train logs carry ``ce`` and ``kl`` beside ``loss``; evaluation reports the
+student's plain CE as ``eval_loss`` (so the best checkpoint is chosen on a number comparable with the teachers'
+and the baseline's) and the KL beside it as ``eval_kl``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, Trainer, default_data_collator
+
+from ..config import Config
+from ..errors import UserError
+from ..losses import causal_ce, distillation_loss, ensemble_log_probs, kl_loss, mix
+from ..models import build_model
+from ..tokenizer import load_tokenizer, vocab_hash
+from .pretrain import attach_progress, common_setup, finish
+from .trainer import EpochCallback, training_arguments
+
+
+def load_model_dir(path: str | Path, what: str = "model"):
+    """AutoModelForCausalLM from a directory, with one clear line for a missing or corrupt checkpoint."""
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise UserError(f"{what} {p}: no config.json; point to a Hugging Face model directory (a finished run)")
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(p), dtype=torch.float32, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - whatever the loader says, the directory is the user's to fix
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError(f"{what} {p}: cannot load the checkpoint ({msg}); re-train or re-copy it") from None
+
+
+def load_teachers(dirs: list[str], student_tokenizer) -> list[torch.nn.Module]:
+    """Load, freeze and check every teacher against the student's tokenizer."""
+    if not dirs:
+        raise UserError("no teachers: pass --teacher DIR (repeatable) or set distill.teachers")
+    want = vocab_hash(student_tokenizer)
+    teachers = []
+    for d in dirs:
+        tok = load_tokenizer(d)
+        if vocab_hash(tok) != want:
+            raise UserError(f"teacher {d} uses a different tokenizer than the student (vocabulary/merges differ); "
+                            "train every teacher with the student's data.tokenizer")
+        t = load_model_dir(d, "teacher")
+        if t.config.vocab_size != len(student_tokenizer):
+            raise UserError(f"teacher {d} has vocabulary size {t.config.vocab_size}, the tokenizer has "
+                            f"{len(student_tokenizer)}; retrain the teacher with this tokenizer")
+        t.eval().requires_grad_(False)
+        teachers.append(t)
+    return teachers
+
+
+class DistillationTrainer(Trainer):
+    """Trainer whose loss mixes CE and the KL to a frozen teacher ensemble."""
+
+    loss_is_scaled_for_ga = False  # our loss is a per-micro-batch mean: let the Trainer divide by GA steps
+
+    def __init__(self, *args, teachers: list[torch.nn.Module], distill_cfg, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teachers = [t.to(self.args.device) for t in teachers]
+        self.dcfg = distill_cfg
+        self._sums = {"train": {"ce": 0.0, "kl": 0.0, "n": 0}, "eval": {"ce": 0.0, "kl": 0.0, "n": 0}}
+
+    def teacher_log_probs(self, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
+        with torch.no_grad():
+            logits = [t(input_ids=input_ids, attention_mask=attention_mask).logits for t in self.teachers]
+        return ensemble_log_probs(logits, self.dcfg.temperature, self.dcfg.ensemble, self.dcfg.teacher_weights)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        mask = inputs.get("attention_mask")
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=mask)
+        t_logp = inputs["teacher_log_probs"] if "teacher_log_probs" in inputs else \
+            self.teacher_log_probs(inputs["input_ids"], mask)
+        d = self.dcfg
+        if model.training:
+            res = distillation_loss(outputs.logits, t_logp, labels, d.alpha, d.temperature, d.kl_reduction)
+            loss, ce, kl = res.loss, res.ce, res.kl
+            key = "train"
+        else:
+            ce = causal_ce(outputs.logits, labels)
+            kl = kl_loss(t_logp, outputs.logits, d.temperature, d.kl_reduction, labels != -100)
+            loss, key = ce, "eval"  # eval_loss is the plain CE: comparable with teachers and baselines
+        s = self._sums[key]
+        s["ce"] += float(ce.detach())
+        s["kl"] += float(kl.detach())
+        s["n"] += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def _take(self, key: str) -> dict:
+        s = self._sums[key]
+        n = max(s["n"], 1)
+        out = {"ce": s["ce"] / n, "kl": s["kl"] / n} if s["n"] else {}
+        self._sums[key] = {"ce": 0.0, "kl": 0.0, "n": 0}
+        return out
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs.update(self._take("train"))
+        elif any(k.startswith("eval_") for k in logs):
+            e = self._take("eval")
+            if e:
+                logs["eval_kl"] = e["kl"]
+                logs["eval_objective"] = mix(torch.tensor(e["ce"]), torch.tensor(e["kl"]), self.dcfg.alpha,
+                                             self.dcfg.temperature).item()
+        super().log(logs, start_time)
+
+
+def distill(cfg: Config, overwrite: bool = False) -> dict:
+    """Train ``cfg.model`` (the student) from ``cfg.distill.teachers``; returns metrics."""
+    t_start = time.time()
+    d = cfg.distill
+    if d.teacher_weights is not None and len(d.teacher_weights) != len(d.teachers):
+        raise UserError(f"distill.teacher_weights has {len(d.teacher_weights)} entries for {len(d.teachers)} "
+                        "teachers; give one weight per teacher")
+    out, resume, tokenizer, train_ds, eval_ds, prov = common_setup(cfg, overwrite)
+    teachers = load_teachers(d.teachers, tokenizer)
+    student = build_model(cfg.model, tokenizer, seed=cfg.training.seed)
+    args = training_arguments(cfg, out)
+    trainer = DistillationTrainer(model=student, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                  processing_class=tokenizer, data_collator=default_data_collator,
+                                  callbacks=[EpochCallback(train_ds)], teachers=teachers, distill_cfg=d)
+    attach_progress(trainer, cfg)
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume)
+    prov["teachers"] = [str(Path(t).resolve()) for t in d.teachers]
+    return finish(trainer, cfg, out, "distill", prov, t_start, result)

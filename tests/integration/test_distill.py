@@ -1,0 +1,71 @@
+"""Two tiny teachers of different architectures (LLaMA, GPT-2) distilled into a tiny LLaMA, from the CLI."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from babyllama.errors import UserError
+from babyllama.runinfo import read_run_info
+from babyllama.tokenizer import train_tokenizer
+from babyllama.train.distill import distill
+from babyllama.train.pretrain import train
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def teachers(prepared, tokenizer_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    out = []
+    for preset in ("llama-tiny", "gpt2-tiny"):
+        train(tiny_config(prepared, tokenizer_dir, root / preset, preset=preset, max_steps=30, eval_steps=30))
+        out.append(root / preset)
+    return out
+
+
+def test_distill_cli_two_architectures(prepared, tokenizer_dir, teachers, tmp_path):
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+data: {{corpus: {prepared}, tokenizer: {tokenizer_dir}, seq_len: 64, max_eval_tokens: 4096}}
+model: {{preset: llama-tiny, num_layers: 1}}
+training: {{output_dir: {tmp_path / 'student'}, max_steps: 12, batch_size: 8, warmup_steps: 2, learning_rate: 3.0e-3,
+           eval_strategy: steps, eval_steps: 6, logging_steps: 3, report_to: [none]}}
+distill: {{alpha: 0.5, temperature: 2.0, kl_reduction: paper}}
+""")
+    r = subprocess.run([sys.executable, "-m", "babyllama.cli", "distill", str(cfg), "--teacher", str(teachers[0]),
+                        "--teacher", str(teachers[1])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "tok/s" in r.stderr
+    out = tmp_path / "student"
+    AutoModelForCausalLM.from_pretrained(out)
+    m = json.loads((out / "metrics.json").read_text())
+    train_logs = [e for e in m["train_history"] if "kl" in e]
+    assert train_logs and all(e["ce"] > 0 and e["kl"] > 0 for e in train_logs)
+    assert all("eval_kl" in e for e in m["eval_history"])
+    assert m["eval_loss_best"] < m["eval_loss_start"]
+    info = read_run_info(out)
+    assert info["kind"] == "distill" and len(info["teachers"]) == 2
+
+
+def test_teacher_with_other_tokenizer_is_refused(prepared, tokenizer_dir, teachers, tmp_path):
+    other_tok = tmp_path / "tok"
+    train_tokenizer(prepared, other_tok, vocab_size=400)
+    cfg = tiny_config(prepared, other_tok, tmp_path / "s")
+    cfg.distill.teachers = [str(teachers[1])]
+    with pytest.raises(UserError, match=rf"teacher {teachers[1]} uses a different tokenizer"):
+        distill(cfg)
+    assert not (tmp_path / "s" / "run_info.json").exists()
+
+
+def test_corrupt_teacher_checkpoint(prepared, tokenizer_dir, teachers, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(teachers[0], bad)
+    (bad / "model.safetensors").write_bytes(b"not a tensor file")
+    cfg = tiny_config(prepared, tokenizer_dir, tmp_path / "s")
+    cfg.distill.teachers = [str(bad)]
+    with pytest.raises(UserError, match="cannot load the checkpoint"):
+        distill(cfg)

@@ -1,0 +1,64 @@
+"""A tiny LLaMA trains for a few steps on a slice of the shared corpus; the result reloads with transformers."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from babyllama.errors import UserError
+from babyllama.runinfo import read_run_info
+from babyllama.train.pretrain import train
+from conftest import tiny_config
+
+
+def test_pretrain_eval_loss_falls_and_checkpoint_reloads(prepared, tokenizer_dir, tmp_path):
+    out = tmp_path / "run"
+    m = train(tiny_config(prepared, tokenizer_dir, out, max_steps=40, eval_steps=20))
+    assert m["eval_loss_best"] < m["eval_loss_start"] - 0.5
+    assert m["eval_history"][0]["step"] == 0
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    x = torch.tensor([tok(" the cat", add_special_tokens=False)["input_ids"]])
+    assert model(x).logits.shape[-1] == len(tok)
+    info = read_run_info(out)
+    assert info["status"] == "complete"
+    for key in ("git_sha", "versions", "train_data_hash", "tokenizer_hash", "config"):
+        assert key in info
+    assert info["versions"]["torch"] and info["config"]["model"]["preset"] == "llama-tiny"
+    assert json.loads((out / "metrics.json").read_text())["params"] > 0
+    assert (out / "babyllama_config.yaml").is_file()
+
+
+def test_finished_run_is_not_overwritten_and_interrupted_run_resumes(prepared, tokenizer_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tiny_config(prepared, tokenizer_dir, out, max_steps=20, eval_steps=10)
+    train(cfg)
+    # simulate an interruption after the first checkpoint: drop the final files, keep checkpoint-10
+    shutil.rmtree(out / "checkpoint-20")
+    (out / "run_info.json").unlink()
+    capsys.readouterr()
+    m = train(cfg)
+    assert "resuming from" in capsys.readouterr().out and "checkpoint-10" in str(out / "checkpoint-10")
+    assert m["global_step"] == 20 and m["eval_history"][0]["step"] == 0  # history carried over from the start
+    with pytest.raises(UserError, match="already holds a finished run"):
+        train(cfg)
+
+
+def test_cli_train_end_to_end(prepared, tokenizer_dir, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+data: {{corpus: {prepared}, tokenizer: {tokenizer_dir}, seq_len: 32, max_eval_tokens: 2048}}
+model: {{preset: gpt2-tiny}}
+training: {{output_dir: {tmp_path / 'out'}, max_steps: 6, batch_size: 4, warmup_steps: 1,
+           eval_strategy: steps, eval_steps: 3, report_to: [tensorboard]}}
+""")
+    r = subprocess.run([sys.executable, "-m", "babyllama.cli", "train", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["global_step"] == 6
+    assert "tok/s" in r.stderr  # the progress bar shows throughput
+    assert list((tmp_path / "out" / "runs").rglob("events.out.tfevents*")), "tensorboard logs by default"

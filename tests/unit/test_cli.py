@@ -1,0 +1,42 @@
+"""Bad input: one line naming the problem, exit 2, no traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "babyllama.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["data", "prepare", "/nonexistent/corpus", "/tmp/x"], "corpus directory not found"),
+    (["train", "/nonexistent.yaml"], "config file not found"),
+    (["models", "--json"], None),
+])
+def test_cli_errors_are_one_line(args, needle):
+    r = run(*args)
+    if needle is None:
+        rows = json.loads(r.stdout)
+        assert r.returncode == 0 and {"name", "architecture", "params"} <= set(rows[0])
+        return
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("babyllama: error:")
+
+
+def test_unknown_config_key_from_cli(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  preset: llama-tiny\n  hiden_size: 3\n")
+    r = run("train", str(p))
+    assert r.returncode == 2 and "unknown key 'model.hiden_size'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dry_run_prints_resolved_config(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  preset: llama-tiny\n")
+    r = run("train", str(p), "--dry-run", "--set", "training.learning_rate=1e-3")
+    assert r.returncode == 0 and "learning_rate: 0.001" in r.stdout and "preset: llama-tiny" in r.stdout

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from babyllama.data.dataset import ChunkDataset, encode_cached, load_split
+from babyllama.errors import UserError
+
+
+def test_random_chunks_are_seeded_and_change_per_epoch():
+    toks = np.arange(1000, dtype=np.uint16)
+    a, b = ChunkDataset(toks, 10, random_offset=True, seed=3), ChunkDataset(toks, 10, random_offset=True, seed=3)
+    assert len(a) == 99
+    assert [a.start(i) for i in range(len(a))] == [b.start(i) for i in range(len(b))]
+    e0 = [a.start(i) for i in range(len(a))]
+    a.set_epoch(1)
+    e1 = [a.start(i) for i in range(len(a))]
+    assert e0 != e1
+    assert all(10 * i <= s < 10 * i + 10 for i, s in enumerate(e1))
+    item = a[5]
+    assert item["input_ids"].tolist() == list(range(e1[5], e1[5] + 10))
+    assert item["labels"].tolist() == item["input_ids"].tolist()
+    assert max(s for s in e1) + 10 <= len(toks)
+
+
+def test_eval_chunks_fixed_and_seeded_subset():
+    toks = np.arange(1000, dtype=np.uint16)
+    ev = ChunkDataset(toks, 10)
+    assert len(ev) == 100 and ev.start(7) == 70
+    s1, s2 = ChunkDataset(toks, 10, subset=20, seed=1), ChunkDataset(toks, 10, subset=20, seed=1)
+    assert len(s1) == 20 and list(s1.index) == list(s2.index)
+    assert list(ChunkDataset(toks, 10, subset=20, seed=2).index) != list(s1.index)
+    with pytest.raises(UserError, match="fewer than one chunk"):
+        ChunkDataset(toks[:5], 10)
+
+
+def test_cache_keyed_by_tokenizer_and_text(tokenizer, tmp_path):
+    a, ka = encode_cached(tokenizer, "hello world</s>", tmp_path)
+    b, kb = encode_cached(tokenizer, "hello world</s>", tmp_path)
+    c, kc = encode_cached(tokenizer, "hello there</s>", tmp_path)
+    assert ka == kb != kc and list(a) == list(b)
+    want = list(a)
+    _, kd = encode_cached(tokenizer, "hello world</s>", tmp_path, tok_hash="another tokenizer")
+    assert kd != ka
+    (tmp_path / f"{ka}.npy").write_bytes(b"corrupt")
+    again, _ = encode_cached(tokenizer, "hello world</s>", tmp_path)
+    assert list(again) == want
+
+
+def test_load_split_max_tokens_proportional(prepared, tokenizer, tmp_path):
+    full = load_split(prepared, "train", tokenizer, cache_dir=tmp_path)
+    cut = load_split(prepared, "train", tokenizer, max_tokens=full.num_tokens // 4, cache_dir=tmp_path)
+    assert abs(cut.num_tokens - full.num_tokens // 4) < len(full.domains) + 1
+    for d in full.domains:
+        assert list(cut.domains[d]) == list(full.domains[d][: len(cut.domains[d])])
+    assert cut.data_hash != full.data_hash
+    assert full.flat().dtype == np.uint16
