@@ -79,3 +79,16 @@ def tiny_config(prepared, tokenizer_dir, out, preset="llama-tiny", **training):
         "model": {"preset": preset},
         "training": t,
     })
+
+
+@pytest.fixture(scope="session")
+def teachers(prepared, tokenizer_dir, tmp_path_factory) -> list[Path]:
+    """Two tiny trained models of different architectures (LLaMA, GPT-2), 30 steps each."""
+    from babyllama.train.pretrain import train
+
+    root = tmp_path_factory.mktemp("teachers")
+    out = []
+    for preset in ("llama-tiny", "gpt2-tiny"):
+        train(tiny_config(prepared, tokenizer_dir, root / preset, preset=preset, max_steps=30, eval_steps=30))
+        out.append(root / preset)
+    return out

@@ -11,18 +11,7 @@ from babyllama.errors import UserError
 from babyllama.runinfo import read_run_info
 from babyllama.tokenizer import train_tokenizer
 from babyllama.train.distill import distill
-from babyllama.train.pretrain import train
 from conftest import tiny_config
-
-
-@pytest.fixture(scope="module")
-def teachers(prepared, tokenizer_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("teachers")
-    out = []
-    for preset in ("llama-tiny", "gpt2-tiny"):
-        train(tiny_config(prepared, tokenizer_dir, root / preset, preset=preset, max_steps=30, eval_steps=30))
-        out.append(root / preset)
-    return out
 
 
 def test_distill_cli_two_architectures(prepared, tokenizer_dir, teachers, tmp_path):

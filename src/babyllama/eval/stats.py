@@ -1,0 +1,85 @@
+"""Confidence intervals and paired tests for accuracies over items.
+
+* :func:`bootstrap_ci`: percentile bootstrap of a mean of 0/1 outcomes;
+* :func:`macro_bootstrap`: the macro mean over paradigms (unweighted) with items resampled within each paradigm
+  (stratified bootstrap), so the CI reflects item sampling, not paradigm choice;
+* :func:`paired_comparison`: two models on the same items: the difference of macro means with a stratified paired
+  bootstrap CI and p-value, plus McNemar's test on the pooled discordant pairs.
+
+All resampling is seeded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+N_BOOT = 1000
+
+
+def bootstrap_ci(correct, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    c = np.asarray(correct, dtype=np.float64)
+    if c.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = c[rng.integers(0, c.size, size=(n_boot, c.size))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def _macro_replicates(groups: dict[str, np.ndarray], n_boot: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    reps = np.zeros(n_boot)
+    for name in sorted(groups):
+        c = groups[name]
+        reps += c[rng.integers(0, c.size, size=(n_boot, c.size))].mean(axis=1)
+    return reps / len(groups)
+
+
+def macro_bootstrap(groups: dict[str, list[bool]], n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95):
+    """(macro mean, (lo, hi)) over paradigms."""
+    g = {k: np.asarray(v, dtype=np.float64) for k, v in groups.items() if len(v)}
+    mean = float(np.mean([v.mean() for v in g.values()]))
+    reps = _macro_replicates(g, n_boot, seed)
+    a = (1 - level) / 2
+    return mean, (float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a)))
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Two-sided McNemar p-value for b and c discordant pairs: exact binomial below 50, chi-square above."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    if n < 50:
+        k = min(b, c)
+        tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+        return min(1.0, 2 * tail)
+    chi2 = (abs(b - c) - 1) ** 2 / n
+    return math.erfc(math.sqrt(chi2 / 2))
+
+
+def paired_comparison(a: dict[str, list[bool]], b: dict[str, list[bool]], n_boot: int = N_BOOT, seed: int = 0,
+                      level: float = 0.95) -> dict:
+    """Model A minus model B on the same items, per paradigm dicts of correctness lists."""
+    keys = sorted(set(a) & set(b))
+    ga = {k: np.asarray(a[k], dtype=np.float64) for k in keys}
+    gb = {k: np.asarray(b[k], dtype=np.float64) for k in keys}
+    for k in keys:
+        if ga[k].size != gb[k].size:
+            raise ValueError(f"paradigm {k}: the two models were scored on different items")
+    diff = float(np.mean([ga[k].mean() - gb[k].mean() for k in keys]))
+    rng = np.random.default_rng(seed)
+    reps = np.zeros(n_boot)
+    for k in keys:
+        idx = rng.integers(0, ga[k].size, size=(n_boot, ga[k].size))
+        reps += ga[k][idx].mean(axis=1) - gb[k][idx].mean(axis=1)
+    reps /= len(keys)
+    al = (1 - level) / 2
+    # add-one so that a finite bootstrap never reports p = 0
+    p_boot = min(1.0, 2 * (min(int((reps <= 0).sum()), int((reps >= 0).sum())) + 1) / (n_boot + 1))
+    only_a = int(sum(((ga[k] == 1) & (gb[k] == 0)).sum() for k in keys))
+    only_b = int(sum(((ga[k] == 0) & (gb[k] == 1)).sum() for k in keys))
+    return {"diff": diff, "ci": (float(np.quantile(reps, al)), float(np.quantile(reps, 1 - al))),
+            "p_bootstrap": p_boot, "only_a_right": only_a, "only_b_right": only_b,
+            "p_mcnemar": mcnemar_p(only_a, only_b), "items": int(sum(ga[k].size for k in keys))}

@@ -1,0 +1,146 @@
+"""Zero-shot suites: where their files are and how to read them into scoring items.
+
+A *suite* is a list of :class:`Item`. Each item is a two-way choice scored as lm-evaluation-harness scores a
+``multiple_choice`` task with target 0: the item is right when
+``log P(choice_0 | context) >= log P(choice_1 | context)`` (ties count as right).
+
+* minimal pairs (BLiMP, filtered BLiMP, the supplement, any user JSONL with ``sentence_good``/``sentence_bad``):
+  context ``""``, choices ``[" " + good, " " + bad]``; the empty context is replaced by one prefix token at scoring;
+* EWoK (BabyLM template ``ewok_filtered``): context ``Context1``, choices ``[" " + Target1, " " + Target2]``.
+
+Suites by name, relative to the eval root (``--eval-root``, ``$BABYLLAMA_DATA/eval``):
+``blimp`` -> ``blimp/``, ``blimp_filtered``, ``blimp_fast``, ``supplement`` -> ``supplement_filtered/``,
+``supplement_fast``, ``ewok`` -> ``ewok_filtered/ewok_filtered.zip``, ``ewok_fast``. A path to a folder or a
+``.jsonl`` file is read as minimal pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+
+EWOK_PASSWORD = b"BabyLM2025"  # published by BabyLM with the EWoK zips; the data must stay zipped (terms of use)
+SUITE_PATHS = {
+    "blimp": "blimp",
+    "blimp_filtered": "blimp_filtered",
+    "blimp_fast": "blimp_fast",
+    "supplement": "supplement_filtered",
+    "supplement_fast": "supplement_fast",
+    "ewok": "ewok_filtered/ewok_filtered.zip",
+    "ewok_fast": "ewok_fast/ewok_fast.zip",
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    paradigm: str  # file stem: a BLiMP paradigm, an EWoK domain, a supplement task
+    index: int  # line number in its file (0-based, among items)
+    context: str
+    choices: tuple[str, str]  # the right one first
+    group: str = ""  # BLiMP linguistics_term (phenomenon); EWoK domain
+
+
+def default_eval_root() -> Path | None:
+    root = os.environ.get("BABYLLAMA_DATA")
+    return Path(root) / "eval" if root else None
+
+
+def _bad(path, line_no, what) -> UserError:
+    return UserError(f"{path}:{line_no}: {what}; each line must be a JSON object with string fields "
+                     "sentence_good and sentence_bad")
+
+
+def read_minimal_pairs(path: str | Path) -> list[Item]:
+    path = Path(path)
+    items = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8; re-export the file as UTF-8 JSON lines") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _bad(path, n, f"not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise _bad(path, n, "not a JSON object")
+        good, bad = row.get("sentence_good"), row.get("sentence_bad")
+        if not isinstance(good, str) or not isinstance(bad, str):
+            raise _bad(path, n, "missing sentence_good or sentence_bad")
+        items.append(Item(path.stem, len(items), "", (" " + good, " " + bad), str(row.get("linguistics_term", ""))))
+    if not items:
+        raise UserError(f"{path}: no items; the file is empty")
+    return items
+
+
+def read_ewok(zip_path: str | Path) -> list[Item]:
+    zip_path = Path(zip_path)
+    items: list[Item] = []
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            names = sorted(n for n in z.namelist() if n.endswith(".jsonl"))
+            for name in names:
+                stem = Path(name).stem
+                rows = z.read(name, pwd=EWOK_PASSWORD).decode("utf-8").splitlines()
+                k = 0
+                for n, line in enumerate(rows, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        r = json.loads(line)
+                        items.append(Item(stem, k, r["Context1"], (" " + r["Target1"], " " + r["Target2"]),
+                                          r.get("Domain", stem)))
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise UserError(f"{zip_path}:{name}:{n}: not an EWoK item (needs Context1, Target1, "
+                                        "Target2); use the BabyLM ewok zip") from None
+                    k += 1
+    except (zipfile.BadZipFile, RuntimeError, OSError) as e:
+        raise UserError(f"{zip_path}: cannot read the EWoK zip ({e}); use the password-protected BabyLM zip "
+                        "as distributed") from None
+    if not items:
+        raise UserError(f"{zip_path}: no EWoK items inside")
+    return items
+
+
+def load_suite(name: str, eval_root: str | Path | None = None, paradigms: list[str] | None = None) -> list[Item]:
+    """Items of a named suite (or of a folder / .jsonl path), optionally only some paradigms."""
+    if name in SUITE_PATHS:
+        root = Path(eval_root) if eval_root else default_eval_root()
+        if root is None:
+            raise UserError(f"suite '{name}' needs the eval data: pass --eval-root DIR or set BABYLLAMA_DATA "
+                            "(e.g. ../shared/data), or `babyllama data download blimp DIR`")
+        path = root / SUITE_PATHS[name]
+        if not path.exists():
+            raise UserError(f"suite '{name}': {path} not found; check --eval-root / BABYLLAMA_DATA")
+    else:
+        path = Path(name)
+        if not path.exists():
+            raise UserError(f"unknown suite '{name}': use one of {', '.join(SUITE_PATHS)}, perplexity, or a path "
+                            "to JSONL minimal pairs")
+    if path.suffix == ".zip":
+        items = read_ewok(path)
+    elif path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise UserError(f"{path}: no .jsonl files")
+        items = [it for f in files for it in read_minimal_pairs(f)]
+    else:
+        items = read_minimal_pairs(path)
+    if paradigms:
+        have = {it.paradigm for it in items}
+        missing = sorted(set(paradigms) - have)
+        if missing and name not in ("perplexity",):
+            keep = [p for p in paradigms if p in have]
+            if not keep:
+                raise UserError(f"suite '{name}': no paradigm among {', '.join(missing)}")
+        items = [it for it in items if it.paradigm in set(paradigms)]
+    return items
