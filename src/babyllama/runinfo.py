@@ -6,6 +6,7 @@ is unfinished, whatever else it holds.
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import json
 import os
@@ -64,7 +65,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 
 def write_run_info(out_dir: str | Path, kind: str, config: dict, status: str = "complete", **extra: Any) -> dict:
-    info = {"kind": kind, "status": status, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    info = {"kind": kind, "status": status, "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "git_sha": git_sha(), "versions": package_versions(), "machine": machine(), "config": config, **extra}
     write_json_atomic(Path(out_dir) / RUN_INFO, info)
     return info

@@ -83,3 +83,16 @@ def paired_comparison(a: dict[str, list[bool]], b: dict[str, list[bool]], n_boot
     return {"diff": diff, "ci": (float(np.quantile(reps, al)), float(np.quantile(reps, 1 - al))),
             "p_bootstrap": p_boot, "only_a_right": only_a, "only_b_right": only_b,
             "p_mcnemar": mcnemar_p(only_a, only_b), "items": int(sum(ga[k].size for k in keys))}
+
+
+def paired_mean_diff(x, y, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean of x - y over paired observations (e.g. per-chunk CE of two models), bootstrap CI and p-value."""
+    d = np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    if d.size == 0:
+        raise ValueError("no paired observations")
+    rng = np.random.default_rng(seed)
+    reps = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    al = (1 - level) / 2
+    p = min(1.0, 2 * (min(int((reps <= 0).sum()), int((reps >= 0).sum())) + 1) / (n_boot + 1))
+    return {"diff": float(d.mean()), "ci": (float(np.quantile(reps, al)), float(np.quantile(reps, 1 - al))),
+            "p_bootstrap": p, "n": int(d.size)}

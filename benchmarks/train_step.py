@@ -1,0 +1,128 @@
+"""Training throughput through the same path `babyllama train` uses (Trainer, our TrainingArguments, datasets).
+
+Prints one JSON line per configuration: the machine's matmul peak (fp32, bf16) first, then for each model shape,
+precision (fp32, bf16 autocast) and torch.compile setting: training tokens/s and model-FLOPs utilisation
+``6 * params * tokens_per_s / peak`` of the dtype used. Data are random tokens in a ChunkDataset, so no corpus is
+needed and data loading costs what it costs in real runs.
+
+    python benchmarks/train_step.py                       # CPU presets + babyllama-58m, fp32/bf16, compile off
+    python benchmarks/train_step.py --shapes llama-12.5m --compile both --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from babyllama.config import Config
+from babyllama.data.dataset import ChunkDataset
+from babyllama.models import build_model, count_params
+from babyllama.train.trainer import TokenProgressCallback, training_arguments  # noqa: F401 - same module as train
+
+SHAPES = {
+    "babyllama-58m": dict(preset="babyllama-58m"),
+    # the issue's 12.5M LLaMA: hidden 256, 8 layers, MLP 1024, vocabulary 8000 (= preset llama-cpu-12m)
+    "llama-12.5m": dict(preset="llama-cpu-12m"),
+    "gpt2-10m": dict(preset="gpt2-cpu-10m"),
+    "llama-4m": dict(preset="llama-cpu-4m"),
+}
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """Sustained GFLOP/s of an n x n matmul in ``dtype`` (best of ``reps``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+class StepTimer:
+    """Trainer callback recording the wall time of each optimizer step."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def __getattr__(self, name):  # every other callback event is a no-op
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_step_end(self, args, state, control, **kw):
+        self.times.append(time.perf_counter())
+
+
+def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, seq: int, warmup: int) -> dict:
+    from transformers import Trainer, default_data_collator
+
+    spec = SHAPES[shape]
+    cfg = Config.model_validate({
+        "model": spec,
+        "data": {"seq_len": seq},
+        "training": {"batch_size": batch, "max_steps": steps + warmup, "warmup_steps": 0, "precision": precision,
+                     "compile": compile_, "eval_strategy": "no", "report_to": ["none"], "progress": False,
+                     "logging_steps": 10_000},
+    })
+    vocab = 16000 if shape == "babyllama-58m" else 8000
+    tokens = np.random.default_rng(0).integers(0, vocab, size=(steps + warmup + 2) * batch * seq + seq,
+                                               dtype=np.uint16)
+    ds = ChunkDataset(tokens, seq, random_offset=True, seed=0)
+    model = build_model(cfg.model, seed=0)
+    params = count_params(model)
+    with tempfile.TemporaryDirectory() as out:
+        args = training_arguments(cfg, out, save_strategy="no", load_best_model_at_end=False)
+        timer = StepTimer()
+        trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator,
+                          callbacks=[timer])
+        trainer.train()
+    t = timer.times[warmup - 1 :]
+    sec = (t[-1] - t[0]) / (len(t) - 1)
+    tps = batch * seq / sec
+    return {"shape": shape, "params": params, "precision": precision, "compile": compile_, "batch": batch,
+            "seq_len": seq, "steps_timed": len(t) - 1, "s_per_step": round(sec, 4), "tokens_per_s": round(tps, 1)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shapes", nargs="+", default=["llama-4m", "gpt2-10m", "llama-12.5m", "babyllama-58m"])
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
+    ap.add_argument("--warmup", type=int, default=4, help="untimed steps first")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    a = ap.parse_args(argv)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}}), flush=True)
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[a.compile]
+    results = {}
+    for shape in a.shapes:
+        for prec in a.precisions:
+            for c in compiles:
+                r = measure(shape, prec, c, a.steps, a.batch, a.seq, a.warmup)
+                r["mfu"] = round(6 * r["params"] * r["tokens_per_s"] / (peaks[prec] * 1e9), 3)
+                results[(shape, prec, c)] = r
+                print(json.dumps(r), flush=True)
+        base = results.get((shape, "fp32", False))
+        fast = results.get((shape, "bf16", False))
+        if base and fast:
+            print(json.dumps({"shape": shape, "bf16_over_fp32": round(fast["tokens_per_s"] / base["tokens_per_s"],
+                                                                        2)}), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
