@@ -115,6 +115,13 @@ class DistillConfig(Section):
     teacher_weights: list[float] | None = Field(None, description="Per-teacher weights (normalised); default equal.")
     cache: bool = Field(False, description="Precompute top-K teacher outputs once and train from the cache.")
     cache_top_k: int = Field(64, gt=0, description="Tokens kept per position in the teacher cache.")
+    cache_window: Literal["sliding", "aligned"] = Field(
+        "sliding",
+        description="sliding: teacher windows every seq_len/2 tokens, each cached position saw >= seq_len/2 tokens "
+        "of context, student chunks keep random offsets; aligned: windows every seq_len tokens and fixed student "
+        "chunks (contexts identical to live distillation).",
+    )
+    cache_dir: str | None = Field(None, description="Where teacher caches live; default <corpus>/.teacher_cache.")
 
 
 class EvalConfig(Section):

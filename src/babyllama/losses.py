@@ -109,3 +109,26 @@ def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Ten
         mask = labels != IGNORE_INDEX
     kl = kl_loss(teacher_log_probs, student_logits, temperature, reduction, mask)
     return DistillLoss(mix(ce, kl, alpha, temperature), ce, kl)
+
+
+def kl_per_position_topk(student_logits: torch.Tensor, teacher_ids: torch.Tensor, teacher_log_probs: torch.Tensor,
+                         teacher_tail: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(p_teacher || p_student) per position, ``(B, L)``, from a cached top-K teacher distribution.
+
+    The teacher keeps K token ids with their tempered log-probabilities and the remaining tail mass
+    ``p_tail = 1 - sum_k p_k``; the student's distribution is collapsed onto the same K tokens plus one tail bucket
+    ``q_tail = 1 - sum_k q_k``. Then ``KL = sum_k p_k (log p_k - log q_k) + p_tail (log p_tail - log q_tail)``,
+    which equals the full KL when K is the vocabulary size (tail 0) and is a lower bound of it otherwise.
+    The student's log-probabilities are never materialised over the vocabulary: only the tempered log-sum-exp
+    and the K gathered logits are needed.
+    """
+    z = student_logits.float() / temperature
+    lse = torch.logsumexp(z, dim=-1, keepdim=True)
+    s_top = torch.gather(z, -1, teacher_ids.long()) - lse
+    t = teacher_log_probs.float()
+    kl = (t.exp() * (t - s_top)).sum(-1)
+    p_tail = teacher_tail.float().clamp_min(0)
+    q_tail = (1 - s_top.exp().sum(-1)).clamp_min(1e-12)
+    tail_term = torch.where(p_tail > 0, p_tail * (torch.log(p_tail.clamp_min(1e-30)) - torch.log(q_tail)),
+                            torch.zeros_like(p_tail))
+    return kl + tail_term

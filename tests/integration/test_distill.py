@@ -58,3 +58,22 @@ def test_corrupt_teacher_checkpoint(prepared, tokenizer_dir, teachers, tmp_path)
     cfg.distill.teachers = [str(bad)]
     with pytest.raises(UserError, match="cannot load the checkpoint"):
         distill(cfg)
+
+
+def test_cached_distillation_end_to_end(prepared, tokenizer_dir, teachers, tmp_path):
+    cfg = tiny_config(prepared, tokenizer_dir, tmp_path / "s", max_steps=12, eval_steps=6)
+    cfg.distill.teachers = [str(t) for t in teachers]
+    cfg.distill.cache = True
+    cfg.distill.cache_top_k = 16
+    cfg.distill.cache_dir = str(tmp_path / "cache")
+    m = distill(cfg)
+    assert m["eval_loss_best"] < m["eval_loss_start"] and m["teacher_cache_s"] > 0
+    caches = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(caches) == 2 and caches[0].startswith("eval-") and caches[1].startswith("train-")
+    assert all(e["kl"] > 0 for e in m["train_history"] if "kl" in e)
+    assert all(e["eval_kl"] > 0 for e in m["eval_history"])
+    # a second student with the same teachers/data/T/K reuses the cache
+    cfg2 = tiny_config(prepared, tokenizer_dir, tmp_path / "s2", max_steps=4, eval_steps=4)
+    cfg2.distill = cfg.distill
+    distill(cfg2)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == caches

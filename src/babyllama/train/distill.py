@@ -19,7 +19,8 @@ from transformers import AutoModelForCausalLM, Trainer, default_data_collator
 
 from ..config import Config
 from ..errors import UserError
-from ..losses import causal_ce, distillation_loss, ensemble_log_probs, kl_loss, mix
+from ..losses import (IGNORE_INDEX, causal_ce, ensemble_log_probs, kl_loss, kl_per_position_topk, mix,
+                      reduce_kl)
 from ..models import build_model
 from ..tokenizer import load_tokenizer, vocab_hash
 from .pretrain import attach_progress, common_setup, finish
@@ -74,20 +75,25 @@ class DistillationTrainer(Trainer):
             logits = [t(input_ids=input_ids, attention_mask=attention_mask).logits for t in self.teachers]
         return ensemble_log_probs(logits, self.dcfg.temperature, self.dcfg.ensemble, self.dcfg.teacher_weights)
 
+    def kl_term(self, logits: torch.Tensor, inputs: dict, mask: torch.Tensor) -> torch.Tensor:
+        """The reduced KL to the ensemble: from cached top-K outputs when the batch carries them, else live."""
+        d = self.dcfg
+        if "teacher_ids" in inputs:
+            per_pos = kl_per_position_topk(logits, inputs["teacher_ids"], inputs["teacher_logp"],
+                                           inputs["teacher_tail"], d.temperature)
+            return reduce_kl(per_pos, d.kl_reduction, mask)
+        t_logp = self.teacher_log_probs(inputs["input_ids"], inputs.get("attention_mask"))
+        return kl_loss(t_logp, logits, d.temperature, d.kl_reduction, mask)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
-        mask = inputs.get("attention_mask")
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=mask)
-        t_logp = inputs["teacher_log_probs"] if "teacher_log_probs" in inputs else \
-            self.teacher_log_probs(inputs["input_ids"], mask)
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
         d = self.dcfg
+        ce = causal_ce(outputs.logits, labels)
+        kl = self.kl_term(outputs.logits, inputs, labels != IGNORE_INDEX)
         if model.training:
-            res = distillation_loss(outputs.logits, t_logp, labels, d.alpha, d.temperature, d.kl_reduction)
-            loss, ce, kl = res.loss, res.ce, res.kl
-            key = "train"
+            loss, key = mix(ce, kl, d.alpha, d.temperature), "train"
         else:
-            ce = causal_ce(outputs.logits, labels)
-            kl = kl_loss(t_logp, outputs.logits, d.temperature, d.kl_reduction, labels != -100)
             loss, key = ce, "eval"  # eval_loss is the plain CE: comparable with teachers and baselines
         s = self._sums[key]
         s["ce"] += float(ce.detach())
@@ -123,6 +129,10 @@ def distill(cfg: Config, overwrite: bool = False) -> dict:
                         "teachers; give one weight per teacher")
     out, resume, tokenizer, train_ds, eval_ds, prov = common_setup(cfg, overwrite)
     teachers = load_teachers(d.teachers, tokenizer)
+    extra = {}
+    if d.cache:
+        train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, prov)
+        teachers = []  # the student trains without teachers in memory
     student = build_model(cfg.model, tokenizer, seed=cfg.training.seed)
     args = training_arguments(cfg, out)
     trainer = DistillationTrainer(model=student, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -133,4 +143,34 @@ def distill(cfg: Config, overwrite: bool = False) -> dict:
         print(f"resuming from {resume}", flush=True)
     result = trainer.train(resume_from_checkpoint=resume)
     prov["teachers"] = [str(Path(t).resolve()) for t in d.teachers]
-    return finish(trainer, cfg, out, "distill", prov, t_start, result)
+    return finish(trainer, cfg, out, "distill", prov, t_start, result, extra)
+
+
+def cached_datasets(cfg: Config, teachers, train_ds, eval_ds, prov: dict):
+    """Build (or reuse) the teacher caches of the training and eval tokens; wrap the datasets."""
+    from ..teacher_cache import CachedChunkDataset, build_cache, cache_key
+    from .trainer import resolve_precision
+
+    d, seq = cfg.distill, cfg.data.seq_len
+    root = Path(d.cache_dir or Path(cfg.data.cache_dir or Path(cfg.data.corpus) / ".token_cache").parent /
+                ".teacher_cache")
+    bf16 = resolve_precision(cfg.training.precision) == "bf16"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    teachers = [t.to(device) for t in teachers]
+    t0 = time.time()
+    caches = {}
+    for split, ds, window, data_hash in (("train", train_ds, d.cache_window, prov["train_data_hash"]),
+                                         ("eval", eval_ds, "aligned", prov["eval_data_hash"])):
+        key = cache_key(d.teachers, prov["tokenizer_hash"], data_hash, d.temperature, d.cache_top_k, d.ensemble,
+                        d.teacher_weights, window, seq)
+        caches[split] = build_cache(teachers, ds.tokens, root / f"{split}-{key}", seq, d.temperature,
+                                    d.cache_top_k, d.ensemble, d.teacher_weights, window,
+                                    batch_size=cfg.training.eval_batch_size or cfg.training.batch_size,
+                                    bf16=bf16, progress=cfg.training.progress)
+    build_s = time.time() - t0
+    train = CachedChunkDataset(train_ds.tokens, seq, caches["train"], seed=cfg.training.seed,
+                               random_offset=d.cache_window == "sliding")
+    ev = CachedChunkDataset(eval_ds.tokens, seq, caches["eval"], seed=cfg.training.seed, random_offset=False,
+                            subset=cfg.data.eval_samples)
+    prov["teacher_cache"] = {s: str(c.dir) for s, c in caches.items()}
+    return train, ev, {"teacher_cache_s": build_s, "teacher_cache_dir": str(caches["train"].dir)}

@@ -73,10 +73,12 @@ def finish(trainer: Trainer, cfg: Config, out: Path, kind: str, prov: dict, t_st
         "eval_history": evals,
         "train_history": [e for e in hist if "loss" in e and "eval_loss" not in e],
         "wall_s": time.time() - t_start,
+        "world_size": trainer.args.world_size,
         **(extra_metrics or {}),
     }
-    write_json_atomic(out / "metrics.json", metrics)
-    write_run_info(out, kind, cfg.model_dump(mode="json"), **prov)
+    if trainer.is_world_process_zero():
+        write_json_atomic(out / "metrics.json", metrics)
+        write_run_info(out, kind, cfg.model_dump(mode="json"), **prov)
     return metrics
 
 

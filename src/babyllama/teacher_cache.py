@@ -1,0 +1,179 @@
+"""Cached teacher outputs: run the teacher ensemble once, train the student for all epochs from disk.
+
+Live distillation runs every teacher forward on every student step (paper 1: a 360M and a 705M model per step of
+a 58M student, for 6 epochs). Here the ensemble runs once over the training tokens and stores, for every token
+position, the top-K token ids and log-probabilities of the combined, tempered teacher distribution plus the
+remaining tail mass, memory-mapped on disk (``ids``: uint16/uint32 ``(N, K)``, ``logp``: float32 ``(N, K)``,
+``tail``: float32 ``(N,)``; about ``6 K`` bytes per token for a 16k vocabulary). The student then trains without
+teachers in memory; the loss uses :func:`babyllama.losses.kl_per_position_topk`.
+
+Which context does a cached position see? The student's chunks start at random offsets each epoch, so no fixed
+set of teacher windows can reproduce every chunk's context. ``window: sliding`` (default) runs the teachers on
+windows of ``seq_len`` tokens every ``seq_len / 2`` tokens and keeps, from each window, only the positions in its
+second half (from the first window, all): every cached position had at least ``seq_len / 2`` tokens of context
+(positions in the first half-window excepted), at the cost of two teacher passes over the data (live: one per
+epoch). The student's own context for a position ranges from 0 to ``seq_len - 1`` tokens, so the teacher often
+sees *more* context than the student; `benchmarks/distill.py` measures what this costs (eval CE of students
+trained live vs. from the cache). ``window: aligned`` uses windows every ``seq_len`` tokens and fixed student chunks
+(no random offsets): the contexts then match the live ones exactly (used by the equality test).
+
+The cache is keyed by a hash of the teachers' weights, the tokenizer, the training tokens, T, K, the ensemble
+rule and weights, the window and seq_len. It is built into a temporary directory and renamed when complete, and
+under torchrun/accelerate each process computes every ``world_size``-th batch of windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data.dataset import ChunkDataset
+from .losses import ensemble_log_probs
+
+CACHE_VERSION = 1
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def teacher_fingerprint(d: str | Path) -> str:
+    d = Path(d)
+    files = sorted(list(d.glob("*.safetensors")) + list(d.glob("*.bin")) + [d / "config.json"])
+    return hashlib.sha256("|".join(f"{f.name}:{file_sha256(f)}" for f in files if f.is_file()).encode()).hexdigest()
+
+
+def cache_key(teacher_dirs: list[str], tok_hash: str, data_hash: str, temperature: float, k: int, ensemble: str,
+              weights, window: str, seq_len: int) -> str:
+    payload = [CACHE_VERSION, [teacher_fingerprint(t) for t in teacher_dirs], tok_hash, data_hash, temperature, k,
+               ensemble, weights, window, seq_len]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
+
+
+def windows(n: int, seq_len: int, window: str) -> list[tuple[int, int]]:
+    """(window start, first position to record) for every teacher window; together they cover [0, n)."""
+    stride = seq_len // 2 if window == "sliding" else seq_len
+    out, covered, start = [], 0, 0
+    while start + seq_len <= n:
+        out.append((start, covered))
+        covered = start + seq_len
+        start += stride
+    if covered < n and n >= seq_len:
+        out.append((n - seq_len, covered))
+    return out
+
+
+@dataclass
+class TeacherCache:
+    dir: Path
+    ids: np.ndarray
+    logp: np.ndarray
+    tail: np.ndarray
+    meta: dict
+
+    @classmethod
+    def load(cls, d: str | Path) -> TeacherCache:
+        d = Path(d)
+        meta = json.loads((d / "meta.json").read_text())
+        return cls(d, np.load(d / "ids.npy", mmap_mode="r"), np.load(d / "logp.npy", mmap_mode="r"),
+                   np.load(d / "tail.npy", mmap_mode="r"), meta)
+
+
+def _dist():
+    from accelerate import PartialState
+
+    s = PartialState()
+    return s.process_index, s.num_processes, s.wait_for_everyone
+
+
+@torch.inference_mode()
+def build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out_dir: str | Path, seq_len: int,
+                temperature: float, k: int, ensemble: str = "logits_mean", weights=None, window: str = "sliding",
+                batch_size: int = 32, bf16: bool = False, progress: bool = True) -> TeacherCache:
+    """Run the ensemble over ``tokens`` and write the top-K cache into ``out_dir`` (atomically)."""
+    out = Path(out_dir)
+    if (out / "meta.json").is_file():
+        return TeacherCache.load(out)
+    rank, world, barrier = _dist()
+    tmp = out.with_name(out.name + ".tmp")
+    n = len(tokens)
+    vocab = teachers[0].config.vocab_size
+    k = min(k, vocab)
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        id_dtype = np.uint16 if vocab <= 65536 else np.uint32
+        np.lib.format.open_memmap(tmp / "ids.npy", "w+", id_dtype, (n, k))
+        np.lib.format.open_memmap(tmp / "logp.npy", "w+", np.float32, (n, k))
+        np.lib.format.open_memmap(tmp / "tail.npy", "w+", np.float32, (n,))
+    barrier()
+    ids_mm = np.load(tmp / "ids.npy", mmap_mode="r+")
+    logp_mm = np.load(tmp / "logp.npy", mmap_mode="r+")
+    tail_mm = np.load(tmp / "tail.npy", mmap_mode="r+")
+    wins = windows(n, seq_len, window)
+    batches = [wins[i : i + batch_size] for i in range(0, len(wins), batch_size)][rank::world]
+    device = next(teachers[0].parameters()).device
+    t0 = time.perf_counter()
+    bar = tqdm(batches, desc=f"teacher cache (rank {rank})", unit="batch", disable=not progress or rank != 0)
+    for batch in bar:
+        x = torch.from_numpy(np.stack([tokens[s : s + seq_len].astype(np.int64) for s, _ in batch])).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = [t(input_ids=x).logits for t in teachers]
+        logp = ensemble_log_probs(logits, temperature, ensemble, weights)
+        top, idx = logp.topk(k, dim=-1)
+        tail = (1 - top.exp().sum(-1)).clamp_min(0)
+        top, idx, tail = top.cpu().numpy(), idx.cpu().numpy(), tail.cpu().numpy()
+        for j, (s, first) in enumerate(batch):
+            lo = first - s
+            ids_mm[first : s + seq_len] = idx[j, lo:]
+            logp_mm[first : s + seq_len] = top[j, lo:]
+            tail_mm[first : s + seq_len] = tail[j, lo:]
+        bar.set_postfix_str(f"{(bar.n + 1) * len(batch) * seq_len / (time.perf_counter() - t0):,.0f} tok/s",
+                            refresh=False)
+    for mm in (ids_mm, logp_mm, tail_mm):
+        mm.flush()
+    del ids_mm, logp_mm, tail_mm
+    barrier()
+    if rank == 0:
+        meta = {"version": CACHE_VERSION, "positions": n, "k": k, "vocab": vocab, "seq_len": seq_len,
+                "window": window, "temperature": temperature, "ensemble": ensemble, "weights": weights,
+                "teacher_tokens": len(wins) * seq_len, "build_s": time.perf_counter() - t0}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    barrier()
+    return TeacherCache.load(out)
+
+
+class CachedChunkDataset(ChunkDataset):
+    """Training chunks with the cached teacher distribution of each position."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, cache: TeacherCache, seed: int = 0,
+                 random_offset: bool = True, subset: int | None = None):
+        super().__init__(tokens, seq_len, random_offset=random_offset, seed=seed, subset=subset)
+        if len(cache.ids) != len(tokens):
+            raise ValueError(f"teacher cache has {len(cache.ids)} positions, the data {len(tokens)}")
+        self.cache = cache
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = super().__getitem__(i)
+        s = self.start(i)
+        e = s + self.seq_len
+        item["teacher_ids"] = torch.from_numpy(np.array(self.cache.ids[s:e], dtype=np.int64))
+        item["teacher_logp"] = torch.from_numpy(np.array(self.cache.logp[s:e]))
+        item["teacher_tail"] = torch.from_numpy(np.array(self.cache.tail[s:e]))
+        return item
