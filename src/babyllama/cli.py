@@ -149,28 +149,27 @@ def _load(a):
     return cfg
 
 
-def cmd_train(a) -> int:
+def _train_stage(a, kind: str) -> int:
     cfg = _load(a)
     if a.dry_run:
         return 0
-    from .train.pretrain import train
-
-    m = train(cfg, overwrite=a.overwrite)
-    print(json.dumps({k: m[k] for k in ("params", "global_step", "eval_loss_start", "eval_loss_best",
-                                        "train_tokens_per_s")}))
+    if kind == "train":
+        from .train.pretrain import train as run
+    else:
+        from .train.distill import distill as run
+    m = run(cfg, overwrite=a.overwrite)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
+        keys = ("params", "global_step", "eval_loss_start", "eval_loss_best", "train_tokens_per_s")
+        print(json.dumps({k: m.get(k) for k in keys}))
     return 0
+
+
+def cmd_train(a) -> int:
+    return _train_stage(a, "train")
 
 
 def cmd_distill(a) -> int:
-    cfg = _load(a)
-    if a.dry_run:
-        return 0
-    from .train.distill import distill
-
-    m = distill(cfg, overwrite=a.overwrite)
-    print(json.dumps({k: m.get(k) for k in ("params", "global_step", "eval_loss_start", "eval_loss_best",
-                                            "train_tokens_per_s")}))
-    return 0
+    return _train_stage(a, "distill")
 
 
 def cmd_eval(a) -> int:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,10 +94,18 @@ class TeacherCache:
 
 
 def _dist():
-    from accelerate import PartialState
+    """(rank, world size, barrier) under torchrun/accelerate launch; (0, 1, no-op) otherwise.
 
-    s = PartialState()
-    return s.process_index, s.num_processes, s.wait_for_everyone
+    The process group is initialised here when the launcher set WORLD_SIZE and nobody has yet; the Trainer (through
+    accelerate) then reuses it.
+    """
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size(), dist.barrier
+    return 0, 1, lambda: None
 
 
 @torch.inference_mode()
@@ -127,7 +136,8 @@ def build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out_dir: st
     batches = [wins[i : i + batch_size] for i in range(0, len(wins), batch_size)][rank::world]
     device = next(teachers[0].parameters()).device
     t0 = time.perf_counter()
-    bar = tqdm(batches, desc=f"teacher cache (rank {rank})", unit="batch", disable=not progress or rank != 0)
+    bar = tqdm(batches, desc="teacher cache", unit="batch", disable=not progress or rank != 0,
+               mininterval=0.5 if sys.stderr.isatty() else 30)
     for batch in bar:
         x = torch.from_numpy(np.stack([tokens[s : s + seq_len].astype(np.int64) for s, _ in batch])).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

@@ -90,6 +90,7 @@ def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> Trai
         disable_tqdm=not t.progress,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_find_unused_parameters=False,
     )
     kw.update(overrides)
     return TrainingArguments(**kw)

@@ -1,0 +1,52 @@
+"""Two CPU processes under torchrun (gloo): sharded teacher-cache building and distributed distillation."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from babyllama.teacher_cache import TeacherCache, build_cache
+from babyllama.train.distill import load_teachers
+
+
+def _torchrun(*args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29533", "-m", "babyllama.cli", *args],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_two_process_cached_and_live_distillation(prepared, tokenizer_dir, tokenizer, teachers, tmp_path):
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+data: {{corpus: {prepared}, tokenizer: {tokenizer_dir}, seq_len: 32, max_train_tokens: 20000, max_eval_tokens: 2048}}
+model: {{preset: llama-tiny, num_layers: 1}}
+training: {{output_dir: {tmp_path / 'cached'}, max_steps: 6, batch_size: 4, warmup_steps: 1, eval_strategy: steps,
+           eval_steps: 3, report_to: [none], precision: fp32}}
+distill: {{cache: true, cache_top_k: 8, cache_dir: {tmp_path / 'cache'}}}
+""")
+    t = [str(x) for x in teachers]
+    r = _torchrun("distill", str(cfg), "--teacher", t[0], "--teacher", t[1], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = json.loads((tmp_path / "cached" / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["global_step"] == 6
+    train_cache = next(p for p in (tmp_path / "cache").iterdir() if p.name.startswith("train-"))
+    sharded = TeacherCache.load(train_cache)
+    # the same cache built by one process is identical
+    single = build_cache(load_teachers(t, tokenizer), _train_tokens(prepared, tokenizer), tmp_path / "single", 32,
+                         2.0, 8, batch_size=4, progress=False)
+    assert np.array_equal(np.asarray(single.ids), np.asarray(sharded.ids))
+    assert np.allclose(np.asarray(single.logp), np.asarray(sharded.logp), atol=1e-5)
+
+    r = _torchrun("distill", str(cfg), "--teacher", t[0], "--teacher", t[1], "--set", "distill.cache=false",
+                  "--set", f"training.output_dir={tmp_path / 'live'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert json.loads((tmp_path / "live" / "metrics.json").read_text())["world_size"] == 2
+
+
+def _train_tokens(prepared, tokenizer):
+    from babyllama.data.dataset import load_split
+
+    return load_split(prepared, "train", tokenizer, max_tokens=20000).flat()
