@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
 
@@ -114,7 +114,13 @@ class DistillConfig(Section):
     )
     teacher_weights: list[float] | None = Field(None, description="Per-teacher weights (normalised); default equal.")
     cache: bool = Field(False, description="Precompute top-K teacher outputs once and train from the cache.")
-    cache_top_k: int = Field(64, gt=0, description="Tokens kept per position in the teacher cache.")
+    cache_top_k: int = Field(64, gt=0, description="K: entries stored per position in the teacher cache.")
+    cache_sampled: int = Field(
+        48, ge=0,
+        description="Of the K entries, how many are token ids sampled from the teacher distribution beyond the "
+        "exact top K - sampled ones (an unbiased estimate of the KL and its gradient); 0 = pure top-K with one "
+        "tail bucket (biased when the tempered teacher is flat).",
+    )
     cache_window: Literal["sliding", "aligned"] = Field(
         "sliding",
         description="sliding: teacher windows every seq_len/2 tokens, each cached position saw >= seq_len/2 tokens "
@@ -122,6 +128,14 @@ class DistillConfig(Section):
         "chunks (contexts identical to live distillation).",
     )
     cache_dir: str | None = Field(None, description="Where teacher caches live; default <corpus>/.teacher_cache.")
+
+
+    @model_validator(mode="after")
+    def _sampled_below_k(self):
+        if self.cache_sampled >= self.cache_top_k:
+            raise ValueError(f"cache_sampled ({self.cache_sampled}) must be smaller than cache_top_k "
+                             f"({self.cache_top_k}): at least one exact top token is kept")
+        return self
 
 
 class EvalConfig(Section):

@@ -34,10 +34,14 @@ IGNORE_INDEX = -100
 
 
 def causal_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy: logits[:, t] predicts labels[:, t + 1]; -100 labels are ignored."""
+    """Mean next-token cross-entropy: logits[:, t] predicts labels[:, t + 1]; -100 labels are ignored.
+
+    The labels are shifted (padded with -100) rather than the logits sliced, which would copy the largest tensor
+    of the step.
+    """
     v = logits.size(-1)
-    return F.cross_entropy(logits[:, :-1].reshape(-1, v).float(), labels[:, 1:].reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    return F.cross_entropy(logits.reshape(-1, v).float(), shifted.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 def _weights(n: int, weights, device) -> torch.Tensor:
@@ -111,24 +115,108 @@ def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Ten
     return DistillLoss(mix(ce, kl, alpha, temperature), ce, kl)
 
 
-def kl_per_position_topk(student_logits: torch.Tensor, teacher_ids: torch.Tensor, teacher_log_probs: torch.Tensor,
-                         teacher_tail: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(p_teacher || p_student) per position, ``(B, L)``, from a cached top-K teacher distribution.
+def kl_per_position_cached(student_logits: torch.Tensor, teacher_ids: torch.Tensor, teacher_weights: torch.Tensor,
+                           teacher_tail: torch.Tensor, teacher_plogp: torch.Tensor,
+                           temperature: float) -> torch.Tensor:
+    """KL(p_teacher || p_student) per position, ``(B, L)``, from a cached sparse teacher distribution.
 
-    The teacher keeps K token ids with their tempered log-probabilities and the remaining tail mass
-    ``p_tail = 1 - sum_k p_k``; the student's distribution is collapsed onto the same K tokens plus one tail bucket
-    ``q_tail = 1 - sum_k q_k``. Then ``KL = sum_k p_k (log p_k - log q_k) + p_tail (log p_tail - log q_tail)``,
-    which equals the full KL when K is the vocabulary size (tail 0) and is a lower bound of it otherwise.
-    The student's log-probabilities are never materialised over the vocabulary: only the tempered log-sum-exp
-    and the K gathered logits are needed.
+    The cache stores, per position, K token ids with weights ``w``, the mass ``p_tail`` no entry represents, and the
+    exact ``sum_v p_v log p_v`` of the tempered teacher (see :mod:`babyllama.teacher_cache`):
+
+    * exact top entries carry their probability ``w_k = p_k``;
+    * sampled entries (ids drawn from the teacher beyond the top ones) carry ``w = p_rest / S`` each, so
+      ``sum_j w_j (-log q_j)`` is an unbiased estimate of the cross-entropy over those tokens;
+    * with no samples, the unrepresented mass forms one bucket against the student's remaining mass ``q_tail``.
+
+    ``KL = sum_v p_v log p_v - sum_j w_j log q_j - p_tail log q_tail``: exact when K is the vocabulary size, an
+    unbiased estimate (value and gradient) with sampling. Only the student's tempered log-sum-exp and K gathered
+    logits are needed, never its full log-probabilities.
     """
     z = student_logits.float() / temperature
     lse = torch.logsumexp(z, dim=-1, keepdim=True)
-    s_top = torch.gather(z, -1, teacher_ids.long()) - lse
-    t = teacher_log_probs.float()
-    kl = (t.exp() * (t - s_top)).sum(-1)
+    s = torch.gather(z, -1, teacher_ids.long()) - lse
+    w = teacher_weights.float()
+    kl = teacher_plogp.float() - (w * s).sum(-1)
     p_tail = teacher_tail.float().clamp_min(0)
-    q_tail = (1 - s_top.exp().sum(-1)).clamp_min(1e-12)
-    tail_term = torch.where(p_tail > 0, p_tail * (torch.log(p_tail.clamp_min(1e-30)) - torch.log(q_tail)),
-                            torch.zeros_like(p_tail))
-    return kl + tail_term
+    if bool((p_tail > 0).any()):
+        # only without samples (unique top-K ids): the student's mass outside them
+        q_tail = (1 - s.exp().sum(-1)).clamp_min(1e-12)
+        kl = kl - p_tail * torch.log(q_tail)
+    return kl
+
+
+class _FusedCEAndCachedKL(torch.autograd.Function):
+    """Per-row CE and cached-teacher KL with a hand-written backward, computed in row chunks.
+
+    Autograd through :func:`causal_ce` + :func:`kl_per_position_cached` materialises several ``(rows, vocab)``
+    float32 tensors (the upcast logits, the tempered copy, two softmaxes and their gradients); here each chunk of
+    rows is upcast, reduced and differentiated while it sits in cache, and the gradient is written once.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, ids, w, tail, plogp, temperature, chunk):
+        n = logits.size(0)
+        ce = torch.zeros(n, dtype=torch.float32, device=logits.device)
+        kl = torch.zeros(n, dtype=torch.float32, device=logits.device)
+        lse1 = torch.empty_like(ce)
+        lse_t = torch.empty_like(ce)
+        valid = labels != IGNORE_INDEX
+        safe = labels.clamp_min(0).unsqueeze(-1)
+        has_tail = bool((tail > 0).any())
+        for a in range(0, n, chunk):
+            b = min(a + chunk, n)
+            z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
+            lse1[a:b] = torch.logsumexp(z, -1)
+            ce[a:b] = (lse1[a:b] - z.gather(-1, safe[a:b]).squeeze(-1)) * valid[a:b]
+            z.mul_(1.0 / temperature)
+            lse_t[a:b] = torch.logsumexp(z, -1)
+            s = z.gather(-1, ids[a:b]) - lse_t[a:b, None]
+            kl[a:b] = plogp[a:b] - (w[a:b] * s).sum(-1)
+            if has_tail:
+                kl[a:b] -= tail[a:b] * torch.log((1 - s.exp().sum(-1)).clamp_min(1e-12))
+        ctx.save_for_backward(logits, labels, ids, w, tail, lse1, lse_t)
+        ctx.temperature, ctx.chunk, ctx.has_tail = temperature, chunk, has_tail
+        return ce, kl
+
+    @staticmethod
+    def backward(ctx, g_ce, g_kl):
+        logits, labels, ids, w, tail, lse1, lse_t = ctx.saved_tensors
+        t, chunk = ctx.temperature, ctx.chunk
+        grad = torch.empty_like(logits)
+        valid = (labels != IGNORE_INDEX).float()
+        safe = labels.clamp_min(0).unsqueeze(-1)
+        gce = (g_ce.float() * valid).unsqueeze(-1)
+        gkl = g_kl.float().unsqueeze(-1)
+        for a in range(0, logits.size(0), chunk):
+            b = min(a + chunk, logits.size(0))
+            z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
+            # dCE/dz = softmax(z) - onehot(label)
+            g = torch.exp(z - lse1[a:b, None]).mul_(gce[a:b])
+            g.scatter_add_(-1, safe[a:b], -gce[a:b])
+            # dKL/dz = (1/T) (scatter(c) - softmax(z/T) * sum(c)), c_k = -w_k (+ tail bucket term)
+            c = -w[a:b].float()
+            if ctx.has_tail:
+                s = z.gather(-1, ids[a:b]) / t - lse_t[a:b, None]
+                q_tail = (1 - s.exp().sum(-1, keepdim=True)).clamp_min(1e-12)
+                c = c + tail[a:b, None] * s.exp() / q_tail
+            c = c * (gkl[a:b] / t)
+            p_t = torch.exp(z.mul_(1.0 / t).sub_(lse_t[a:b, None]))
+            g.sub_(p_t.mul_(c.sum(-1, keepdim=True)))
+            g.scatter_add_(-1, ids[a:b], c)
+            grad[a:b] = g
+        return grad, None, None, None, None, None, None, None
+
+
+def ce_and_cached_kl(student_logits: torch.Tensor, labels: torch.Tensor, teacher_ids: torch.Tensor,
+                     teacher_weights: torch.Tensor, teacher_tail: torch.Tensor, teacher_plogp: torch.Tensor,
+                     temperature: float, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean next-token CE, per-position KL ``(B, L)``) in one fused pass; equal to :func:`causal_ce` and
+    :func:`kl_per_position_cached` (tested), several times cheaper in memory traffic."""
+    b, l, v = student_logits.shape
+    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).reshape(-1)
+    k = teacher_ids.size(-1)
+    ce, kl = _FusedCEAndCachedKL.apply(student_logits.reshape(-1, v), shifted, teacher_ids.reshape(-1, k).long(),
+                                       teacher_weights.reshape(-1, k).float(), teacher_tail.reshape(-1).float(),
+                                       teacher_plogp.reshape(-1).float(), float(temperature), chunk)
+    n = (shifted != IGNORE_INDEX).sum().clamp_min(1)
+    return ce.sum() / n, kl.view(b, l)

@@ -25,7 +25,7 @@ data: {{corpus: {prepared}, tokenizer: {tokenizer_dir}, seq_len: 32, max_train_t
 model: {{preset: llama-tiny, num_layers: 1}}
 training: {{output_dir: {tmp_path / 'cached'}, max_steps: 6, batch_size: 4, warmup_steps: 1, eval_strategy: steps,
            eval_steps: 3, report_to: [none], precision: fp32}}
-distill: {{cache: true, cache_top_k: 8, cache_dir: {tmp_path / 'cache'}}}
+distill: {{cache: true, cache_top_k: 8, cache_sampled: 4, cache_dir: {tmp_path / 'cache'}}}
 """)
     t = [str(x) for x in teachers]
     r = _torchrun("distill", str(cfg), "--teacher", t[0], "--teacher", t[1], cwd=tmp_path)
@@ -36,9 +36,10 @@ distill: {{cache: true, cache_top_k: 8, cache_dir: {tmp_path / 'cache'}}}
     sharded = TeacherCache.load(train_cache)
     # the same cache built by one process is identical
     single = build_cache(load_teachers(t, tokenizer), _train_tokens(prepared, tokenizer), tmp_path / "single", 32,
-                         2.0, 8, batch_size=4, progress=False)
+                         2.0, 8, batch_size=4, progress=False, sampled=4, seed=42)
     assert np.array_equal(np.asarray(single.ids), np.asarray(sharded.ids))
-    assert np.allclose(np.asarray(single.logp), np.asarray(sharded.logp), atol=1e-5)
+    for a in ("weight", "tail", "plogp"):
+        assert np.allclose(np.asarray(getattr(single, a)), np.asarray(getattr(sharded, a)), atol=1e-5), a
 
     r = _torchrun("distill", str(cfg), "--teacher", t[0], "--teacher", t[1], "--set", "distill.cache=false",
                   "--set", f"training.output_dir={tmp_path / 'live'}", cwd=tmp_path)

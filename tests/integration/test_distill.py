@@ -64,6 +64,7 @@ def test_cached_distillation_end_to_end(prepared, tokenizer_dir, teachers, tmp_p
     cfg = tiny_config(prepared, tokenizer_dir, tmp_path / "s", max_steps=12, eval_steps=6)
     cfg.distill.teachers = [str(t) for t in teachers]
     cfg.distill.cache = True
+    cfg.distill.cache_sampled = 8
     cfg.distill.cache_top_k = 16
     cfg.distill.cache_dir = str(tmp_path / "cache")
     m = distill(cfg)

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from babyllama.losses import ensemble_log_probs, kl_per_position, kl_per_position_topk
-from babyllama.teacher_cache import CachedChunkDataset, build_cache, cache_key, windows
+from babyllama.losses import ensemble_log_probs, kl_per_position, kl_per_position_cached
+from babyllama.teacher_cache import CachedChunkDataset, build_cache, cache_key, sparse_entries, windows
 from babyllama.train.distill import load_teachers
 
 
@@ -22,22 +22,38 @@ def test_windows_cover_every_position_once(n, seq, window):
     assert (recorded == 1).all()
 
 
-def test_topk_kl_with_full_vocabulary_equals_full_kl():
+def _cached_kl(s, tl, k, sampled, T, gen=None):
+    ids, w, tail, plogp = sparse_entries(tl.view(-1, tl.size(-1)), k, sampled, gen)
+    shape = tl.shape[:-1]
+    return kl_per_position_cached(s, ids.view(*shape, -1), w.view(*shape, -1), tail.view(shape), plogp.view(shape),
+                                  T)
+
+
+def test_cached_kl_with_full_vocabulary_equals_full_kl():
     s, t = torch.randn(2, 5, 9), torch.randn(2, 5, 9)
     tl = F.log_softmax(t / 2, -1)
-    top, ids = tl.topk(9, -1)
-    tail = torch.zeros(2, 5)
-    assert torch.allclose(kl_per_position_topk(s, ids, top, tail, 2.0), kl_per_position(tl, s, 2.0), atol=1e-6)
+    assert torch.allclose(_cached_kl(s, tl, 9, 0, 2.0), kl_per_position(tl, s, 2.0), atol=1e-6)
 
 
-def test_topk_kl_tail_bucket_by_hand():
-    # teacher p = [0.5, 0.3, 0.2], keep K = 1 (token 0) + tail 0.5; student q = [0.25, 0.25, 0.5]
+def test_top_k_tail_bucket_by_hand():
+    # teacher p = [0.5, 0.3, 0.2], keep K = 1 (token 0) + the bucket 0.5; student q = [0.25, 0.25, 0.5]
     s = torch.log(torch.tensor([[[0.25, 0.25, 0.5]]]))
-    ids = torch.tensor([[[0]]])
-    top = torch.log(torch.tensor([[[0.5]]]))
-    tail = torch.tensor([[0.5]])
-    want = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
-    assert kl_per_position_topk(s, ids, top, tail, 1.0).item() == pytest.approx(want, rel=1e-5)
+    tl = torch.log(torch.tensor([[[0.5, 0.3, 0.2]]]))
+    plogp = 0.5 * math.log(0.5) + 0.3 * math.log(0.3) + 0.2 * math.log(0.2)
+    want = plogp - 0.5 * math.log(0.25) - 0.5 * math.log(0.75)
+    assert _cached_kl(s, tl, 1, 0, 1.0).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_sampled_entries_give_an_unbiased_kl():
+    torch.manual_seed(0)
+    s, t = torch.randn(1, 1, 50), torch.randn(1, 1, 50) * 0.3  # a flat teacher: top-4 holds little mass
+    tl = F.log_softmax(t, -1)
+    exact = kl_per_position(tl, s, 1.0).item()
+    gen = torch.Generator().manual_seed(1)
+    est = np.mean([_cached_kl(s, tl, 8, 4, 1.0, gen).item() for _ in range(4000)])
+    biased = _cached_kl(s, tl, 8, 0, 1.0).item()
+    assert est == pytest.approx(exact, abs=0.01)
+    assert abs(biased - exact) > 5 * abs(est - exact)  # pure top-K with a bucket is off
 
 
 def test_cached_loss_equals_live_loss_with_full_k_and_aligned_windows(teachers, tokenizer, tmp_path):
@@ -54,7 +70,8 @@ def test_cached_loss_equals_live_loss_with_full_k_and_aligned_windows(teachers, 
         live = ensemble_log_probs([m(input_ids=batch["input_ids"]).logits for m in models], 2.0)
     student = torch.randn(len(ds), seq, vocab)
     a = kl_per_position(live, student, 2.0)
-    b = kl_per_position_topk(student, batch["teacher_ids"], batch["teacher_logp"], batch["teacher_tail"], 2.0)
+    b = kl_per_position_cached(student, batch["teacher_ids"], batch["teacher_weight"], batch["teacher_tail"],
+                               batch["teacher_plogp"], 2.0)
     assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
     # the cache is reused, and its key changes with what it depends on
     again = build_cache(models, tokens, tmp_path / "c", seq, temperature=2.0, k=vocab, window="aligned")

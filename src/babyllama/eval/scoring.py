@@ -56,10 +56,11 @@ def encode(tokenizer, context: str, continuation: str) -> tuple[list[int], list[
 class Scorer:
     """Scores (context, continuation) token pairs with one loaded model."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, bf16: bool = False):
+    def __init__(self, model, tokenizer, batch_size: int = 256, bf16: bool = False, max_batch_tokens: int = 8192):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # at most this many sequences per forward pass ...
+        self.max_batch_tokens = max_batch_tokens  # ... and at most this many (padded) tokens
         self.bf16 = bf16
         self.max_len = max_length(model, tokenizer)
         self.device = next(model.parameters()).device
@@ -72,8 +73,7 @@ class Scorer:
         order = sorted(range(len(unique)), key=lambda i: -(len(unique[i][0]) + len(unique[i][1])))
         scores: dict[tuple, float] = {}
         vocab = self.model.config.vocab_size
-        for b in range(0, len(order), self.batch_size):
-            batch = [unique[i] for i in order[b : b + self.batch_size]]
+        for batch in self._batches([unique[i] for i in order]):
             inps = [list(c + k)[-(self.max_len + 1):][:-1] for c, k in batch]
             width = max(len(x) for x in inps)
             ids = torch.zeros(len(inps), width, dtype=torch.long)
@@ -88,6 +88,19 @@ class Scorer:
                 sel = logp[j, n - len(k) : n, :vocab]
                 scores[(c, k)] = float(torch.gather(sel, 1, cont.unsqueeze(-1)).sum())
         return [scores[key] for key in keys]
+
+    def _batches(self, seqs: list[tuple]) -> list[list[tuple]]:
+        """Consecutive groups of the length-sorted (longest first) sequences within both batch limits."""
+        out, cur = [], []
+        for s in seqs:
+            width = min(len(cur[0][0]) + len(cur[0][1]) if cur else len(s[0]) + len(s[1]), self.max_len + 1) - 1
+            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * width > self.max_batch_tokens):
+                out.append(cur)
+                cur = []
+            cur.append(s)
+        if cur:
+            out.append(cur)
+        return out
 
     def score_items(self, items: Sequence[Item]) -> tuple[list[bool], list[tuple[float, float]]]:
         """(correct per item, (logP choice 0, logP choice 1) per item). Ties count as correct."""

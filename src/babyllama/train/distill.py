@@ -19,8 +19,7 @@ from transformers import AutoModelForCausalLM, Trainer, default_data_collator
 
 from ..config import Config
 from ..errors import UserError
-from ..losses import (IGNORE_INDEX, causal_ce, ensemble_log_probs, kl_loss, kl_per_position_topk, mix,
-                      reduce_kl)
+from ..losses import IGNORE_INDEX, causal_ce, ce_and_cached_kl, ensemble_log_probs, kl_loss, mix, reduce_kl
 from ..models import build_model
 from ..tokenizer import load_tokenizer, vocab_hash
 from .pretrain import attach_progress, common_setup, finish
@@ -71,26 +70,30 @@ class DistillationTrainer(Trainer):
         self._sums = {"train": {"ce": 0.0, "kl": 0.0, "n": 0}, "eval": {"ce": 0.0, "kl": 0.0, "n": 0}}
 
     def teacher_log_probs(self, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
-        with torch.no_grad():
+        # accelerate wraps only the student's forward in autocast: the teachers need their own context
+        half = torch.bfloat16 if self.args.bf16 else torch.float16
+        with torch.no_grad(), torch.autocast(input_ids.device.type, dtype=half,
+                                             enabled=self.args.bf16 or self.args.fp16):
             logits = [t(input_ids=input_ids, attention_mask=attention_mask).logits for t in self.teachers]
         return ensemble_log_probs(logits, self.dcfg.temperature, self.dcfg.ensemble, self.dcfg.teacher_weights)
 
-    def kl_term(self, logits: torch.Tensor, inputs: dict, mask: torch.Tensor) -> torch.Tensor:
-        """The reduced KL to the ensemble: from cached top-K outputs when the batch carries them, else live."""
+    def ce_and_kl(self, logits: torch.Tensor, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's CE and the reduced KL to the ensemble: fused from cached teacher entries when the batch
+        carries them, else with the teachers run live."""
         d = self.dcfg
+        labels = inputs["labels"]
+        mask = labels != IGNORE_INDEX
         if "teacher_ids" in inputs:
-            per_pos = kl_per_position_topk(logits, inputs["teacher_ids"], inputs["teacher_logp"],
-                                           inputs["teacher_tail"], d.temperature)
-            return reduce_kl(per_pos, d.kl_reduction, mask)
+            ce, per_pos = ce_and_cached_kl(logits, labels, inputs["teacher_ids"], inputs["teacher_weight"],
+                                           inputs["teacher_tail"], inputs["teacher_plogp"], d.temperature)
+            return ce, reduce_kl(per_pos, d.kl_reduction, mask)
         t_logp = self.teacher_log_probs(inputs["input_ids"], inputs.get("attention_mask"))
-        return kl_loss(t_logp, logits, d.temperature, d.kl_reduction, mask)
+        return causal_ce(logits, labels), kl_loss(t_logp, logits, d.temperature, d.kl_reduction, mask)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs["labels"]
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
         d = self.dcfg
-        ce = causal_ce(outputs.logits, labels)
-        kl = self.kl_term(outputs.logits, inputs, labels != IGNORE_INDEX)
+        ce, kl = self.ce_and_kl(outputs.logits, inputs)
         if model.training:
             loss, key = mix(ce, kl, d.alpha, d.temperature), "train"
         else:
@@ -162,11 +165,12 @@ def cached_datasets(cfg: Config, teachers, train_ds, eval_ds, prov: dict):
     for split, ds, window, data_hash in (("train", train_ds, d.cache_window, prov["train_data_hash"]),
                                          ("eval", eval_ds, "aligned", prov["eval_data_hash"])):
         key = cache_key(d.teachers, prov["tokenizer_hash"], data_hash, d.temperature, d.cache_top_k, d.ensemble,
-                        d.teacher_weights, window, seq)
+                        d.teacher_weights, window, seq, d.cache_sampled, cfg.training.seed)
         caches[split] = build_cache(teachers, ds.tokens, root / f"{split}-{key}", seq, d.temperature,
                                     d.cache_top_k, d.ensemble, d.teacher_weights, window,
                                     batch_size=cfg.training.eval_batch_size or cfg.training.batch_size,
-                                    bf16=bf16, progress=cfg.training.progress)
+                                    bf16=bf16, progress=cfg.training.progress, sampled=d.cache_sampled,
+                                    seed=cfg.training.seed)
     build_s = time.time() - t0
     train = CachedChunkDataset(train_ds.tokens, seq, caches["train"], seed=cfg.training.seed,
                                random_offset=d.cache_window == "sliding")

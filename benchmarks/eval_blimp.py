@@ -1,0 +1,136 @@
+"""BLiMP scoring speed against the machine's limit and against lm-evaluation-harness, with decision agreement.
+
+For one model (a directory, or a freshly initialised preset with a BPE trained on the shared corpus), scores
+BLiMP (all 67 paradigms, or --paradigms) with babyllama's scorer in fp32 and in bf16, and, when lm-eval is
+installed, with lm-eval (HFLM, batch size 64) on the same model and paradigms. Prints one JSON line:
+
+    pairs, scored_tokens, seconds, pairs_per_s, matmul_peak_gflops {fp32, bf16}, flop_bound_s
+    (= 2 x params x scored_tokens / fp32 peak), over_flop_bound, lm_eval_s, speedup_vs_lm_eval,
+    identical_decisions_vs_lm_eval, bf16_seconds, bf16_identical_decisions
+
+    python benchmarks/eval_blimp.py --preset babyllama-58m --paradigms 5
+    python benchmarks/eval_blimp.py --preset llama-cpu-4m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_step import matmul_peak  # noqa: E402
+
+
+def model_for(preset: str, work: Path):
+    """A seeded, freshly initialised preset saved with a BPE of the preset's vocabulary size."""
+    from babyllama.config import ModelConfig
+    from babyllama.data.corpus import prepare
+    from babyllama.models import PRESETS, build_model
+    from babyllama.tokenizer import load_tokenizer, train_tokenizer
+
+    vocab = PRESETS[preset]["vocab_size"]
+    tok_dir = work / f"tokenizer-{vocab}"
+    if not (tok_dir / "tokenizer.json").is_file():
+        if not (work / "corpus" / "stats.json").is_file():
+            prepare(REPO.parent / "shared" / "data" / "corpus", work / "corpus")
+        train_tokenizer(work / "corpus", tok_dir, vocab_size=vocab)
+    out = work / f"model-{preset}"
+    if not (out / "config.json").is_file():
+        tok = load_tokenizer(tok_dir)
+        model = build_model(ModelConfig(preset=preset), tok, seed=0)
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+    return out
+
+
+def lm_eval_decisions(model, tok, paradigms: list[str], eval_root: Path, tmp: Path) -> tuple[dict, float]:
+    import yaml
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    tasks = tmp / "tasks"
+    tasks.mkdir(exist_ok=True)
+    for p in paradigms:
+        (tasks / f"{p}.yaml").write_text(yaml.safe_dump({
+            "task": f"bb_{p}", "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(eval_root / "blimp" / f"{p}.jsonl")}},
+            "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "",
+            "doc_to_choice": "{{[sentence_good, sentence_bad]}}", "doc_to_target": 0, "target_delimiter": " ",
+            "metric_list": [{"metric": "acc"}]}))
+    t0 = time.perf_counter()
+    res = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=64),
+                          tasks=[f"bb_{p}" for p in paradigms], task_manager=TaskManager(include_path=str(tasks)),
+                          log_samples=True)
+    secs = time.perf_counter() - t0
+    dec = {p: [s["acc"] == 1.0 for s in sorted(res["samples"][f"bb_{p}"], key=lambda s: s["doc_id"])]
+           for p in paradigms}
+    return dec, secs
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help="model directory (default: a fresh --preset)")
+    ap.add_argument("--preset", default="babyllama-58m")
+    ap.add_argument("--paradigms", type=int, default=67, help="first N paradigms (alphabetical)")
+    ap.add_argument("--eval-root", default=str(REPO.parent / "shared" / "data" / "eval"))
+    ap.add_argument("--work", default="/tmp/babyllama-bench-eval")
+    ap.add_argument("--no-lm-eval", action="store_true")
+    a = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from babyllama.eval.scoring import Scorer
+    from babyllama.eval.tasks import load_suite
+    from babyllama.models import count_params
+    from babyllama.tokenizer import load_tokenizer
+    from babyllama.train.distill import load_model_dir
+
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    path = Path(a.model) if a.model else model_for(a.preset, work)
+    model, tok = load_model_dir(path), load_tokenizer(path)
+    eval_root = Path(a.eval_root)
+    paradigms = sorted(p.stem for p in (eval_root / "blimp").glob("*.jsonl"))[: a.paradigms]
+    items = load_suite("blimp", eval_root, paradigms)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    params = count_params(model)
+
+    scorer = Scorer(model, tok)
+    t0 = time.perf_counter()
+    ours, _ = scorer.score_items(items)
+    secs = time.perf_counter() - t0
+    tokens = scorer.scored_tokens(items)
+    t0 = time.perf_counter()
+    ours_bf16, _ = Scorer(model, tok, bf16=True).score_items(items)
+    bf16_secs = time.perf_counter() - t0
+    flop_bound = 2 * params * tokens / (peaks["fp32"] * 1e9)
+    out = {"model": str(path), "params": params, "paradigms": len(paradigms), "pairs": len(items),
+           "scored_tokens": tokens, "seconds": round(secs, 2), "pairs_per_s": round(len(items) / secs, 1),
+           "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "flop_bound_s": round(flop_bound, 2),
+           "over_flop_bound": round(secs / flop_bound, 3), "bf16_seconds": round(bf16_secs, 2),
+           "bf16_identical_decisions": round(sum(x == y for x, y in zip(ours, ours_bf16)) / len(items), 5),
+           "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if not a.no_lm_eval:
+        try:
+            import lm_eval  # noqa: F401
+        except ImportError:
+            out["lm_eval"] = "not installed"
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                dec, lm_secs = lm_eval_decisions(model, tok, paradigms, eval_root, Path(tmp))
+            theirs = [c for p in paradigms for c in dec[p]]
+            out.update(lm_eval_s=round(lm_secs, 2), speedup_vs_lm_eval=round(lm_secs / secs, 2),
+                       identical_decisions_vs_lm_eval=round(sum(x == y for x, y in zip(ours, theirs)) / len(ours), 5))
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Where the time of one training step goes (torch.profiler), for a model shape at batch 32 x 128.
+
+Runs forward + backward + fused AdamW step under the same autocast the Trainer uses, and sums the self CPU time
+of the profiled operators into categories: matmuls, attention, softmax/loss over the vocabulary, optimizer,
+other elementwise/norm ops; data loading (ChunkDataset + default collator) is timed separately. Prints one JSON
+line with milliseconds per category and their shares.
+
+    python benchmarks/profile_step.py --preset babyllama-58m --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile
+from transformers import default_data_collator
+
+from babyllama.config import ModelConfig
+from babyllama.data.dataset import ChunkDataset
+from babyllama.models import PRESETS, build_model, count_params
+
+CATEGORIES = [
+    ("optimizer", ("adam", "_foreach", "fused_adam")),
+    ("attention", ("scaled_dot_product", "attention", "flash", "_efficient_attention")),
+    ("softmax_loss", ("log_softmax", "nll_loss", "cross_entropy", "softmax", "logsumexp")),
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "mkldnn", "onednn")),
+]
+
+
+def category(name: str) -> str:
+    n = name.lower()
+    for cat, keys in CATEGORIES:
+        if any(k in n for k in keys):
+            return cat
+    return "other"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="babyllama-58m")
+    ap.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=3)
+    a = ap.parse_args(argv)
+    vocab = PRESETS[a.preset]["vocab_size"]
+    model = build_model(ModelConfig(preset=a.preset), seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    toks = np.random.default_rng(0).integers(0, vocab, size=(a.steps + 3) * a.batch * a.seq + a.seq, dtype=np.uint16)
+    ds = ChunkDataset(toks, a.seq, random_offset=True)
+    t0 = time.perf_counter()
+    batches = [default_data_collator([ds[i * a.batch + j] for j in range(a.batch)]) for i in range(a.steps + 2)]
+    data_ms = (time.perf_counter() - t0) / len(batches) * 1e3
+    bf16 = a.precision == "bf16"
+
+    def step(b):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=b["input_ids"], labels=b["labels"]).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for b in batches[:2]:
+        step(b)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for b in batches[2:]:
+            step(b)
+        wall = (time.perf_counter() - t0) / a.steps * 1e3
+    cats: dict[str, float] = defaultdict(float)
+    for ev in prof.key_averages():
+        cats[category(ev.key)] += ev.self_cpu_time_total / 1e3 / a.steps
+    total = sum(cats.values())
+    print(json.dumps({
+        "preset": a.preset, "params": count_params(model), "precision": a.precision, "batch": f"{a.batch}x{a.seq}",
+        "step_ms_wall": round(wall, 1), "data_loading_ms_per_batch": round(data_ms, 2),
+        "ms": {k: round(v, 1) for k, v in sorted(cats.items(), key=lambda x: -x[1])},
+        "share": {k: round(v / total, 3) for k, v in sorted(cats.items(), key=lambda x: -x[1])},
+        "top_ops": [(e.key, round(e.self_cpu_time_total / 1e3 / a.steps, 1)) for e in
+                    sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:12]],
+    }))
+
+
+if __name__ == "__main__":
+    main()
