@@ -59,8 +59,10 @@ def ensemble_log_probs(teacher_logits: list[torch.Tensor], temperature: float, h
         raise ValueError("at least one teacher is needed")
     w = _weights(len(teacher_logits), weights, teacher_logits[0].device)
     if how == "logits_mean":
-        z = sum(wi * t.float() for wi, t in zip(w, teacher_logits))
-        return F.log_softmax(z / temperature, dim=-1)
+        z = teacher_logits[0].float() * (float(w[0]) / temperature)  # a new tensor: the teachers' stay untouched
+        for wi, t in zip(w[1:], teacher_logits[1:]):
+            z.add_(t, alpha=float(wi) / temperature)
+        return F.log_softmax(z, dim=-1)
     if how == "probs_mean":
         stacked = torch.stack([F.log_softmax(t.float() / temperature, dim=-1) for t in teacher_logits])
         return torch.logsumexp(stacked + w.log().view(-1, *([1] * (stacked.dim() - 1))), dim=0)

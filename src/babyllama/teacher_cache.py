@@ -47,7 +47,7 @@ from tqdm import tqdm
 from .data.dataset import ChunkDataset
 from .losses import ensemble_log_probs
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -110,7 +110,7 @@ def sparse_entries(logp: torch.Tensor, k: int, sampled: int, generator: torch.Ge
     rest = (1 - top_p.sum(-1)).clamp_min(0)
     if sampled == 0:
         return top_i, top_p, rest, plogp
-    q = p.scatter(-1, top_i, 0.0)
+    q = p.scatter_(-1, top_i, 0.0)  # p is not needed any more: no (R, V) copy
     empty = q.sum(-1) <= 0
     q[empty] = 1.0  # nothing left to sample: any id, weight 0 below
     samp = torch.multinomial(q, sampled, replacement=True, generator=generator)
@@ -168,16 +168,24 @@ def build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out_dir: st
     for bi in bar:
         batch = all_batches[bi]
         x = torch.from_numpy(np.stack([tokens[s : s + seq_len].astype(np.int64) for s, _ in batch])).to(device)
+        # Only the positions this batch records get logits (sliding windows: the second half of each window), and
+        # only those rows go through the ensemble and the top-K/sampling: half the vocabulary-sized work.
+        keep = seq_len - min(first - s for s, first in batch)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = [t(input_ids=x).logits for t in teachers]
+            logits = [t(input_ids=x, logits_to_keep=keep).logits for t in teachers]
+        rows = torch.cat([torch.arange(j * keep + first - s - (seq_len - keep), (j + 1) * keep)
+                          for j, (s, first) in enumerate(batch)]).to(device)
+        if len(rows) < len(batch) * keep:
+            logits = [lg.reshape(-1, lg.size(-1)).index_select(0, rows) for lg in logits]
         logp = ensemble_log_probs(logits, temperature, ensemble, weights)
         gen = torch.Generator(device=logp.device).manual_seed(seed * 1_000_003 + bi)
-        ent = sparse_entries(logp.view(-1, logp.size(-1)), k, sampled, gen)
-        arrs = {a: v.view(len(batch), seq_len, *v.shape[1:]).cpu().numpy() for a, v in zip(TeacherCache.ARRAYS, ent)}
-        for j, (s, first) in enumerate(batch):
-            lo = first - s
-            for a, v in arrs.items():
-                mms[a][first : s + seq_len] = v[j, lo:]
+        ent = [v.cpu().numpy() for v in sparse_entries(logp.reshape(-1, logp.size(-1)), k, sampled, gen)]
+        at = 0
+        for s, first in batch:
+            m = s + seq_len - first
+            for a, v in zip(TeacherCache.ARRAYS, ent):
+                mms[a][first : s + seq_len] = v[at : at + m]
+            at += m
         bar.set_postfix_str(f"{(bar.n + 1) * len(batch) * seq_len / (time.perf_counter() - t0):,.0f} tok/s",
                             refresh=False)
     for mm in mms.values():

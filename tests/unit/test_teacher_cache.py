@@ -81,3 +81,23 @@ def test_cached_loss_equals_live_loss_with_full_k_and_aligned_windows(teachers, 
     k1 = cache_key([str(teachers[0])], "tok", "data", 2.0, 64, "logits_mean", None, "sliding", seq)
     assert k1 != cache_key([str(teachers[0])], "tok", "data", 1.0, 64, "logits_mean", None, "sliding", seq)
     assert k1 != cache_key([str(teachers[1])], "tok", "data", 2.0, 64, "logits_mean", None, "sliding", seq)
+
+
+def test_sliding_cache_records_each_position_from_its_window(teachers, tokenizer, tmp_path):
+    """Every cached position holds the ensemble distribution of the window `windows()` assigns it (only the
+    recorded rows get logits; batches mix the full first window with half windows and an odd last one)."""
+    models = load_teachers([str(t) for t in teachers], tokenizer)
+    vocab, seq = len(tokenizer), 16
+    tokens = np.random.default_rng(1).integers(3, vocab, size=seq * 5 + 3).astype(np.uint16)
+    cache = build_cache(models, tokens, tmp_path / "c", seq, temperature=2.0, k=vocab, window="sliding",
+                        batch_size=3, progress=False)
+    got = np.zeros((len(tokens), vocab), np.float32)
+    np.put_along_axis(got, cache.ids.astype(np.int64), cache.weight, axis=1)
+    want = np.full((len(tokens), vocab), np.nan, np.float32)
+    with torch.no_grad():
+        for s, first in windows(len(tokens), seq, "sliding"):
+            x = torch.from_numpy(tokens[s : s + seq].astype(np.int64))[None]
+            lp = ensemble_log_probs([m(input_ids=x).logits for m in models], 2.0)[0]
+            want[first : s + seq] = lp[first - s :].exp().numpy()
+    assert not np.isnan(want).any()
+    np.testing.assert_allclose(got, want, atol=1e-6)
