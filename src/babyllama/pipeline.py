@@ -118,12 +118,23 @@ def load_recipe(path: str | Path, overrides: list[str], data_root: str | None) -
 
 
 def _source_fingerprint(src: Path) -> list:
-    """Cheap identity of a raw corpus: relative paths, sizes and modification times of its files."""
+    """Identity of a raw corpus: relative paths, sizes and content hashes of its files.
+
+    Content, not modification times: a re-provisioned or re-copied corpus with the same bytes keeps its stage keys
+    (and so its finished stages); hashing 10M words takes a fraction of a second.
+    """
     if not src.is_dir():
         raise UserError(f"corpus not found: {src}; pass --data-root DIR (the folder with corpus/ and eval/) or set "
                         "BABYLLAMA_DATA, or download the data: `babyllama data download babylm-2024-10M DIR`")
-    return sorted((str(p.relative_to(src)), p.stat().st_size, int(p.stat().st_mtime)) for p in src.rglob("*")
-                  if p.is_file() and not p.name.startswith("."))
+    out = []
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and not p.name.startswith("."):
+            h = hashlib.blake2b(digest_size=16)
+            with open(p, "rb") as f:
+                while b := f.read(1 << 22):
+                    h.update(b)
+            out.append((str(p.relative_to(src)), p.stat().st_size, h.hexdigest()))
+    return out
 
 
 def plan(recipe: Recipe, run_dir: Path) -> list[Stage]:

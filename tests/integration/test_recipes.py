@@ -92,3 +92,23 @@ def test_missing_data_root_is_one_line(tmp_path, monkeypatch):
     r = _run("run", str(REPO / "recipes" / "smoke.yaml"), "--run-dir", str(tmp_path / "r"), "--data-root",
              str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "corpus not found" in r.stderr and "BABYLLAMA_DATA" in r.stderr
+
+
+def test_stage_keys_follow_corpus_content_not_file_times(tmp_path):
+    """A re-copied corpus (new modification times, same bytes) keeps every stage key; changed bytes change them."""
+    need_shared()
+    import os
+
+    root = tmp_path / "data"
+    (root / "eval").mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (root / "corpus" / split).mkdir(parents=True)
+        (root / "corpus" / split / "a.txt").write_text(f"some {split} text\n")
+    recipe = load_recipe(REPO / "recipes" / "smoke.yaml", [], str(root))
+    keys = [s.key for s in plan(recipe, tmp_path / "r")]
+    f = root / "corpus" / "train" / "a.txt"
+    os.utime(f, (1, 1))
+    assert [s.key for s in plan(recipe, tmp_path / "r")] == keys
+    f.write_text("some train texT\n")  # same size, different bytes
+    changed = [s.key for s in plan(recipe, tmp_path / "r")]
+    assert changed[0] != keys[0] and all(a != b for a, b in zip(changed, keys))
