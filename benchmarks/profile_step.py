@@ -22,12 +22,14 @@ from transformers import default_data_collator
 
 from babyllama.config import ModelConfig
 from babyllama.data.dataset import ChunkDataset
+from babyllama.losses import fused_causal_ce
 from babyllama.models import PRESETS, build_model, count_params
 
 CATEGORIES = [
     ("optimizer", ("adam", "_foreach", "fused_adam")),
     ("attention", ("scaled_dot_product", "attention", "flash", "_efficient_attention")),
-    ("softmax_loss", ("log_softmax", "nll_loss", "cross_entropy", "softmax", "logsumexp")),
+    ("softmax_loss", ("log_softmax", "nll_loss", "cross_entropy", "softmax", "logsumexp", "scatter_add", "aten::exp",
+                      "_fusedce")),
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "mkldnn", "onednn")),
 ]
 
@@ -47,6 +49,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--loss", default="fused", choices=["fused", "hf"],
+                    help="our chunked CE (as in training) or the model's own loss")
     a = ap.parse_args(argv)
     vocab = PRESETS[a.preset]["vocab_size"]
     model = build_model(ModelConfig(preset=a.preset), seed=0)
@@ -60,7 +64,10 @@ def main(argv=None) -> None:
 
     def step(b):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=b["input_ids"], labels=b["labels"]).loss
+            if a.loss == "fused":  # what `babyllama train` does (Trainer compute_loss_func)
+                loss = fused_causal_ce(model(input_ids=b["input_ids"]).logits, b["labels"])
+            else:  # transformers' own loss: upcast logits, F.cross_entropy
+                loss = model(input_ids=b["input_ids"], labels=b["labels"]).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -78,7 +85,8 @@ def main(argv=None) -> None:
         cats[category(ev.key)] += ev.self_cpu_time_total / 1e3 / a.steps
     total = sum(cats.values())
     print(json.dumps({
-        "preset": a.preset, "params": count_params(model), "precision": a.precision, "batch": f"{a.batch}x{a.seq}",
+        "preset": a.preset, "loss": a.loss, "params": count_params(model), "precision": a.precision,
+        "batch": f"{a.batch}x{a.seq}",
         "step_ms_wall": round(wall, 1), "data_loading_ms_per_batch": round(data_ms, 2),
         "ms": {k: round(v, 1) for k, v in sorted(cats.items(), key=lambda x: -x[1])},
         "share": {k: round(v / total, 3) for k, v in sorted(cats.items(), key=lambda x: -x[1])},

@@ -40,3 +40,12 @@ def test_dry_run_prints_resolved_config(tmp_path):
     p.write_text("model:\n  preset: llama-tiny\n")
     r = run("train", str(p), "--dry-run", "--set", "training.learning_rate=1e-3")
     assert r.returncode == 0 and "learning_rate: 0.001" in r.stdout and "preset: llama-tiny" in r.stdout
+
+
+def test_closed_output_pipe_is_quiet():
+    """`babyllama models | head -0`: the reader is gone before we write; no traceback, exit like Unix tools."""
+    p = subprocess.Popen([sys.executable, "-m", "babyllama.cli", "models"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "Traceback" not in err and "Exception ignored" not in err, err

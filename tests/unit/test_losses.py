@@ -118,3 +118,28 @@ def test_fused_ce_and_cached_kl_equals_autograd(with_tail):
         ga, = torch.autograd.grad(0.3 * ce_a + 0.7 * reduce_kl(kl_a, red, labels != -100), logits, retain_graph=True)
         gb, = torch.autograd.grad(0.3 * ce_b + 0.7 * reduce_kl(kl_b, red, labels != -100), logits, retain_graph=True)
         assert torch.allclose(ga, gb, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_causal_ce_equals_cross_entropy(dtype):
+    """Value and gradient of the chunked CE equal autograd through F.cross_entropy (padding ignored); the Trainer
+    hook divides by the Trainer's token count when it passes one."""
+    from transformers.modeling_outputs import CausalLMOutput
+
+    from babyllama.losses import fused_causal_ce, trainer_causal_lm_loss
+
+    g = torch.Generator().manual_seed(5)
+    B, L, V = 3, 9, 40
+    base = (torch.randn(B, L, V, generator=g) * 3).to(dtype)
+    labels = torch.randint(0, V, (B, L), generator=g)
+    labels[1, 4:] = -100
+    a = base.clone().requires_grad_()
+    b = base.clone().requires_grad_()
+    ref = F.cross_entropy(a[:, :-1].float().reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=-100)
+    got = fused_causal_ce(b, labels, chunk=4)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6)
+    (ga,), (gb,) = torch.autograd.grad(ref * 1.7, a), torch.autograd.grad(got * 1.7, b)
+    assert gb.dtype == dtype and torch.allclose(ga.float(), gb.float(), atol=1e-6 if dtype == torch.float32 else 4e-3)
+    n = int((labels[:, 1:] != -100).sum())
+    halved = trainer_causal_lm_loss(CausalLMOutput(logits=b), labels, num_items_in_batch=torch.tensor(2 * n))
+    assert halved.item() == pytest.approx(ref.item() / 2, rel=1e-6)

@@ -19,6 +19,7 @@ from transformers import Trainer, default_data_collator, set_seed
 from ..config import Config, dump_yaml
 from ..data.dataset import build_datasets
 from ..errors import UserError
+from ..losses import trainer_causal_lm_loss
 from ..models import build_model, count_params
 from ..runinfo import write_json_atomic, write_run_info
 from ..tokenizer import load_tokenizer, tokenizer_hash, vocab_hash
@@ -90,7 +91,7 @@ def train(cfg: Config, overwrite: bool = False) -> dict:
     args = training_arguments(cfg, out)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       processing_class=tokenizer, data_collator=default_data_collator,
-                      callbacks=[EpochCallback(train_ds)])
+                      callbacks=[EpochCallback(train_ds)], compute_loss_func=trainer_causal_lm_loss)
     attach_progress(trainer, cfg)
     if resume:
         print(f"resuming from {resume}", flush=True)
