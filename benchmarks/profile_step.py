@@ -28,14 +28,18 @@ from babyllama.models import PRESETS, build_model, count_params
 CATEGORIES = [
     ("optimizer", ("adam", "_foreach", "fused_adam")),
     ("attention", ("scaled_dot_product", "attention", "flash", "_efficient_attention")),
-    ("softmax_loss", ("log_softmax", "nll_loss", "cross_entropy", "softmax", "logsumexp", "scatter_add", "aten::exp",
-                      "_fusedce")),
+    ("softmax_loss", ("log_softmax", "nll_loss", "cross_entropy", "softmax", "logsumexp", "scatter_add", "_fusedce")),
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "mkldnn", "onednn")),
 ]
 
 
+EXACT = {"aten::exp": "softmax_loss", "aten::exp_": "softmax_loss"}  # a substring would catch aten::expand
+
+
 def category(name: str) -> str:
     n = name.lower()
+    if n in EXACT:
+        return EXACT[n]
     for cat, keys in CATEGORIES:
         if any(k in n for k in keys):
             return cat

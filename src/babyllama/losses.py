@@ -33,15 +33,19 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
-def causal_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy: logits[:, t] predicts labels[:, t + 1]; -100 labels are ignored.
+def shift_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Next-token targets aligned with the logits: ``labels[:, t + 1]`` at position t, -100 at the last position.
 
     The labels are shifted (padded with -100) rather than the logits sliced, which would copy the largest tensor
     of the step.
     """
+    return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+
+
+def causal_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy: logits[:, t] predicts labels[:, t + 1]; -100 labels are ignored."""
     v = logits.size(-1)
-    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-    return F.cross_entropy(logits.reshape(-1, v).float(), shifted.reshape(-1), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.reshape(-1, v).float(), shift_labels(labels).reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 def _weights(n: int, weights, device) -> torch.Tensor:
@@ -256,7 +260,7 @@ def fused_causal_ce(logits: torch.Tensor, labels: torch.Tensor, chunk: int = 256
     gradient-accumulation micro-batches), else by this batch's label tokens.
     """
     v = logits.size(-1)
-    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).reshape(-1)
+    shifted = shift_labels(labels).reshape(-1)
     ce = _FusedCE.apply(logits.reshape(-1, v), shifted, chunk)
     if num_items is None:
         num_items = (shifted != IGNORE_INDEX).sum().clamp_min(1)
@@ -265,7 +269,7 @@ def fused_causal_ce(logits: torch.Tensor, labels: torch.Tensor, chunk: int = 256
 
 def trainer_causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
     """``Trainer(compute_loss_func=...)``: the model's next-token CE through :func:`fused_causal_ce`."""
-    if num_items_in_batch is not None and torch.is_tensor(num_items_in_batch):
+    if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(outputs.logits.device)
     return fused_causal_ce(outputs.logits, labels, num_items=num_items_in_batch)
 
@@ -276,7 +280,7 @@ def ce_and_cached_kl(student_logits: torch.Tensor, labels: torch.Tensor, teacher
     """(mean next-token CE, per-position KL ``(B, L)``) in one fused pass; equal to :func:`causal_ce` and
     :func:`kl_per_position_cached` (tested), several times cheaper in memory traffic."""
     b, l, v = student_logits.shape
-    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).reshape(-1)
+    shifted = shift_labels(labels).reshape(-1)
     k = teacher_ids.size(-1)
     ce, kl = _FusedCEAndCachedKL.apply(student_logits.reshape(-1, v), shifted, teacher_ids.reshape(-1, k).long(),
                                        teacher_weights.reshape(-1, k).float(), teacher_tail.reshape(-1).float(),

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from .config import Config, DistillConfig, ModelConfig, Section, apply_overrides, read_yaml, validate_tree
 from .errors import UserError
-from .runinfo import is_complete, read_run_info, write_json_atomic, write_run_info
+from .runinfo import is_complete, read_run_info, sha256_file, write_json_atomic, write_run_info
 
 STAGE_VERSION = 1  # bump when a stage's outputs change meaning
 
@@ -126,15 +126,8 @@ def _source_fingerprint(src: Path) -> list:
     if not src.is_dir():
         raise UserError(f"corpus not found: {src}; pass --data-root DIR (the folder with corpus/ and eval/) or set "
                         "BABYLLAMA_DATA, or download the data: `babyllama data download babylm-2024-10M DIR`")
-    out = []
-    for p in sorted(src.rglob("*")):
-        if p.is_file() and not p.name.startswith("."):
-            h = hashlib.blake2b(digest_size=16)
-            with open(p, "rb") as f:
-                while b := f.read(1 << 22):
-                    h.update(b)
-            out.append((str(p.relative_to(src)), p.stat().st_size, h.hexdigest()))
-    return out
+    return [(str(p.relative_to(src)), p.stat().st_size, sha256_file(p)) for p in sorted(src.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")]
 
 
 def plan(recipe: Recipe, run_dir: Path) -> list[Stage]:

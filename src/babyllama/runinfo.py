@@ -7,6 +7,7 @@ is unfinished, whatever else it holds.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -19,6 +20,15 @@ from typing import Any
 
 PACKAGES = ("babyllama", "torch", "transformers", "tokenizers", "accelerate", "numpy", "lm_eval", "optuna")
 RUN_INFO = "run_info.json"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
 
 
 def package_versions() -> dict[str, str | None]:

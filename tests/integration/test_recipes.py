@@ -2,6 +2,7 @@
 and resumes an interrupted training stage."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -96,9 +97,6 @@ def test_missing_data_root_is_one_line(tmp_path, monkeypatch):
 
 def test_stage_keys_follow_corpus_content_not_file_times(tmp_path):
     """A re-copied corpus (new modification times, same bytes) keeps every stage key; changed bytes change them."""
-    need_shared()
-    import os
-
     root = tmp_path / "data"
     (root / "eval").mkdir(parents=True)
     for split in ("train", "dev", "test"):

@@ -10,7 +10,6 @@ No download is needed when the data is already on disk: pass ``--data-root`` to 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..runinfo import sha256_file
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,6 @@ SOURCES: dict[str, Source] = {
 
 def list_sources() -> str:
     return "\n".join(f"{n:<18} {s.what}\n{'':<18} {s.url}" for n, s in SOURCES.items())
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def fetch(url: str, dest: Path, timeout: float = 60.0) -> Path:
