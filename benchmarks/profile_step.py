@@ -24,6 +24,7 @@ from babyllama.config import ModelConfig
 from babyllama.data.dataset import ChunkDataset
 from babyllama.losses import fused_causal_ce
 from babyllama.models import PRESETS, build_model, count_params
+from babyllama.train.trainer import resolve_attention, set_attention
 
 CATEGORIES = [
     ("optimizer", ("adam", "_foreach", "fused_adam")),
@@ -53,11 +54,14 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"],
+                    help="training.attention (auto: eager under grad on CPU bf16, as `babyllama train`)")
     ap.add_argument("--loss", default="fused", choices=["fused", "hf"],
                     help="our chunked CE (as in training) or the model's own loss")
     a = ap.parse_args(argv)
     vocab = PRESETS[a.preset]["vocab_size"]
-    model = build_model(ModelConfig(preset=a.preset), seed=0)
+    model = set_attention(build_model(ModelConfig(preset=a.preset), seed=0),
+                          resolve_attention(a.attention, a.precision))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     toks = np.random.default_rng(0).integers(0, vocab, size=(a.steps + 3) * a.batch * a.seq + a.seq, dtype=np.uint16)
     ds = ChunkDataset(toks, a.seq, random_offset=True)

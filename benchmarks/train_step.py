@@ -27,7 +27,7 @@ from babyllama.config import Config
 from babyllama.data.dataset import ChunkDataset
 from babyllama.losses import trainer_causal_lm_loss
 from babyllama.models import build_model, count_params
-from babyllama.train.trainer import TokenProgressCallback, training_arguments  # noqa: F401 - same module as train
+from babyllama.train.trainer import configure_attention, resolve_attention, resolve_precision, training_arguments
 
 SHAPES = {
     "babyllama-58m": dict(preset="babyllama-58m"),
@@ -66,7 +66,8 @@ class StepTimer:
         self.times.append(time.perf_counter())
 
 
-def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, seq: int, warmup: int) -> dict:
+def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, seq: int, warmup: int,
+            attention: str = "auto") -> dict:
     from transformers import Trainer, default_data_collator
 
     spec = SHAPES[shape]
@@ -74,14 +75,14 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
         "model": spec,
         "data": {"seq_len": seq},
         "training": {"batch_size": batch, "max_steps": steps + warmup, "warmup_steps": 0, "precision": precision,
-                     "compile": compile_, "eval_strategy": "no", "report_to": ["none"], "progress": False,
+                     "compile": compile_, "attention": attention, "eval_strategy": "no", "report_to": ["none"], "progress": False,
                      "logging_steps": 10_000},
     })
     vocab = 16000 if shape == "babyllama-58m" else 8000
     tokens = np.random.default_rng(0).integers(0, vocab, size=(steps + warmup + 2) * batch * seq + seq,
                                                dtype=np.uint16)
     ds = ChunkDataset(tokens, seq, random_offset=True, seed=0)
-    model = build_model(cfg.model, seed=0)
+    model = configure_attention(build_model(cfg.model, seed=0), cfg)  # as `babyllama train`
     params = count_params(model)
     # FLOPs per token the strict way (PaLM appendix B / nanoGPT estimate_mfu): 6 x the parameters that do matmuls
     # (an untied input embedding is a lookup, not a matmul) + 12 x layers x hidden x seq for attention scores.
@@ -99,7 +100,9 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
     t = timer.times[warmup - 1 :]
     sec = (t[-1] - t[0]) / (len(t) - 1)
     tps = batch * seq / sec
-    return {"shape": shape, "params": params, "precision": precision, "compile": compile_, "batch": batch,
+    att = resolve_attention(attention, resolve_precision(precision), compile_)
+    return {"shape": shape, "params": params, "precision": precision, "compile": compile_, "attention": att,
+            "batch": batch,
             "seq_len": seq, "steps_timed": len(t) - 1, "s_per_step": round(sec, 4), "tokens_per_s": round(tps, 1),
             "flops_per_token_strict": flops_per_token}
 
@@ -109,6 +112,8 @@ def main(argv=None) -> None:
     ap.add_argument("--shapes", nargs="+", default=["llama-4m", "gpt2-10m", "llama-12.5m", "babyllama-58m"])
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     ap.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    ap.add_argument("--attention", nargs="+", choices=["auto", "sdpa", "eager"], default=["auto"],
+                    help="training.attention settings to measure (auto: eager under grad on CPU bf16, else sdpa)")
     ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
     ap.add_argument("--warmup", type=int, default=4, help="untimed steps first")
     ap.add_argument("--batch", type=int, default=32)
@@ -122,11 +127,16 @@ def main(argv=None) -> None:
     results = {}
     for shape in a.shapes:
         for prec in a.precisions:
-            for c in compiles:
-                r = measure(shape, prec, c, a.steps, a.batch, a.seq, a.warmup)
+            done = set()
+            for c, att in [(c, att) for c in compiles for att in a.attention]:
+                key = (c, resolve_attention(att, resolve_precision(prec), c))
+                if key in done:
+                    continue  # e.g. fp32 'auto' resolves to sdpa: measured once
+                done.add(key)
+                r = measure(shape, prec, c, a.steps, a.batch, a.seq, a.warmup, att)
                 r["mfu"] = round(6 * r["params"] * r["tokens_per_s"] / (peaks[prec] * 1e9), 3)  # the issue's
                 r["mfu_strict"] = round(r.pop("flops_per_token_strict") * r["tokens_per_s"] / (peaks[prec] * 1e9), 3)
-                results[(shape, prec, c)] = r
+                results.setdefault((shape, prec, c), r)
                 print(json.dumps(r), flush=True)
         base = results.get((shape, "fp32", False))
         fast = results.get((shape, "bf16", False))

@@ -89,6 +89,12 @@ class TrainingConfig(Section):
         "AVX512-BF16/AMX), else fp32. fp16 is CUDA only.",
     )
     compile: bool = Field(False, description="torch.compile the model.")
+    attention: Literal["auto", "sdpa", "eager"] = Field(
+        "auto",
+        description="Attention kernel of the trained model. auto: on CPU with bf16 autocast (and no compile), eager "
+        "attention while gradients are on and SDPA for evaluation (the CPU SDPA backward is the slow part: eager "
+        "trains 1.09-1.46x faster there, SDPA infers up to 1.3x faster); SDPA everywhere else.",
+    )
     eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to evaluate and checkpoint.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps (eval_strategy: steps).")
     eval_on_start: bool = Field(True, description="Evaluate once before training (step 0), for the loss curve.")

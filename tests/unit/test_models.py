@@ -8,12 +8,13 @@ from babyllama.models import PAPER_PRESETS, build_model, count_params, hf_config
 
 def test_paper_presets_parameter_counts():
     counts = {r["name"]: r["params"] for r in list_presets()}
+    assert set(PAPER_PRESETS) == {"llama-360m", "gpt2-705m", "babyllama-58m", "smollama-345m", "llama-16m"}
     for name, target in PAPER_PRESETS.items():
-        if name == "llama-16m":
-            continue  # the authors' own Llama-16M shape has 16.58M parameters; checked below
         assert abs(counts[name] / target - 1) < 0.02, (name, counts[name])
-    # the authors' config/llama-16M.yaml: hidden 256, 8 layers, 8 heads, MLP 1024, vocabulary 16000
-    assert counts["llama-16m"] == 16_584_960
+    # the authors' config/llama-16M.yaml: hidden 256, 8 layers, 8 heads, MLP 1024, vocabulary 16000 (by hand:
+    # 2 x 16000 x 256 embeddings + 8 x (4 x 256^2 + 3 x 256 x 1024 + 2 x 256 norms) + 256 final norm)
+    assert counts["llama-16m-authors"] == 16_584_960 == 2 * 16000 * 256 + 8 * (4 * 256**2 + 3 * 256 * 1024 + 512) + 256
+    assert counts["llama-16m"] == 2 * 16000 * 256 + 8 * (4 * 256**2 + 3 * 256 * 960 + 512) + 256
 
 
 def test_paper_shapes():

@@ -9,10 +9,16 @@ Encoding (``encode``) mirrors ``TemplateLM.loglikelihood`` / ``_encode_pair``:
   whole, and the continuation is what follows the context's own encoding.
 
 Scoring (``Scorer.logprobs``) feeds ``(context + continuation)[-(max_len + 1):][:-1]`` right-padded, takes
-``log_softmax`` of the logits at the continuation positions and sums the continuation tokens' log-probabilities,
-as lm-eval does. Faster because: each distinct token sequence is scored once (BLiMP repeats sentences across
-pairs), sequences are batched sorted by length so padding is minimal, inference mode, and the model stays loaded
-across suites. ``bf16=True`` runs the forward pass under bf16 autocast (log-softmax still in fp32).
+the log-probability of each continuation token and sums them per sequence, as lm-eval does. Faster because: each
+distinct token sequence is scored once (BLiMP repeats sentences across pairs), sequences are batched sorted by
+length so padding is minimal, inference mode, and the model stays loaded across suites.
+
+``bf16=True`` runs the model under bf16 autocast (the log-probabilities still in fp32) and, for architectures
+whose logits are a plain output layer over the last hidden state (``split_head``), runs that layer only on the
+continuation positions, in cache-sized row blocks, with ``logit[target] - logsumexp`` instead of a full
+``log_softmax``: no (batch, width, vocab) tensor is written or upcast (1.4x faster for a 4M model). fp32 keeps
+lm-eval's arithmetic (full ``log_softmax``, gather, sum), so that its decisions stay identical to lm-eval's: the
+split path changes the last bits of a sum, which flipped 1 near-tie in 67,000 BLiMP pairs.
 """
 
 from __future__ import annotations
@@ -53,11 +59,33 @@ def encode(tokenizer, context: str, continuation: str) -> tuple[list[int], list[
     return ctx, whole[len(ctx):]
 
 
+HEAD_BLOCK = 512  # output-layer rows per block: a 512 x vocab block of logits stays in cache
+
+# model types whose causal-LM logits are exactly ``get_output_embeddings()(base_model(ids).last_hidden_state)``
+# (no scaling, soft-capping or extra projection in between); any other model takes the full path.
+SPLIT_HEAD_TYPES = {"llama", "gpt2", "gptj", "mistral", "qwen2", "qwen3"}
+
+
+def split_head(model):
+    """(body, output layer) of a causal LM whose logits are ``output_layer(body(ids).last_hidden_state)``, else
+    None."""
+    if getattr(model.config, "model_type", None) not in SPLIT_HEAD_TYPES:
+        return None
+    body, head = model.base_model, model.get_output_embeddings()
+    if body is model or not isinstance(head, torch.nn.Linear):
+        return None
+    return body, head
+
+
 class Scorer:
     """Scores (context, continuation) token pairs with one loaded model."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 256, bf16: bool = False, max_batch_tokens: int = 8192):
+    def __init__(self, model, tokenizer, batch_size: int = 256, bf16: bool = False, max_batch_tokens: int = 8192,
+                 split: bool | None = None):
         self.model = model.eval()
+        # the split output layer (see the module docstring) by default only in bf16 mode: in fp32 it is no faster
+        # here (the output-layer matmul dominates either way) and lm-eval's own arithmetic keeps decisions identical
+        self.split = split_head(model) if (bf16 if split is None else split) else None
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # at most this many sequences per forward pass ...
         self.max_batch_tokens = max_batch_tokens  # ... and at most this many (padded) tokens
@@ -72,7 +100,7 @@ class Scorer:
         unique = list(dict.fromkeys(keys))
         order = sorted(range(len(unique)), key=lambda i: -(len(unique[i][0]) + len(unique[i][1])))
         scores: dict[tuple, float] = {}
-        vocab = self.model.config.vocab_size
+        split = self.split
         for batch in self._batches([unique[i] for i in order]):
             inps = [list(c + k)[-(self.max_len + 1):][:-1] for c, k in batch]
             width = max(len(x) for x in inps)
@@ -80,14 +108,48 @@ class Scorer:
             for j, x in enumerate(inps):
                 ids[j, : len(x)] = torch.tensor(x)
             ids = ids.to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                logits = self.model(input_ids=ids).logits
-            logp = F.log_softmax(logits.float() if self.bf16 else logits, dim=-1)
-            for j, (c, k) in enumerate(batch):
-                n, cont = len(inps[j]), torch.tensor(k, device=self.device)
-                sel = logp[j, n - len(k) : n, :vocab]
-                scores[(c, k)] = float(torch.gather(sel, 1, cont.unsqueeze(-1)).sum())
+            sums = (self._sums_split(split, ids, inps, batch) if split is not None
+                    else self._sums_full(ids, inps, batch))
+            scores.update(zip(batch, sums))
         return [scores[key] for key in keys]
+
+    def _sums_full(self, ids, inps, batch) -> list[float]:
+        """lm-eval's own arithmetic: log_softmax over the whole logits tensor, gather, sum per sequence."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(input_ids=ids).logits
+        logp = F.log_softmax(logits.float() if self.bf16 else logits, dim=-1)
+        out = []
+        for j, (_, k) in enumerate(batch):
+            n, cont = len(inps[j]), torch.tensor(k, device=self.device)
+            out.append(float(torch.gather(logp[j, n - len(k) : n], 1, cont.unsqueeze(-1)).sum()))
+        return out
+
+    def _sums_split(self, split, ids, inps, batch) -> list[float]:
+        """The same quantity without the (batch, width, vocab) tensors: the output layer runs only on the
+        continuation positions, in row blocks, and each position's log-probability is ``logit[target] -
+        logsumexp(logits)`` (equal to log_softmax + gather up to float rounding)."""
+        body, head = split
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            hidden = body(input_ids=ids).last_hidden_state
+        rows, cols, toks = [], [], []  # one entry per continuation token: sequence, position, target
+        for j, (_, k) in enumerate(batch):
+            n = len(inps[j])
+            rows += [j] * len(k)
+            cols += range(n - len(k), n)
+            toks += k
+        dev = self.device
+        rows_t = torch.tensor(rows, device=dev)
+        h = hidden[rows_t, torch.tensor(cols, device=dev)]
+        toks_t = torch.tensor(toks, device=dev)
+        lp = torch.empty(len(toks), dtype=torch.float32, device=dev)
+        for s in range(0, len(toks), HEAD_BLOCK):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                lg = head(h[s : s + HEAD_BLOCK])
+            lg = lg.float()
+            lp[s : s + HEAD_BLOCK] = lg.gather(1, toks_t[s : s + HEAD_BLOCK, None]).squeeze(1) - lg.logsumexp(-1)
+        sums = torch.zeros(len(batch), dtype=torch.float32, device=dev)
+        sums.index_add_(0, rows_t, lp)
+        return sums.tolist()
 
     def _batches(self, seqs: list[tuple]) -> list[list[tuple]]:
         """Consecutive groups of the length-sorted (longest first) sequences within both batch limits."""

@@ -23,7 +23,7 @@ from ..losses import IGNORE_INDEX, causal_ce, ce_and_cached_kl, ensemble_log_pro
 from ..models import build_model
 from ..tokenizer import load_tokenizer, vocab_hash
 from .pretrain import attach_progress, common_setup, finish
-from .trainer import EpochCallback, training_arguments
+from .trainer import EpochCallback, configure_attention, training_arguments
 
 
 def load_model_dir(path: str | Path, what: str = "model"):
@@ -136,7 +136,7 @@ def distill(cfg: Config, overwrite: bool = False) -> dict:
     if d.cache:
         train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, prov)
         teachers = []  # the student trains without teachers in memory
-    student = build_model(cfg.model, tokenizer, seed=cfg.training.seed)
+    student = configure_attention(build_model(cfg.model, tokenizer, seed=cfg.training.seed), cfg)
     args = training_arguments(cfg, out)
     trainer = DistillationTrainer(model=student, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                                   processing_class=tokenizer, data_collator=default_data_collator,

@@ -23,8 +23,8 @@ from ..losses import trainer_causal_lm_loss
 from ..models import build_model, count_params
 from ..runinfo import write_json_atomic, write_run_info
 from ..tokenizer import load_tokenizer, tokenizer_hash, vocab_hash
-from .trainer import (EpochCallback, TokenProgressCallback, eval_history, prepare_output_dir, resolve_precision,
-                      tokens_per_step, training_arguments)
+from .trainer import (EpochCallback, TokenProgressCallback, configure_attention, eval_history, prepare_output_dir,
+                      resolve_precision, tokens_per_step, training_arguments)
 
 
 def setup_threads(cfg: Config) -> None:
@@ -87,7 +87,7 @@ def train(cfg: Config, overwrite: bool = False) -> dict:
     """Pretrain ``cfg.model`` on ``cfg.data`` with ``cfg.training``; returns metrics."""
     t_start = time.time()
     out, resume, tokenizer, train_ds, eval_ds, prov = common_setup(cfg, overwrite)
-    model = build_model(cfg.model, tokenizer, seed=cfg.training.seed)
+    model = configure_attention(build_model(cfg.model, tokenizer, seed=cfg.training.seed), cfg)
     args = training_arguments(cfg, out)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       processing_class=tokenizer, data_collator=default_data_collator,
