@@ -120,10 +120,13 @@ def main(argv=None) -> None:
     six_live = 6 * epoch / lv["tokens_per_s"]
     six_cached = c["cache_build_s"] + 6 * epoch / c["tokens_per_s"]
     six_aligned = ca["cache_build_s"] + 6 * epoch / ca["tokens_per_s"]
-    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_step import machine_info
+
+    from babyllama.train.trainer import resolve_precision
 
     print(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": "32x128", "steps": a.steps,
+        **machine_info(), "precision": resolve_precision("auto"), "batch": "32x128", "steps": a.steps,
         "epoch_tokens": epoch, "k": a.k,
         "student_only_tokens_per_s": round(s["tokens_per_s"], 1), "live_tokens_per_s": round(lv["tokens_per_s"], 1),
         "cached_tokens_per_s": round(c["tokens_per_s"], 1), "cache_build_s": round(c["cache_build_s"], 1),
@@ -133,12 +136,12 @@ def main(argv=None) -> None:
         "eval_ce_cached": round(c["eval_ce"], 4),
         "cached_over_student_speed": round(c["tokens_per_s"] / s["tokens_per_s"], 3),
         "six_epoch_live_s": round(six_live), "six_epoch_cached_s": round(six_cached),
-        "six_epoch_speedup": round(six_live / six_cached, 2),
+        "six_epoch_speedup": round(six_live / six_cached, 3),
         "eval_ce_cached_over_live": round(c["eval_ce"] / lv["eval_ce"], 4),
         "cached_tokens_per_s_aligned": round(ca["tokens_per_s"], 1),
         "cache_build_s_aligned": round(ca["cache_build_s"], 1), "peak_rss_mb_cached_aligned": round(ca["peak_rss_mb"]),
         "eval_ce_cached_aligned": round(ca["eval_ce"], 4),
-        "six_epoch_cached_s_aligned": round(six_aligned), "six_epoch_speedup_aligned": round(six_live / six_aligned, 2),
+        "six_epoch_cached_s_aligned": round(six_aligned), "six_epoch_speedup_aligned": round(six_live / six_aligned, 3),
         "eval_ce_cached_aligned_over_live": round(ca["eval_ce"] / lv["eval_ce"], 4),
     }))
 

@@ -6,7 +6,8 @@ installed, with lm-eval (HFLM, batch size 64) on the same model and paradigms. P
 
     pairs, scored_tokens, seconds, pairs_per_s, matmul_peak_gflops {fp32, bf16}, flop_bound_s
     (= 2 x params x scored_tokens / fp32 peak), over_flop_bound, lm_eval_s, speedup_vs_lm_eval,
-    identical_decisions_vs_lm_eval, bf16_seconds, bf16_identical_decisions
+    identical_decisions_vs_lm_eval, the CPU (and whether it runs bf16 natively), and, with --bf16 (default: on CPUs
+    with native bf16), bf16_seconds, bf16_identical_decisions
 
     python benchmarks/eval_blimp.py --preset babyllama-58m --paradigms 5
     python benchmarks/eval_blimp.py --preset llama-cpu-4m
@@ -22,11 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import matmul_peak  # noqa: E402
+from train_step import machine_info, peaks_for  # noqa: E402
 
 
 def model_for(preset: str, work: Path):
@@ -84,6 +83,8 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-root", default=str(REPO.parent / "shared" / "data" / "eval"))
     ap.add_argument("--work", default="/tmp/babyllama-bench-eval")
     ap.add_argument("--no-lm-eval", action="store_true")
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="also score in bf16 (auto: where the CPU runs bf16 natively; emulated bf16 is very slow)")
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -102,7 +103,9 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     items = load_suite("blimp", eval_root, paradigms)  # counted in our time, as lm-eval's includes its loading
     load_s = time.perf_counter() - t0
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    info = machine_info()
+    bf16 = a.bf16 == "on" or (a.bf16 == "auto" and info["native_bf16"])
+    peaks = peaks_for(["fp32", "bf16"] if bf16 else ["fp32"])
     params = count_params(model)
 
     scorer = Scorer(model, tok)
@@ -110,16 +113,16 @@ def main(argv=None) -> None:
     ours, _ = scorer.score_items(items)
     secs = time.perf_counter() - t0 + load_s
     tokens = scorer.scored_tokens(items)
-    t0 = time.perf_counter()
-    ours_bf16, _ = Scorer(model, tok, bf16=True).score_items(items)
-    bf16_secs = time.perf_counter() - t0 + load_s
     flop_bound = 2 * params * tokens / (peaks["fp32"] * 1e9)
     out = {"model": str(path), "params": params, "paradigms": len(paradigms), "pairs": len(items),
            "scored_tokens": tokens, "seconds": round(secs, 2), "load_s": round(load_s, 2), "pairs_per_s": round(len(items) / secs, 1),
            "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "flop_bound_s": round(flop_bound, 2),
-           "over_flop_bound": round(secs / flop_bound, 3), "bf16_seconds": round(bf16_secs, 2),
-           "bf16_identical_decisions": round(sum(x == y for x, y in zip(ours, ours_bf16)) / len(items), 5),
-           "threads": torch.get_num_threads(), "torch": torch.__version__}
+           "over_flop_bound": round(secs / flop_bound, 3), **info}
+    if bf16:
+        t0 = time.perf_counter()
+        ours_bf16, _ = Scorer(model, tok, bf16=True).score_items(items)
+        out.update(bf16_seconds=round(time.perf_counter() - t0 + load_s, 2),
+                   bf16_identical_decisions=round(sum(x == y for x, y in zip(ours, ours_bf16)) / len(items), 5))
     if not a.no_lm_eval:
         try:
             import lm_eval  # noqa: F401

@@ -14,7 +14,6 @@ import os
 import platform
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
