@@ -105,7 +105,7 @@ def main(argv=None) -> None:
     load_s = time.perf_counter() - t0
     info = machine_info()
     bf16 = a.bf16 == "on" or (a.bf16 == "auto" and info["native_bf16"])
-    peaks = peaks_for(["fp32", "bf16"] if bf16 else ["fp32"])
+    peaks = peaks_for(["fp32", "bf16"] if bf16 else ["fp32"], info["native_bf16"])
     params = count_params(model)
 
     scorer = Scorer(model, tok)
@@ -115,7 +115,8 @@ def main(argv=None) -> None:
     tokens = scorer.scored_tokens(items)
     flop_bound = 2 * params * tokens / (peaks["fp32"] * 1e9)
     out = {"model": str(path), "params": params, "paradigms": len(paradigms), "pairs": len(items),
-           "scored_tokens": tokens, "seconds": round(secs, 2), "load_s": round(load_s, 2), "pairs_per_s": round(len(items) / secs, 1),
+           "scored_tokens": tokens, "seconds": round(secs, 2), "load_s": round(load_s, 2),
+           "pairs_per_s": round(len(items) / secs, 1),
            "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "flop_bound_s": round(flop_bound, 2),
            "over_flop_bound": round(secs / flop_bound, 3), **info}
     if bf16:
