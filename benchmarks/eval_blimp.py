@@ -9,8 +9,12 @@ installed, with lm-eval (HFLM, batch size 64) on the same model and paradigms. P
     identical_decisions_vs_lm_eval, the CPU (and whether it runs bf16 natively), and, with --bf16 (default: on CPUs
     with native bf16), bf16_seconds, bf16_identical_decisions
 
+The default (prefix-tree) layout runs fewer positions than lm-eval: computed_positions (what it ran),
+distinct_prefixes (the fewest any exact scorer must run), rescored_pairs (near-ties re-scored in the padded
+layout). --padded also times the padded layout (lm-eval's own arithmetic): padded_seconds, tree_speedup.
+
     python benchmarks/eval_blimp.py --preset babyllama-58m --paradigms 5
-    python benchmarks/eval_blimp.py --preset llama-cpu-4m
+    python benchmarks/eval_blimp.py --preset llama-cpu-4m --padded
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-root", default=str(REPO.parent / "shared" / "data" / "eval"))
     ap.add_argument("--work", default="/tmp/babyllama-bench-eval")
     ap.add_argument("--no-lm-eval", action="store_true")
+    ap.add_argument("--padded", action="store_true", help="also time the padded layout")
     ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                     help="also score in bf16 (auto: where the CPU runs bf16 natively; emulated bf16 is very slow)")
     a = ap.parse_args(argv)
@@ -115,10 +120,18 @@ def main(argv=None) -> None:
     tokens = scorer.scored_tokens(items)
     flop_bound = 2 * params * tokens / (peaks["fp32"] * 1e9)
     out = {"model": str(path), "params": params, "paradigms": len(paradigms), "pairs": len(items),
-           "scored_tokens": tokens, "seconds": round(secs, 2), "load_s": round(load_s, 2),
+           "scored_tokens": tokens, "layout": "prefix_tree" if scorer.tree_ok() else "padded",
+           "computed_positions": scorer.positions, "distinct_prefixes": scorer.distinct_prefixes(items),
+           "rescored_pairs": scorer.rescored, "seconds": round(secs, 2), "load_s": round(load_s, 2),
            "pairs_per_s": round(len(items) / secs, 1),
            "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "flop_bound_s": round(flop_bound, 2),
            "over_flop_bound": round(secs / flop_bound, 3), **info}
+    if a.padded:
+        t0 = time.perf_counter()
+        ours_padded, _ = Scorer(model, tok, tree=False).score_items(items)
+        out.update(padded_seconds=round(time.perf_counter() - t0 + load_s, 2),
+                   padded_identical_decisions=round(sum(x == y for x, y in zip(ours, ours_padded)) / len(items), 5))
+        out["tree_speedup"] = round(out["padded_seconds"] / secs, 2)
     if bf16:
         t0 = time.perf_counter()
         ours_bf16, _ = Scorer(model, tok, bf16=True).score_items(items)

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pairs", type=int, help="score at most N pairs per paradigm (seeded subset)")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass")
     p.add_argument("--bf16", action="store_true", help="score under bf16 autocast")
+    p.add_argument("--padded", action="store_true", help="one padded row per sentence, lm-eval's own layout and "
+                   "arithmetic (slower; by default shared prefixes are scored once, near-ties re-scored this way)")
     p.add_argument("--json", dest="json_out", help="write the full results as JSON here")
 
     p = sub.add_parser("run", help="run a recipe: data, tokenizer, teachers, baseline, student, eval, report")

@@ -18,6 +18,7 @@ def test_split_head_equals_full_log_softmax(preset, bf16, tokenizer, monkeypatch
     reqs = [encode(tokenizer, "", " " + t) for t in texts]
     reqs += [encode(tokenizer, "The cat sat on", " the mat."), encode(tokenizer, "Context here. ", "Target")]
     monkeypatch.setattr(scoring, "HEAD_BLOCK", 7)  # several row blocks, a ragged last one
+    monkeypatch.setattr(scoring, "SOFTMAX_BLOCK", 3)  # and slices within them
     fast_scorer = Scorer(model, tokenizer, batch_size=2, bf16=bf16, split=True)
     assert fast_scorer.split is not None
     fast = fast_scorer.logprobs(reqs)
@@ -41,3 +42,84 @@ def test_split_by_default_only_in_bf16_and_never_for_unknown_architectures(token
     model.config.model_type = "somebody_elses_lm"  # could scale or soft-cap its logits
     assert split_head(model) is None
     assert Scorer(model, tokenizer, bf16=True).split is None
+
+
+def test_encode_many_equals_encode(tokenizer):
+    pairs = [("", " The cat sat."), ("", " A dog."), ("", " The cat sat."), ("Context here. ", "Target"),
+             ("The cat sat on", " the mat.")]
+    assert scoring.encode_many(tokenizer, pairs) == [encode(tokenizer, c, k) for c, k in pairs]
+
+
+def test_pack_tree_merges_shared_prefixes_within_the_row_limit():
+    inputs = [(1, 2, 3), (1, 2, 4), (1, 5), (1, 2, 3, 6), (7,), (1, 2)]
+    rows, where = scoring.pack_tree(inputs, row_tokens=5)
+    # sorted: (1,2), (1,2,3), (1,2,3,6), (1,2,4) share one trie of 5 nodes; (1,5) would make 6, so a new row
+    assert [r[0] for r in rows] == [[1, 2, 3, 6, 4], [1, 5, 7]]
+    assert [r[1] for r in rows] == [[0, 1, 2, 3, 2], [0, 1, 0]]  # position id = depth
+    anc = rows[0][2].astype(int).tolist()
+    assert anc[4] == [1, 1, 0, 0, 1]  # the 4 after (1, 2) sees 1, 2 and itself, not the 3 and 6 of its sibling
+    assert anc[3] == [1, 1, 1, 1, 0]
+    assert rows[1][2].astype(int).tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]  # two tries in one row
+    assert where == [(0, [0, 1, 2]), (0, [0, 1, 4]), (1, [0, 1]), (0, [0, 1, 2, 3]), (1, [2]), (0, [0, 1])]
+    for i, (r, path) in enumerate(where):  # every input reads back from its nodes
+        assert [rows[r][0][j] for j in path] == list(inputs[i])
+    long_rows, _ = scoring.pack_tree([(1,) * 9, (2, 3)], row_tokens=4)  # longer than a row: a row of its own
+    assert [len(r[0]) for r in long_rows] == [9, 2]
+
+
+PAIRS = ["The cat sat on the mat.", "The cat sat on the mats.", "The cats sat on the mat.", "A dog.", "A dog barks.",
+         "Who did you say that the girl saw yesterday at the park?", "Who did you say the girl saw?"]
+
+
+@pytest.mark.parametrize("preset", ["llama-tiny", "gpt2-tiny", "gptj-tiny"])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_prefix_tree_equals_padded_layout(preset, bf16, tokenizer):
+    model = build_model(ModelConfig(preset=preset), tokenizer, seed=0).eval()
+    reqs = [encode(tokenizer, "", " " + t) for t in PAIRS]
+    reqs += [encode(tokenizer, "The cat sat on", " the mat."), encode(tokenizer, "Context here. ", "Target")]
+    tree = Scorer(model, tokenizer, bf16=bf16, row_tokens=12)  # several rows
+    assert tree.tree_ok()
+    assert len(scoring.pack_tree([tree._inputs(tuple(c), tuple(k)) for c, k in reqs], 12)[0]) > 2
+    got = tree.logprobs(reqs)
+    assert tree.positions < sum(len(c) + len(k) - 1 for c, k in reqs)  # shared prefixes ran once
+    want = Scorer(model, tokenizer, bf16=bf16, tree=False).logprobs(reqs)
+    assert got == pytest.approx(want, abs=1e-4 if not bf16 else 0.1)
+
+
+def test_models_that_ignore_the_tree_mask_are_scored_padded(tokenizer):
+    model = build_model(ModelConfig(preset="llama-tiny"), tokenizer, seed=0).eval()
+    model.config.model_type = "somebody_elses_lm"  # no split head: the tree runs model(...) itself
+    forward = model.forward
+    model.forward = lambda input_ids, **kw: forward(input_ids=input_ids)  # drops the mask and position ids
+    reqs = [encode(tokenizer, "", " " + t) for t in PAIRS]
+    scorer = Scorer(model, tokenizer)
+    assert not scorer.tree_ok()
+    assert scorer.logprobs(reqs) == Scorer(model, tokenizer, tree=False).logprobs(reqs)
+
+    def no_position_ids(input_ids, attention_mask=None, position_ids=None):
+        if position_ids is not None:
+            raise TypeError("unexpected keyword argument 'position_ids'")
+        return forward(input_ids=input_ids)
+
+    model.forward = no_position_ids
+    assert not Scorer(model, tokenizer).tree_ok()
+
+
+def test_near_ties_are_rescored_in_the_padded_layout(tokenizer):
+    from babyllama.eval.tasks import Item
+
+    model = build_model(ModelConfig(preset="llama-tiny"), tokenizer, seed=0).eval()
+    items = [Item("p", 0, "", (" The cat sat.", " The cat sat.")),  # a tie: right, and re-scored
+             Item("p", 1, "", (" The cat sat on the mat.", " The cats sat on the mat.")),
+             Item("p", 2, "", (" A dog.", " A dog barks."))]
+    scorer = Scorer(model, tokenizer)
+    correct, lps = scorer.score_items(items)
+    assert correct[0] and lps[0][0] == lps[0][1]
+    tree = scorer.logprobs(scoring.encode_many(tokenizer, [("", c) for it in items for c in it.choices]))
+    close = [i for i in range(3) if abs(tree[2 * i] - tree[2 * i + 1]) <= scoring.TIE_MARGIN]
+    assert scorer.rescored == len(close) >= 1
+    padded = Scorer(model, tokenizer, tree=False)
+    for i in close:
+        assert list(lps[i]) == padded.logprobs([encode(tokenizer, "", c) for c in items[i].choices])
+    _, lps_padded = padded.score_items(items)
+    assert [x for p in lps for x in p] == pytest.approx([x for p in lps_padded for x in p], abs=1e-4)

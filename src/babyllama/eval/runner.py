@@ -80,7 +80,7 @@ def load_for_eval(path: str):
 
 def run_eval(models: list[str], suites: list[str], eval_root=None, corpus=None, paradigms=None, max_pairs=None,
              batch_size: int = 64, bf16: bool = False, ppl_max_tokens: int | None = None, seq_len: int = 128,
-             names: list[str] | None = None) -> dict:
+             names: list[str] | None = None, tree: bool = True) -> dict:
     if not suites:
         raise UserError("no suite: pass --suite blimp (repeatable): blimp, blimp_filtered, supplement, ewok, "
                         "perplexity, or a path to JSONL minimal pairs")
@@ -92,12 +92,13 @@ def run_eval(models: list[str], suites: list[str], eval_root=None, corpus=None, 
     res: dict = {"models": names, "suites": {}, "perplexity": {}, "timing": {}}
     for path, name in zip(models, names):
         model, tok = load_for_eval(path)
-        scorer = Scorer(model, tok, batch_size=batch_size, bf16=bf16)
+        scorer = Scorer(model, tok, batch_size=batch_size, bf16=bf16, tree=tree)
         for s, items in loaded_suites.items():
             t0 = time.perf_counter()
             correct, _ = scorer.score_items(items)
             res["suites"].setdefault(s, {"per_model": {}})["per_model"][name] = summarize(items, correct)
             res["timing"][f"{name}:{s}"] = time.perf_counter() - t0
+        res.setdefault("layout", {})[name] = "prefix_tree" if scorer.tree_ok() else "padded"
         if "perplexity" in suites:
             from .perplexity import perplexity
 
@@ -161,7 +162,8 @@ def run_eval_cli(a) -> int:
 
     eval_root = a.eval_root or (Path(os.environ["BABYLLAMA_DATA"]) / "eval" if os.environ.get("BABYLLAMA_DATA")
                                 else None)
-    res = run_eval(a.models, a.suite, eval_root, a.corpus, a.paradigms, a.max_pairs, a.batch_size, a.bf16)
+    res = run_eval(a.models, a.suite, eval_root, a.corpus, a.paradigms, a.max_pairs, a.batch_size, a.bf16,
+                   tree=not a.padded)
     print(markdown(res))
     if a.json_out:
         write_json_atomic(a.json_out, res)
