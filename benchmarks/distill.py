@@ -84,6 +84,8 @@ def run_mode(mode: str, work: Path, steps: int, train_tokens: int, k: int, teach
             cfg.distill.cache_top_k = k
             cfg.distill.cache_dir = str(work / f"cache-{os.getpid()}")  # fresh: the build is timed
         m = distill(cfg)
+        if cfg.distill.cache:
+            shutil.rmtree(cfg.distill.cache_dir, ignore_errors=True)  # built to be timed, not kept
     return {"mode": mode, "tokens_per_s": m["train_tokens_per_s"], "eval_ce": m["eval_loss"],
             "cache_build_s": m.get("teacher_cache_s"), "wall_s": time.time() - t0,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

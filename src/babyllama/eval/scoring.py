@@ -17,11 +17,11 @@ those same sums:
   ancestors, and its position id is its depth, so every node computes exactly what the same token computes in a
   row of its own. A prefix shared by several sentences (a minimal pair up to the word where its sentences part,
   template openings across pairs) runs once, and the distribution at a node serves every sentence through it.
-  On BLiMP this runs 57% of the positions lm-eval runs (43% of the work saved). The output layer runs once per
-  node that some sentence needs, in cache-sized row blocks, as ``logit[target] - logsumexp``. The sums agree with
-  lm-eval's to float rounding (at most 3e-5 nats on BLiMP, 4e-6 on average), which could only decide a pair whose
+  On BLiMP this runs 58% of the positions lm-eval runs. The output layer runs once per node that some sentence
+  needs, in row blocks, with a log-softmax over cache-sized slices. The sums agree with lm-eval's to float
+  rounding (at most 4e-5 nats over all BLiMP sentences, 5e-6 on average), which could only decide a pair whose
   two sentences score within that of each other: ``score_items`` re-scores every pair within ``TIE_MARGIN``
-  (1e-3 nats, ~0.3% of BLiMP pairs for a random-init model) in the padded layout, so decisions stay lm-eval's.
+  (1e-3 nats; 0.2% of BLiMP pairs for a random-init model) in the padded layout, so decisions stay lm-eval's.
   Whether a model takes the 4D mask and position ids correctly is checked once against the padded layout
   (``tree_ok``); a model that does not is scored padded.
 * **padded** (``tree=False``, ``babyllama eval --padded``): lm-eval's layout and arithmetic (full
