@@ -61,11 +61,16 @@ def max_length(model, tokenizer) -> int:
     return int(ml) if ml and ml < 1e9 else 2048
 
 
+def _prefixed(tokenizer, cont: list[int]) -> tuple[list[int], list[int]]:
+    """An empty context's continuation ids conditioned on the prefix token (or on their own first token, if that
+    is the prefix token already)."""
+    p = prefix_token_id(tokenizer)
+    return ([p], cont) if not cont or p != cont[0] else (cont[:1], cont[1:])
+
+
 def encode(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     if context == "":
-        cont = tokenizer.encode(continuation, add_special_tokens=False)
-        p = prefix_token_id(tokenizer)
-        return ([p], cont) if p != cont[0] else (cont[:1], cont[1:])
+        return _prefixed(tokenizer, tokenizer.encode(continuation, add_special_tokens=False))
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces > 0:
         continuation = context[-n_spaces:] + continuation
@@ -84,15 +89,7 @@ def encode_many(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[
     enc = ([e.ids for e in backend.encode_batch(texts, add_special_tokens=False)] if backend is not None
            else tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else []
     ids = dict(zip(texts, enc))
-    p = prefix_token_id(tokenizer)
-    out = []
-    for ctx, cont in pairs:
-        if ctx:
-            out.append(encode(tokenizer, ctx, cont))
-        else:
-            x = list(ids[cont])
-            out.append(([p], x) if not x or p != x[0] else (x[:1], x[1:]))
-    return out
+    return [encode(tokenizer, ctx, cont) if ctx else _prefixed(tokenizer, list(ids[cont])) for ctx, cont in pairs]
 
 
 ROW_TOKENS = 256  # prefix-tree nodes per row (attention over a row costs ~ row_tokens per node)
@@ -225,19 +222,18 @@ class Scorer:
             p = prefix_token_id(self.tokenizer) or 0
             a, b, c, d = (7 % vocab, 11 % vocab, 13 % vocab, 17 % vocab)
             reqs = [((p,), (a, b, c, d)), ((p,), (a, b, d)), ((p,), (c, a)), ((p, a), (b, c))]
-            bf16, self.bf16 = self.bf16, False
+            bf16, self.bf16, positions = self.bf16, False, self.positions
             try:
-                tree = self._logprobs_tree(reqs, count=False)
+                tree = self._logprobs_tree(reqs)
                 flat = self._logprobs_padded(reqs)
-                self.positions = 0
                 self._tree = all(abs(x - y) <= 1e-3 for x, y in zip(tree, flat))
             except Exception:  # noqa: BLE001 - any model that cannot take the mask simply uses the padded layout
                 self._tree = False
             finally:
-                self.bf16 = bf16
+                self.bf16, self.positions = bf16, positions  # the check is not scoring work
         return self._tree
 
-    def _logprobs_tree(self, unique: list[tuple], count: bool = True) -> list[float]:
+    def _logprobs_tree(self, unique: list[tuple]) -> list[float]:
         """Prefix-tree layout: the distinct inputs, sorted, are merged into tries of at most ``row_tokens`` nodes;
         each row holds one trie in depth-first order, every node attends to its ancestors only (a 4D mask) at
         position id = its depth. A prefix shared by several sentences (the part of a minimal pair before the
@@ -251,6 +247,8 @@ class Scorer:
         for i, (r, _) in enumerate(where):
             if unique[i][1]:  # an empty continuation sums to 0 (and may have no node)
                 row_of[r].append(i)
+        dev = self.device
+        dt = torch.bfloat16 if self.bf16 else next(self.model.parameters()).dtype  # the additive mask's dtype
         for batch in self._row_batches(rows):
             width = max(len(rows[r][0]) for r in batch)
             ids = torch.zeros(len(batch), width, dtype=torch.long)
@@ -270,11 +268,8 @@ class Scorer:
                     b_idx += [j] * len(k)
                     c_idx += path[len(path) - len(k):]
                     tok += k
-            if count:
-                self.positions += sum(len(rows[r][0]) for r in batch)
-            dt = torch.bfloat16 if self.bf16 else next(self.model.parameters()).dtype  # the mask's dtype
+            self.positions += sum(len(rows[r][0]) for r in batch)
             mask = torch.zeros(allowed.shape, dtype=dt).masked_fill_(~allowed, torch.finfo(dt).min)
-            dev = self.device
             ids, pos, mask = ids.to(dev), pos.to(dev), mask.to(dev)
             b_t, c_t, tok_t = (torch.tensor(v, device=dev) for v in (b_idx, c_idx, tok))
             if self.tree_split is not None:
@@ -308,17 +303,17 @@ class Scorer:
         """log P(target) for (node, target) entries, running the output layer once per distinct node (a node
         where a pair's sentences part serves both)."""
         uniq, inv = torch.unique(node, return_inverse=True)
-        return self._head_logprobs(head, hidden[uniq], None, inv, toks_t)
+        return self._head_logprobs(head, hidden[uniq], toks_t, inv)
 
-    def _head_logprobs(self, head, h, toks_t, inv=None, entry_toks=None):
+    def _head_logprobs(self, head, h, toks_t, inv=None):
         """log P(target) at rows ``h`` of last hidden states: the output layer in ``HEAD_BLOCK``-row blocks, a
         log-softmax over ``SOFTMAX_BLOCK``-row slices of each block (cache-resident; faster here than
-        ``logsumexp``), then a gather. With ``inv``/``entry_toks``: entry ``e`` reads row ``inv[e]`` at token
-        ``entry_toks[e]`` (several entries may share a row)."""
+        ``logsumexp``), then a gather. Entry ``e`` reads token ``toks_t[e]`` at row ``inv[e]`` (default: row ``e``;
+        several entries may share a row)."""
         if inv is None:
-            inv, entry_toks = torch.arange(len(h), device=h.device), toks_t
+            inv = torch.arange(len(h), device=h.device)
         order = torch.argsort(inv, stable=True)
-        inv_s, toks_s = inv[order], entry_toks[order]
+        inv_s, toks_s = inv[order], toks_t[order]
         lp = torch.empty(len(inv), dtype=torch.float32, device=h.device)
         n = len(h)
         starts = [(s, u) for s in range(0, n, HEAD_BLOCK) for u in range(0, min(HEAD_BLOCK, n - s), SOFTMAX_BLOCK)]
@@ -389,6 +384,7 @@ class Scorer:
         from lm-eval; in bf16 (not meant to be identical) no pair is re-scored."""
         reqs = encode_many(self.tokenizer, [(it.context, ch) for it in items for ch in it.choices])
         tree = self.tree_ok()
+        self.rescored = 0
         lp = self.logprobs(reqs, tree=tree)
         if tree and not self.bf16:
             close = [i for i in range(len(items)) if abs(lp[2 * i] - lp[2 * i + 1]) <= TIE_MARGIN]
