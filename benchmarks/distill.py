@@ -1,8 +1,10 @@
 """Distillation cost: plain student training vs live 2-teacher distillation vs cached teacher outputs.
 
-Cached distillation is measured with both teacher-window choices: ``sliding`` (the default: every cached position
-had at least seq_len/2 tokens of teacher context, two teacher passes over the data) and ``aligned`` (one pass,
-fixed windows; the student then trains on the same fixed chunks).
+Cached distillation is measured with three choices: ``sliding`` (every cached position had at least seq_len/2
+tokens of teacher context, two teacher passes over the data), ``aligned`` (one pass, fixed windows; the student
+then trains on the same fixed chunks) and ``aligned`` with ``cache_random_offset`` (the same one-pass cache, the
+student keeps the papers' random-offset chunks; ``*_aligned_random``). With ``--steps`` covering several epochs,
+the eval CEs show what fixed chunks cost against new offsets every epoch.
 
 One process per mode (so peak RSS is each mode's own), same seed, same steps, batch 32 x 128, on a slice of the
 shared corpus: student `llama-cpu-4m` (4.1M parameters), teachers `llama-cpu-12m` (12.5M) and `gpt2-cpu-10m`
@@ -10,7 +12,7 @@ shared corpus: student `llama-cpu-4m` (4.1M parameters), teachers `llama-cpu-12m
 
     student_only_tokens_per_s, live_tokens_per_s, cached_tokens_per_s, cache_build_s, peak_rss_mb_{student,live,
     cached}, eval_ce_{student,live,cached}, cached_over_student_speed, six_epoch_live_s, six_epoch_cached_s,
-    six_epoch_speedup, eval_ce_cached_over_live, and the same cached figures for aligned windows (``*_aligned``)
+    six_epoch_speedup, eval_ce_cached_over_live, and the same cached figures for the two one-pass choices
 
     python benchmarks/distill.py --work /tmp/bench-distill        # ~15 minutes on 2 cores
 """
@@ -31,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def base_config(work: Path, preset: str, out: Path, steps: int, lr: float, train_tokens: int, seed: int = 1):
+    """Batch 32 x 128; an evaluation every epoch (as the paper recipes), or once at the end of a shorter run."""
     from babyllama.config import Config
 
     return Config.model_validate({
@@ -39,7 +42,8 @@ def base_config(work: Path, preset: str, out: Path, steps: int, lr: float, train
         "model": {"preset": preset},
         "training": {"output_dir": str(out), "seed": seed, "batch_size": 32, "max_steps": steps,
                      "warmup_steps": max(1, steps // 10), "learning_rate": lr, "weight_decay": 0.1,
-                     "eval_strategy": "steps", "eval_steps": steps, "eval_on_start": False,
+                     "eval_strategy": "steps",
+                     "eval_steps": max(1, min(steps, train_tokens // (32 * 128))), "eval_on_start": False,
                      "report_to": ["none"], "progress": False, "logging_steps": 25},
     })
 
@@ -80,14 +84,19 @@ def run_mode(mode: str, work: Path, steps: int, train_tokens: int, k: int, teach
         cfg.distill.alpha = 0.5
         if mode.startswith("cached"):
             cfg.distill.cache = True
-            cfg.distill.cache_window = "aligned" if mode == "cached-aligned" else "sliding"
+            cfg.distill.cache_window = "sliding" if mode == "cached" else "aligned"
+            cfg.distill.cache_random_offset = mode != "cached-aligned"
             cfg.distill.cache_top_k = k
-            cfg.distill.cache_dir = str(work / f"cache-{os.getpid()}")  # fresh: the build is timed
+            # built fresh (the build is timed); the aligned cache is kept for the next mode, which reuses it
+            cfg.distill.cache_dir = str(work / ("cache-sliding" if mode == "cached" else "cache-aligned"))
+            if mode != "cached-aligned-random":
+                shutil.rmtree(cfg.distill.cache_dir, ignore_errors=True)
         m = distill(cfg)
-        if cfg.distill.cache:
+        if cfg.distill.cache and mode != "cached-aligned":
             shutil.rmtree(cfg.distill.cache_dir, ignore_errors=True)  # built to be timed, not kept
     return {"mode": mode, "tokens_per_s": m["train_tokens_per_s"], "eval_ce": m["eval_loss"],
             "cache_build_s": m.get("teacher_cache_s"), "wall_s": time.time() - t0,
+            "eval_ce_history": [round(e["eval_loss"], 4) for e in m["eval_history"]],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -110,18 +119,19 @@ def main(argv=None) -> None:
         return
     setup(work, Path(a.corpus), a.train_tokens, a.teacher_steps)
     res = {}
-    for mode in ("student", "live", "cached", "cached-aligned"):
+    for mode in ("student", "live", "cached", "cached-aligned", "cached-aligned-random"):
         p = subprocess.run([sys.executable, __file__, "--mode", mode, "--work", str(work), "--steps", str(a.steps),
                             "--train-tokens", str(a.train_tokens), "--k", str(a.k)], capture_output=True, text=True)
         line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
         if p.returncode or not line:
             sys.exit(f"mode {mode} failed:\n{p.stderr[-3000:]}")
         res[mode] = json.loads(line[7:])
-    s, lv, c, ca = res["student"], res["live"], res["cached"], res["cached-aligned"]
+    s, lv, c, ca, cr = (res[m] for m in ("student", "live", "cached", "cached-aligned", "cached-aligned-random"))
     epoch = a.train_tokens
     six_live = 6 * epoch / lv["tokens_per_s"]
     six_cached = c["cache_build_s"] + 6 * epoch / c["tokens_per_s"]
     six_aligned = ca["cache_build_s"] + 6 * epoch / ca["tokens_per_s"]
+    six_random = ca["cache_build_s"] + 6 * epoch / cr["tokens_per_s"]  # the same cache: built once, by `aligned`
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_step import machine_info
 
@@ -145,6 +155,13 @@ def main(argv=None) -> None:
         "eval_ce_cached_aligned": round(ca["eval_ce"], 4),
         "six_epoch_cached_s_aligned": round(six_aligned), "six_epoch_speedup_aligned": round(six_live / six_aligned, 3),
         "eval_ce_cached_aligned_over_live": round(ca["eval_ce"] / lv["eval_ce"], 4),
+        "cached_tokens_per_s_aligned_random": round(cr["tokens_per_s"], 1),
+        "peak_rss_mb_cached_aligned_random": round(cr["peak_rss_mb"]),
+        "eval_ce_cached_aligned_random": round(cr["eval_ce"], 4),
+        "six_epoch_cached_s_aligned_random": round(six_random),
+        "six_epoch_speedup_aligned_random": round(six_live / six_random, 3),
+        "eval_ce_cached_aligned_random_over_live": round(cr["eval_ce"] / lv["eval_ce"], 4),
+        "eval_ce_history": {m: r["eval_ce_history"] for m, r in res.items()},
     }))
 
 

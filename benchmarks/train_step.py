@@ -34,6 +34,8 @@ SHAPES = {
     # the issue's 12.5M LLaMA: hidden 256, 8 layers, MLP 1024, vocabulary 8000 (= preset llama-cpu-12m)
     "llama-12.5m": dict(preset="llama-cpu-12m"),
     "gpt2-10m": dict(preset="gpt2-cpu-10m"),
+    # the same GPT-2 with transformers' original gelu_new (seven elementwise ops) instead of our fused tanh GELU
+    "gpt2-10m-gelu_new": dict(preset="gpt2-cpu-10m", activation="gelu_new"),
     "llama-4m": dict(preset="llama-cpu-4m"),
 }
 

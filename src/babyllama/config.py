@@ -65,6 +65,11 @@ class ModelConfig(Section):
     tie_word_embeddings: bool | None = Field(None, description="Share input and output embeddings.")
     rotary_dim: int | None = Field(None, gt=0, description="GPT-J rotary dimension per head.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Dropout on residual/attention/embeddings.")
+    activation: str | None = Field(
+        None,
+        description="MLP activation, a transformers ACT2FN name. Default: silu (LLaMA); gelu_pytorch_tanh (GPT-2, "
+        "GPT-J): the tanh GELU of their original gelu_new, as one fused kernel instead of seven elementwise ops.",
+    )
 
 
 class TrainingConfig(Section):
@@ -127,11 +132,17 @@ class DistillConfig(Section):
         "exact top K - sampled ones (an unbiased estimate of the KL and its gradient); 0 = pure top-K with one "
         "tail bucket (biased when the tempered teacher is flat).",
     )
-    cache_window: Literal["sliding", "aligned"] = Field(
-        "sliding",
-        description="sliding: teacher windows every seq_len/2 tokens, each cached position saw >= seq_len/2 tokens "
-        "of context, student chunks keep random offsets; aligned: windows every seq_len tokens and fixed student "
-        "chunks (contexts identical to live distillation).",
+    cache_window: Literal["aligned", "sliding"] = Field(
+        "aligned",
+        description="aligned: one teacher pass, windows every seq_len tokens, fixed student chunks (contexts "
+        "identical to live distillation); sliding: two passes, windows every seq_len/2 tokens, each cached position "
+        "saw >= seq_len/2 tokens of context, student chunks keep random offsets. See benchmarks/README.md.",
+    )
+    cache_random_offset: bool | None = Field(
+        None,
+        description="Whether the student's training chunks start at new random offsets every epoch when training "
+        "from the cache. Default: no with aligned windows, yes with sliding ones. aligned + true: one teacher pass "
+        "and the papers' offsets; a position's teacher context then differs from the student's.",
     )
     cache_dir: str | None = Field(None, description="Where teacher caches live; default <corpus>/.teacher_cache.")
 

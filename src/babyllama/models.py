@@ -29,6 +29,11 @@ import torch
 from .config import ModelConfig
 from .errors import UserError
 
+# GPT-2 and GPT-J were trained with ``gelu_new``: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), which
+# transformers evaluates as seven elementwise tensor ops (and as many in the backward). ``gelu_pytorch_tanh`` is the
+# same function as one fused kernel (outputs equal to float rounding, tested); our GPT-2 and GPT-J use it.
+FAST_GELU = "gelu_pytorch_tanh"
+
 PAPER_CONTEXT = 256
 PRESETS: dict[str, dict[str, Any]] = {
     # paper 1 (Baby Llama): teachers and student
@@ -83,6 +88,7 @@ def resolve(cfg: ModelConfig) -> dict[str, Any]:
 def hf_config(cfg: ModelConfig, vocab_size: int | None = None, bos_id: int = 1, eos_id: int = 2, pad_id: int = 0):
     """A transformers config for the resolved model. ``vocab_size`` (the tokenizer's) wins over the preset's."""
     from transformers import GPT2Config, GPTJConfig, LlamaConfig
+    from transformers.activations import ACT2FN
 
     r = resolve(cfg)
     vocab = cfg.vocab_size or vocab_size or r.get("vocab_size")
@@ -92,6 +98,10 @@ def hf_config(cfg: ModelConfig, vocab_size: int | None = None, bos_id: int = 1, 
     drop = r.get("dropout", 0.0)
     ids = dict(bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id)
     arch = r["architecture"]
+    act = r.get("activation", "silu" if arch == "llama" else FAST_GELU)
+    if act not in ACT2FN:
+        raise UserError(f"model.activation '{act}' is not a transformers activation; use one of: "
+                        f"{', '.join(sorted(ACT2FN))}")
     if r["hidden_size"] % r["num_heads"]:
         raise UserError(f"model: hidden_size {r['hidden_size']} is not divisible by num_heads {r['num_heads']}")
     if arch == "llama":
@@ -102,18 +112,19 @@ def hf_config(cfg: ModelConfig, vocab_size: int | None = None, bos_id: int = 1, 
             vocab_size=vocab, hidden_size=r["hidden_size"], intermediate_size=r.get("intermediate_size",
             4 * r["hidden_size"]), num_hidden_layers=r["num_layers"], num_attention_heads=r["num_heads"],
             num_key_value_heads=kv, max_position_embeddings=ctx, attention_dropout=drop,
-            tie_word_embeddings=r.get("tie_word_embeddings", False), **ids)
+            tie_word_embeddings=r.get("tie_word_embeddings", False), hidden_act=act, **ids)
     if arch == "gpt2":
         return GPT2Config(
             vocab_size=vocab, n_positions=ctx, n_embd=r["hidden_size"], n_layer=r["num_layers"],
             n_head=r["num_heads"], n_inner=r.get("intermediate_size"), resid_pdrop=drop, embd_pdrop=drop,
-            attn_pdrop=drop, tie_word_embeddings=r.get("tie_word_embeddings", True), **ids)
+            attn_pdrop=drop, tie_word_embeddings=r.get("tie_word_embeddings", True), activation_function=act,
+            **ids)
     if arch == "gptj":
         return GPTJConfig(
             vocab_size=vocab, n_positions=ctx, n_embd=r["hidden_size"], n_layer=r["num_layers"],
             n_head=r["num_heads"], rotary_dim=r.get("rotary_dim", r["hidden_size"] // r["num_heads"]),
             n_inner=r.get("intermediate_size"), resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=drop,
-            tie_word_embeddings=r.get("tie_word_embeddings", False), **ids)
+            tie_word_embeddings=r.get("tie_word_embeddings", False), activation_function=act, **ids)
     raise UserError(f"model.architecture '{arch}' is not one of llama, gpt2, gptj")  # pragma: no cover
 
 

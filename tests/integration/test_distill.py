@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from babyllama.errors import UserError
@@ -67,6 +69,7 @@ def test_cached_distillation_end_to_end(prepared, tokenizer_dir, teachers, tmp_p
     cfg.distill.cache_sampled = 8
     cfg.distill.cache_top_k = 16
     cfg.distill.cache_dir = str(tmp_path / "cache")
+    cfg.distill.cache_window = "sliding"  # the default, aligned, runs end to end in the DDP test
     m = distill(cfg)
     assert m["eval_loss_best"] < m["eval_loss_start"] and m["teacher_cache_s"] > 0
     caches = sorted(p.name for p in (tmp_path / "cache").iterdir())
@@ -78,3 +81,34 @@ def test_cached_distillation_end_to_end(prepared, tokenizer_dir, teachers, tmp_p
     cfg2.distill = cfg.distill
     distill(cfg2)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == caches
+
+
+def test_cache_covers_only_the_evaluated_chunks_and_offsets_follow_the_config(prepared, tokenizer_dir, teachers,
+                                                                              tmp_path):
+    from babyllama.data.dataset import build_datasets
+    from babyllama.tokenizer import load_tokenizer
+    from babyllama.train.distill import cached_datasets, load_teachers
+
+    cfg = tiny_config(prepared, tokenizer_dir, tmp_path / "s")
+    cfg.data.eval_samples = 5
+    cfg.distill.teachers = [str(t) for t in teachers]
+    cfg.distill.cache, cfg.distill.cache_sampled, cfg.distill.cache_top_k = True, 8, 16
+    cfg.distill.cache_window, cfg.distill.cache_dir = "aligned", str(tmp_path / "cache")
+    tok = load_tokenizer(cfg.data.tokenizer)
+    train_ds, eval_ds, prov = build_datasets(cfg.data, tok, cfg.training.seed)
+    prov["tokenizer_hash"] = "t"
+    models = load_teachers(cfg.distill.teachers, tok)
+    assert len(eval_ds) == 5 and len(eval_ds.tokens) >= 20 * cfg.data.seq_len  # a real subset
+    tr, ev, _ = cached_datasets(cfg, models, train_ds, eval_ds, dict(prov))
+    # the eval cache holds the 5 evaluated chunks only, and serves them in the live eval dataset's order
+    assert len(ev.cache.ids) == 5 * cfg.data.seq_len and len(ev) == 5
+    for i in range(5):
+        assert torch.equal(ev[i]["input_ids"], eval_ds[i]["input_ids"])
+    assert not tr.random_offset  # aligned: fixed chunks by default
+    cfg.distill.cache_random_offset = True
+    tr, ev2, _ = cached_datasets(cfg, models, train_ds, eval_ds, dict(prov))
+    assert tr.random_offset and ev2.cache.dir == ev.cache.dir  # same caches, student offsets differ
+    tr.set_epoch(1)
+    assert tr.offsets.any()
+    s = tr.start(0)
+    assert np.array_equal(tr[0]["teacher_ids"].numpy(), np.asarray(tr.cache.ids[s : s + cfg.data.seq_len]))

@@ -43,3 +43,24 @@ def test_overrides_and_errors():
         resolve(ModelConfig())
     with pytest.raises(UserError, match="not divisible"):
         hf_config(ModelConfig(preset="llama-tiny", num_kv_heads=3))
+
+
+@pytest.mark.parametrize("preset", ["gpt2-tiny", "gptj-tiny"])
+def test_gpt_models_use_the_fused_tanh_gelu_which_equals_gelu_new(preset, tokenizer):
+    from transformers.activations import ACT2FN
+
+    m = build_model(ModelConfig(preset=preset), tokenizer, seed=0).eval()
+    assert m.config.activation_function == "gelu_pytorch_tanh"
+    x = torch.randint(0, len(tokenizer), (2, 16))
+    with torch.no_grad():
+        fast = m(input_ids=x).logits
+        mlps = [mod for mod in m.modules() if hasattr(mod, "act") and (hasattr(mod, "c_fc") or hasattr(mod, "fc_in"))]
+        assert len(mlps) == m.config.n_layer
+        for mlp in mlps:
+            mlp.act = ACT2FN["gelu_new"]
+        slow = m(input_ids=x).logits
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert build_model(ModelConfig(preset=preset, activation="gelu_new"), tokenizer).config.activation_function \
+        == "gelu_new"
+    with pytest.raises(UserError, match="model.activation 'nope'"):
+        hf_config(ModelConfig(preset=preset, activation="nope"))

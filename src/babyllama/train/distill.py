@@ -11,9 +11,11 @@ and the baseline's) and the KL beside it as ``eval_kl``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, Trainer, default_data_collator
 
@@ -161,20 +163,25 @@ def cached_datasets(cfg: Config, teachers, train_ds, eval_ds, prov: dict):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     teachers = [t.to(device) for t in teachers]
     t0 = time.time()
+    # Evaluation reads fixed chunks, with data.eval_samples a seeded subset of them (the paper recipe: 8192 chunks
+    # of a dev set that can be as large as the training set): the eval cache covers only the chunks evaluated.
+    eval_tokens, eval_hash = eval_ds.tokens, prov["eval_data_hash"]
+    if len(eval_ds.index) < len(eval_ds.tokens) // seq:
+        eval_tokens = np.concatenate([eval_ds.tokens[i * seq : (i + 1) * seq] for i in eval_ds.index])
+        eval_hash = hashlib.sha256(eval_tokens.astype(np.int64).tobytes()).hexdigest()
     caches = {}
-    for split, ds, window, data_hash in (("train", train_ds, d.cache_window, prov["train_data_hash"]),
-                                         ("eval", eval_ds, "aligned", prov["eval_data_hash"])):
+    for split, tokens, window, data_hash in (("train", train_ds.tokens, d.cache_window, prov["train_data_hash"]),
+                                             ("eval", eval_tokens, "aligned", eval_hash)):
         key = cache_key(d.teachers, prov["tokenizer_hash"], data_hash, d.temperature, d.cache_top_k, d.ensemble,
                         d.teacher_weights, window, seq, d.cache_sampled, cfg.training.seed)
-        caches[split] = build_cache(teachers, ds.tokens, root / f"{split}-{key}", seq, d.temperature,
+        caches[split] = build_cache(teachers, tokens, root / f"{split}-{key}", seq, d.temperature,
                                     d.cache_top_k, d.ensemble, d.teacher_weights, window,
                                     batch_size=cfg.training.eval_batch_size or cfg.training.batch_size,
                                     bf16=bf16, progress=cfg.training.progress, sampled=d.cache_sampled,
                                     seed=cfg.training.seed)
     build_s = time.time() - t0
-    train = CachedChunkDataset(train_ds.tokens, seq, caches["train"], seed=cfg.training.seed,
-                               random_offset=d.cache_window == "sliding")
-    ev = CachedChunkDataset(eval_ds.tokens, seq, caches["eval"], seed=cfg.training.seed, random_offset=False,
-                            subset=cfg.data.eval_samples)
+    offsets = d.cache_random_offset if d.cache_random_offset is not None else d.cache_window == "sliding"
+    train = CachedChunkDataset(train_ds.tokens, seq, caches["train"], seed=cfg.training.seed, random_offset=offsets)
+    ev = CachedChunkDataset(eval_tokens, seq, caches["eval"], seed=cfg.training.seed, random_offset=False)
     prov["teacher_cache"] = {s: str(c.dir) for s, c in caches.items()}
     return train, ev, {"teacher_cache_s": build_s, "teacher_cache_dir": str(caches["train"].dir)}
