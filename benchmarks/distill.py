@@ -14,7 +14,7 @@ shared corpus: student `llama-cpu-4m` (4.1M parameters), teachers `llama-cpu-12m
     cached}, eval_ce_{student,live,cached}, cached_over_student_speed, six_epoch_live_s, six_epoch_cached_s,
     six_epoch_speedup, eval_ce_cached_over_live, and the same cached figures for the two one-pass choices
 
-    python benchmarks/distill.py --work /tmp/bench-distill        # ~15 minutes on 2 cores
+    python benchmarks/distill.py --work /tmp/bench-distill        # ~25 minutes on 2 cores
 """
 
 from __future__ import annotations

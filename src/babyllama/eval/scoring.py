@@ -158,6 +158,22 @@ def pack_tree(inputs: Sequence[Sequence[int]], row_tokens: int):
     return rows, where
 
 
+def consecutive_groups(widths: Sequence[int], max_tokens: int, max_count: int | None = None) -> list[list[int]]:
+    """Consecutive indices in groups whose padded size (members x widest member) stays within ``max_tokens`` and
+    whose size within ``max_count`` (a single member may exceed ``max_tokens`` on its own)."""
+    out, cur, width = [], [], 0
+    for i, w in enumerate(widths):
+        w = max(width, w)
+        if cur and ((max_count is not None and len(cur) >= max_count) or (len(cur) + 1) * w > max_tokens):
+            out.append(cur)
+            cur, w = [], widths[i]
+        cur.append(i)
+        width = w
+    if cur:
+        out.append(cur)
+    return out
+
+
 class Scorer:
     """Scores (context, continuation) token pairs with one loaded model."""
 
@@ -287,17 +303,7 @@ class Scorer:
 
     def _row_batches(self, rows: list) -> list[list[int]]:
         """Consecutive rows, at most ``max_batch_tokens`` (padded) tokens per forward pass."""
-        out, cur, width = [], [], 0
-        for r, row in enumerate(rows):
-            w = max(width, len(row[0]))
-            if cur and (len(cur) + 1) * w > self.max_batch_tokens:
-                out.append(cur)
-                cur, w = [], len(row[0])
-            cur.append(r)
-            width = w
-        if cur:
-            out.append(cur)
-        return out
+        return consecutive_groups([len(row[0]) for row in rows], self.max_batch_tokens)
 
     def _node_logprobs(self, head, hidden, node, toks_t):
         """log P(target) for (node, target) entries, running the output layer once per distinct node (a node
@@ -365,16 +371,8 @@ class Scorer:
 
     def _batches(self, seqs: list[tuple]) -> list[list[tuple]]:
         """Consecutive groups of the length-sorted (longest first) sequences within both batch limits."""
-        out, cur = [], []
-        for s in seqs:
-            width = min(len(cur[0][0]) + len(cur[0][1]) if cur else len(s[0]) + len(s[1]), self.max_len + 1) - 1
-            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * width > self.max_batch_tokens):
-                out.append(cur)
-                cur = []
-            cur.append(s)
-        if cur:
-            out.append(cur)
-        return out
+        widths = [min(len(c) + len(k), self.max_len + 1) - 1 for c, k in seqs]
+        return [[seqs[i] for i in g] for g in consecutive_groups(widths, self.max_batch_tokens, self.batch_size)]
 
     def score_items(self, items: Sequence[Item]) -> tuple[list[bool], list[tuple[float, float]]]:
         """(correct per item, (logP choice 0, logP choice 1) per item). Ties count as right.

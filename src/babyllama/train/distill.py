@@ -167,7 +167,8 @@ def cached_datasets(cfg: Config, teachers, train_ds, eval_ds, prov: dict):
     # of a dev set that can be as large as the training set): the eval cache covers only the chunks evaluated.
     eval_tokens, eval_hash = eval_ds.tokens, prov["eval_data_hash"]
     if len(eval_ds.index) < len(eval_ds.tokens) // seq:
-        eval_tokens = np.concatenate([eval_ds.tokens[i * seq : (i + 1) * seq] for i in eval_ds.index])
+        eval_tokens = np.concatenate([eval_ds.tokens[eval_ds.start(j) : eval_ds.start(j) + seq]
+                                      for j in range(len(eval_ds))])
         eval_hash = hashlib.sha256(eval_tokens.astype(np.int64).tobytes()).hexdigest()
     caches = {}
     for split, tokens, window, data_hash in (("train", train_ds.tokens, d.cache_window, prov["train_data_hash"]),
