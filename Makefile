@@ -8,7 +8,7 @@ DATA_ROOT ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test smoke bench clean
+.PHONY: setup run test quick smoke bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ smoke: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the one-minute loop: everything but the end-to-end runs (marked slow); needs no ../shared
+quick: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/train_step.py

@@ -2,7 +2,7 @@
 
 Cached distillation is measured with three choices: ``sliding`` (every cached position had at least seq_len/2
 tokens of teacher context, two teacher passes over the data), ``aligned`` (one pass, fixed windows; the student
-then trains on the same fixed chunks) and ``aligned`` with ``cache_random_offset`` (the same one-pass cache, the
+then trains on the same fixed chunks) and ``aligned`` with ``cache.random_offset`` (the same one-pass cache, the
 student keeps the papers' random-offset chunks; ``*_aligned_random``). With ``--steps`` covering several epochs,
 the eval CEs show what fixed chunks cost against new offsets every epoch.
 
@@ -69,7 +69,8 @@ def setup(work: Path, corpus: Path, train_tokens: int, teacher_steps: int) -> li
 
 def run_mode(mode: str, work: Path, steps: int, train_tokens: int, k: int, teachers: list[str]) -> dict:
     """Runs in its own process: one training mode, then its numbers (and this process's peak RSS)."""
-    from babyllama.train.distill import distill
+    from babyllama.config import CacheConfig
+    from babyllama.distill.trainer import distill
     from babyllama.train.pretrain import train
 
     out = work / f"run-{mode}"
@@ -83,17 +84,16 @@ def run_mode(mode: str, work: Path, steps: int, train_tokens: int, k: int, teach
         cfg.distill.temperature = 2.0
         cfg.distill.alpha = 0.5
         if mode.startswith("cached"):
-            cfg.distill.cache = True
-            cfg.distill.cache_window = "sliding" if mode == "cached" else "aligned"
-            cfg.distill.cache_random_offset = mode != "cached-aligned"
-            cfg.distill.cache_top_k = k
             # built fresh (the build is timed); the aligned cache is kept for the next mode, which reuses it
-            cfg.distill.cache_dir = str(work / ("cache-sliding" if mode == "cached" else "cache-aligned"))
+            cfg.distill.cache = CacheConfig(
+                enabled=True, window="sliding" if mode == "cached" else "aligned",
+                random_offset=mode != "cached-aligned", top_k=k,
+                dir=str(work / ("cache-sliding" if mode == "cached" else "cache-aligned")))
             if mode != "cached-aligned-random":
-                shutil.rmtree(cfg.distill.cache_dir, ignore_errors=True)
+                shutil.rmtree(cfg.distill.cache.dir, ignore_errors=True)
         m = distill(cfg)
-        if cfg.distill.cache and mode != "cached-aligned":
-            shutil.rmtree(cfg.distill.cache_dir, ignore_errors=True)  # built to be timed, not kept
+        if cfg.distill.cache.enabled and mode != "cached-aligned":
+            shutil.rmtree(cfg.distill.cache.dir, ignore_errors=True)  # built to be timed, not kept
     return {"mode": mode, "tokens_per_s": m["train_tokens_per_s"], "eval_ce": m["eval_loss"],
             "cache_build_s": m.get("teacher_cache_s"), "wall_s": time.time() - t0,
             "eval_ce_history": [round(e["eval_loss"], 4) for e in m["eval_history"]],
@@ -135,7 +135,7 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_step import machine_info
 
-    from babyllama.train.trainer import resolve_precision
+    from babyllama.train.hardware import resolve_precision
 
     print(json.dumps({
         **machine_info(), "precision": resolve_precision("auto"), "batch": "32x128", "steps": a.steps,

@@ -9,7 +9,7 @@ installed, with lm-eval (HFLM, batch size 64) on the same model and paradigms. P
     identical_decisions_vs_lm_eval, the CPU (and whether it runs bf16 natively), and, with --bf16 (default: on CPUs
     with native bf16), bf16_seconds, bf16_identical_decisions
 
-The default (prefix-tree) layout runs fewer positions than lm-eval: computed_positions (what it ran),
+The default (prefix-tree) layout runs fewer positions than lm-eval: computed_positions (its rows),
 distinct_prefixes (the fewest any exact scorer must run), rescored_pairs (near-ties re-scored in the padded
 layout). --padded also times the padded layout (lm-eval's own arithmetic): padded_seconds, tree_speedup.
 
@@ -54,6 +54,21 @@ def model_for(preset: str, work: Path):
     return out
 
 
+def positions(model, tokenizer, items, layout: str) -> dict:
+    """The work counts of a run: scored_tokens (the positions lm-eval runs, padding aside), distinct_prefixes (the
+    fewest any exact scorer must run), computed_positions (what the prefix-tree layout runs, near-tie re-scoring
+    aside)."""
+    from babyllama.eval.scoring import ROW_TOKENS, encode_many, max_length, model_input, pack_tree
+
+    max_len = max_length(model, tokenizer)
+    reqs = encode_many(tokenizer, [(it.context, ch) for it in items for ch in it.choices])
+    inputs = list(dict.fromkeys(tuple(model_input(tuple(c), tuple(k), max_len)) for c, k in reqs))
+    rows, _ = pack_tree(inputs, ROW_TOKENS) if layout == "prefix_tree" else ([(x,) for x in inputs], None)
+    return {"scored_tokens": sum(len(x) for x in inputs),
+            "distinct_prefixes": len({x[:j] for x in inputs for j in range(1, len(x) + 1)}),
+            "computed_positions": sum(len(r[0]) for r in rows)}
+
+
 def lm_eval_decisions(model, tok, paradigms: list[str], eval_root: Path, tmp: Path) -> tuple[dict, float]:
     import yaml
     from lm_eval import simple_evaluate
@@ -93,53 +108,52 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    from babyllama.eval.scoring import Scorer
-    from babyllama.eval.tasks import load_suite
-    from babyllama.models import count_params
+    from babyllama.config import EvalConfig
+    from babyllama.eval.evaluate import evaluate
+    from babyllama.eval.suites import load_items
+    from babyllama.models import count_params, load_model
     from babyllama.tokenizer import load_tokenizer
-    from babyllama.train.distill import load_model_dir
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     path = Path(a.model) if a.model else model_for(a.preset, work)
-    model, tok = load_model_dir(path), load_tokenizer(path)
+    model, tok = load_model(path), load_tokenizer(path)
     eval_root = Path(a.eval_root)
     paradigms = sorted(p.stem for p in (eval_root / "blimp").glob("*.jsonl"))[: a.paradigms]
-    t0 = time.perf_counter()
-    items = load_suite("blimp", eval_root, paradigms)  # counted in our time, as lm-eval's includes its loading
-    load_s = time.perf_counter() - t0
+    items = load_items("blimp", eval_root, paradigms)
     info = machine_info()
     bf16 = a.bf16 == "on" or (a.bf16 == "auto" and info["native_bf16"])
     peaks = peaks_for(["fp32", "bf16"] if bf16 else ["fp32"], info["native_bf16"])
     params = count_params(model)
 
-    scorer = Scorer(model, tok)
-    t0 = time.perf_counter()
-    ours, _ = scorer.score_items(items)
-    secs = time.perf_counter() - t0 + load_s
-    tokens = scorer.scored_tokens(items)
-    flop_bound = 2 * params * tokens / (peaks["fp32"] * 1e9)
+    def run(**settings):
+        """The library's entry point, timed whole (loading the suite included, as lm-eval's time includes its own)."""
+        cfg = EvalConfig(suites=["blimp"], eval_root=str(eval_root), paradigms=paradigms, **settings)
+        t0 = time.perf_counter()
+        res = evaluate(model, tok, cfg)
+        block = res["suites"]["blimp"]
+        return [c == "1" for p in paradigms for c in block["decisions"][p]], time.perf_counter() - t0, res
+
+    ours, secs, res = run()
+    work_counts = positions(model, tok, items, res["layout"])
+    flop_bound = 2 * params * work_counts["scored_tokens"] / (peaks["fp32"] * 1e9)
     out = {"model": str(path), "params": params, "paradigms": len(paradigms), "pairs": len(items),
-           "scored_tokens": tokens, "layout": "prefix_tree" if scorer.tree_ok() else "padded",
-           "computed_positions": scorer.positions, "distinct_prefixes": scorer.distinct_prefixes(items),
-           "rescored_pairs": scorer.rescored, "seconds": round(secs, 2), "load_s": round(load_s, 2),
-           "pairs_per_s": round(len(items) / secs, 1),
+           **work_counts, "layout": res["layout"], "rescored_pairs": res["rescored_near_ties"]["blimp"],
+           "seconds": round(secs, 2), "pairs_per_s": round(len(items) / secs, 1),
            "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "flop_bound_s": round(flop_bound, 2),
            "over_flop_bound": round(secs / flop_bound, 3), **info}
     if a.padded:
-        t0 = time.perf_counter()
-        ours_padded, _ = Scorer(model, tok, tree=False).score_items(items)
-        out.update(padded_seconds=round(time.perf_counter() - t0 + load_s, 2),
+        ours_padded, padded_s, _ = run(layout="padded")
+        out.update(padded_seconds=round(padded_s, 2),
                    padded_identical_decisions=round(sum(x == y for x, y in zip(ours, ours_padded)) / len(items), 5))
         out["tree_speedup"] = round(out["padded_seconds"] / secs, 2)
     if bf16:
-        t0 = time.perf_counter()
-        ours_bf16, _ = Scorer(model, tok, bf16=True).score_items(items)
-        out.update(bf16_seconds=round(time.perf_counter() - t0 + load_s, 2),
+        ours_bf16, bf16_s, _ = run(bf16=True)
+        out.update(bf16_seconds=round(bf16_s, 2),
                    bf16_identical_decisions=round(sum(x == y for x, y in zip(ours, ours_bf16)) / len(items), 5))
     if not a.no_lm_eval:
         try:
-            import lm_eval  # noqa: F401
+            import lm_eval  # noqa: F401 - only whether it is installed
         except ImportError:
             out["lm_eval"] = "not installed"
         else:

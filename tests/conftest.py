@@ -1,4 +1,9 @@
-"""Shared fixtures: a small slice of ../shared/data/corpus, a ~512-token BPE, tiny models.
+"""Fixtures. Two corpora:
+
+* an in-process one (``tiny_*``): a few thousand words of generated English in three domains, a ~300-token BPE
+  and 2-layer models, built in seconds and needing nothing outside the repository (the unit tests use it);
+* a slice of ``../shared/data/corpus`` (``prepared``, ``tokenizer_dir``, ``teachers``), for integration tests
+  on real text; they skip where the shared data is absent.
 
 Everything is built once per session in a temporary directory; nothing is written into the repository.
 """
@@ -6,6 +11,7 @@ Everything is built once per session in a temporary directory; nothing is writte
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -14,17 +20,74 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-SHARED_CORPUS = SHARED / "corpus"
-SHARED_EVAL = SHARED / "eval"
+from helpers import SHARED_CORPUS, need_shared, tiny_config  # noqa: E402
+
 SLICE_DOMAINS = ("aochildes", "cbt", "gutenberg", "open_subtitles", "simple_wikipedia", "wikipedia")
+TINY_VOCAB = 300
+
+_SUBJECTS = ["the cat", "a dog", "the girl", "my brother", "the old man", "a teacher", "the children", "she", "he"]
+_VERBS = ["sees", "likes", "finds", "wants", "draws", "reads about", "talks to", "waits for"]
+_OBJECTS = ["the ball", "a red apple", "the garden", "her friend", "the big house", "a small bird", "the river"]
+_ENDS = [".", ".", ".", "!", "?"]
 
 
-def need_shared() -> Path:
-    if not SHARED_CORPUS.is_dir():
-        pytest.skip(f"needs the shared corpus at {SHARED_CORPUS}")
-    return SHARED
+def synthetic_text(n_sentences: int, seed: int) -> str:
+    """Seeded sentences from a small grammar, a few per line: text a tiny BPE and a 2-layer model can learn."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_sentences // 3):
+        sents = []
+        for _ in range(3):
+            s = f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
+            if rng.random() < 0.3:
+                s += f" and {rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
+            sents.append(s[0].upper() + s[1:] + rng.choice(_ENDS))
+        lines.append(" ".join(sents))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory) -> Path:
+    """A plain-layout corpus of three generated domains (about 5,000 train words)."""
+    root = tmp_path_factory.mktemp("tiny_raw")
+    for k, (split, n) in enumerate((("train", 240), ("dev", 60), ("test", 30))):
+        (root / split).mkdir()
+        for i, d in enumerate(("stories", "chat", "wiki")):
+            (root / split / f"{d}.{split}").write_text(synthetic_text(n, seed=10 * k + i))
+    return root
+
+
+def _prepared(raw: Path, factory) -> Path:
+    from babyllama.data.corpus import prepare
+
+    out = factory.mktemp("prep") / "corpus"
+    prepare(raw, out)
+    return out
+
+
+def _tokenizer_dir(prepared: Path, factory, vocab_size: int) -> Path:
+    from babyllama.tokenizer import train_tokenizer
+
+    out = factory.mktemp("tok") / "tokenizer"
+    train_tokenizer(prepared, out, vocab_size=vocab_size)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_raw, tmp_path_factory) -> Path:
+    return _prepared(tiny_raw, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tiny_prepared, tmp_path_factory) -> Path:
+    return _tokenizer_dir(tiny_prepared, tmp_path_factory, TINY_VOCAB)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_tokenizer_dir):
+    from babyllama.tokenizer import load_tokenizer
+
+    return load_tokenizer(tiny_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")
@@ -44,20 +107,12 @@ def raw_slice(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared(raw_slice, tmp_path_factory) -> Path:
-    from babyllama.data.corpus import prepare
-
-    out = tmp_path_factory.mktemp("prep") / "corpus"
-    prepare(raw_slice, out)
-    return out
+    return _prepared(raw_slice, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(prepared, tmp_path_factory) -> Path:
-    from babyllama.tokenizer import train_tokenizer
-
-    out = tmp_path_factory.mktemp("tok") / "tokenizer"
-    train_tokenizer(prepared, out, vocab_size=512)
-    return out
+    return _tokenizer_dir(prepared, tmp_path_factory, 512)
 
 
 @pytest.fixture(scope="session")
@@ -67,23 +122,9 @@ def tokenizer(tokenizer_dir):
     return load_tokenizer(tokenizer_dir)
 
 
-def tiny_config(prepared, tokenizer_dir, out, preset="llama-tiny", **training):
-    """A Config for a few CPU steps of a tiny model on the slice."""
-    from babyllama.config import Config
-
-    t = dict(output_dir=str(out), batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3,
-             eval_strategy="steps", eval_steps=15, logging_steps=5, report_to=["none"], progress=False)
-    t.update(training)
-    return Config.model_validate({
-        "data": {"corpus": str(prepared), "tokenizer": str(tokenizer_dir), "seq_len": 64, "max_eval_tokens": 4096},
-        "model": {"preset": preset},
-        "training": t,
-    })
-
-
 @pytest.fixture(scope="session")
 def teachers(prepared, tokenizer_dir, tmp_path_factory) -> list[Path]:
-    """Two tiny trained models of different architectures (LLaMA, GPT-2), 30 steps each."""
+    """Two tiny trained models of different architectures (LLaMA, GPT-2), 30 steps each, on the shared slice."""
     from babyllama.train.pretrain import train
 
     root = tmp_path_factory.mktemp("teachers")

@@ -1,7 +1,7 @@
 """The ``babyllama`` command: one sub-command per stage.
 
     babyllama data prepare SRC OUT          clean a BabyLM corpus, write stats.json, print the table
-    babyllama data download NAME DEST       fetch an official release (sha256-checked, resumable)
+    babyllama data download NAME DEST       fetch an official release (resumable; sha256 recorded, checked with --sha256)
     babyllama tokenizer train CORPUS OUT    train the byte-level BPE
     babyllama models [--json]               list the model presets with parameter counts
     babyllama train CONFIG [--set k=v]      pretrain a teacher or a baseline
@@ -45,11 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output directory (must not exist or be empty)")
     p.add_argument("--size", default="10M", choices=["10M", "100M"], help="training set when both are present")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a previously prepared corpus")
-    p = dsub.add_parser("download", help="download an official data set (sha256-verified, resumable)")
+    p = dsub.add_parser("download", help="download an official data set (resumable; records its sha256, verifies it "
+                        "only against --sha256)")
     p.add_argument("name", nargs="?", help="data set name; omit to list them")
     p.add_argument("dest", nargs="?", help="destination directory")
     p.add_argument("--url", help="override the source URL (mirrors, tests)")
-    p.add_argument("--sha256", help="expected sha256 of the archive (overrides the registry)")
+    p.add_argument("--sha256", help="expected sha256 of the archive: the download is verified against it")
 
     tok = sub.add_parser("tokenizer", help="tokenizer training")
     tsub = tok.add_subparsers(dest="tok_command", required=True)
@@ -71,15 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", action="append", default=[], metavar="DIR",
                    help="teacher model directory (repeatable; adds to distill.teachers)")
 
+    from .config import EvalConfig
+    from .eval.suites import suite_help
+
+    ev = EvalConfig.model_fields
     p = sub.add_parser("eval", help="zero-shot evaluation of one or more models")
     p.add_argument("models", nargs="+", help="Hugging Face causal LM directories")
-    p.add_argument("--suite", action="append", default=[], help="blimp, blimp_filtered, supplement, ewok, "
-                   "perplexity, or a path to a folder/file of JSONL minimal pairs (repeatable)")
+    p.add_argument("--suite", action="append", default=[], help=f"suite name or a path to a folder/file of JSONL "
+                   f"minimal pairs (repeatable). {suite_help()}")
     p.add_argument("--eval-root", help="folder with blimp/, blimp_filtered/, ... (default: $BABYLLAMA_DATA/eval)")
     p.add_argument("--corpus", help="prepared corpus for the perplexity suite")
     p.add_argument("--paradigms", nargs="+", help="only these paradigms / files")
     p.add_argument("--max-pairs", type=int, help="score at most N pairs per paradigm (seeded subset)")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass")
+    p.add_argument("--batch-size", type=int, default=ev["batch_size"].default, help="sentences per forward pass")
+    p.add_argument("--ppl-max-tokens", type=int, help="perplexity: at most N tokens per domain and split")
     p.add_argument("--bf16", action="store_true", help="score under bf16 autocast")
     p.add_argument("--padded", action="store_true", help="one padded row per sentence, lm-eval's own layout and "
                    "arithmetic (slower; by default shared prefixes are scored once, near-ties re-scored this way)")
@@ -158,7 +164,7 @@ def _train_stage(a, kind: str) -> int:
     if kind == "train":
         from .train.pretrain import train as run
     else:
-        from .train.distill import distill as run
+        from .distill.trainer import distill as run
     m = run(cfg, overwrite=a.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
         keys = ("params", "global_step", "eval_loss_start", "eval_loss_best", "train_tokens_per_s")
@@ -174,26 +180,49 @@ def cmd_distill(a) -> int:
     return _train_stage(a, "distill")
 
 
-def cmd_eval(a) -> int:
-    from .eval.runner import run_eval_cli
+def eval_config_from_args(a):
+    """The flags of `babyllama eval` as an EvalConfig (the same settings a recipe's eval: section holds)."""
+    from .config import EvalConfig, validate_tree
+    from .eval.suites import default_eval_root
 
-    return run_eval_cli(a)
+    root = a.eval_root or default_eval_root()
+    tree = {"suites": a.suite, "eval_root": str(root) if root else None, "batch_size": a.batch_size,
+            "paradigms": a.paradigms, "max_pairs": a.max_pairs, "ppl_max_tokens": a.ppl_max_tokens,
+            "bf16": a.bf16, "layout": "padded" if a.padded else "prefix_tree"}
+    return validate_tree(EvalConfig, {k: v for k, v in tree.items() if v is not None}, "babyllama eval")
+
+
+def cmd_eval(a) -> int:
+    from .eval.evaluate import evaluate_models
+    from .eval.markdown import markdown
+    from .io import write_json
+
+    if not a.suite:
+        raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
+    res = evaluate_models(a.models, eval_config_from_args(a), a.corpus)
+    print(markdown(res))
+    if a.json_out:
+        write_json(a.json_out, res)
+        print(f"wrote {a.json_out}")
+    return 0
 
 
 def cmd_run(a) -> int:
-    from .pipeline import run_recipe
+    from .runner.execute import run_recipe
 
     return run_recipe(a.recipe, a.overrides, a.data_root, a.run_dir, a.dry_run)
 
 
 def cmd_status(a) -> int:
-    from .pipeline import status
+    from .runner.plan import load_plan
+    from .runner.state import status_table
 
-    return status(a.run_dir)
+    print(status_table(load_plan(a.run_dir)))
+    return 0
 
 
 def cmd_report(a) -> int:
-    from .report import write_report
+    from .report.markdown import write_report
 
     print(write_report(a.run_dir))
     return 0

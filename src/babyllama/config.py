@@ -1,11 +1,19 @@
-"""One typed configuration tree for every stage: data, model, training, distillation, evaluation.
+"""One typed configuration tree: every stage's config (data, model, training, distillation), the eval settings,
+and the recipe that runs a whole experiment.
 
-A YAML file maps onto :class:`Config`; ``key=value`` overrides (``--set training.learning_rate=1e-3``) are
-applied on top, then everything is validated. An unknown key or a value of the wrong type fails with the key's
-full dotted path and, for unknown keys, the keys allowed at that level (nanoGPT's configurator, OLMo-core).
+A YAML file maps onto :class:`Config` (one training stage: ``babyllama train`` / ``babyllama distill``) or
+:class:`Recipe` (``babyllama run``); ``key=value`` overrides (``--set training.learning_rate=1e-3``) are applied on
+top, then everything is validated. An unknown key or a value of the wrong type fails with the key's full dotted
+path and, for unknown keys, the keys allowed at that level (nanoGPT's configurator, OLMo-core).
+
+A recipe's ``base`` and each model's ``data`` / ``training`` are *partial* sections: typed and validated like the
+full ones, but only the keys written in them override (``model_fields_set``); everything else comes from the level
+below (per-model over ``base`` over the defaults).
 
 Strings may use ``${data_root}``: it is replaced by ``--data-root``, else ``$BABYLLAMA_DATA``, else the top-level
-``data_root`` key. Relative paths are kept relative to the working directory.
+``data_root`` key. Configs the runner saves inside a run directory write the paths of that directory as
+``${run_dir}/...`` so that the directory can be moved; ``run_dir`` (or the run directory found above the config
+file) fills it when such a file is loaded again. Other relative paths are relative to the working directory.
 
 Every field has a description: ``babyllama train CONFIG --dry-run`` prints the resolved tree.
 """
@@ -21,7 +29,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
-
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
@@ -97,8 +104,8 @@ class TrainingConfig(Section):
     attention: Literal["auto", "sdpa", "eager"] = Field(
         "auto",
         description="Attention kernel of the trained model. auto: on CPU with bf16 autocast (and no compile), eager "
-        "attention while gradients are on and SDPA for evaluation (the CPU SDPA backward is the slow part: eager "
-        "trains 1.09-1.46x faster there, SDPA infers up to 1.3x faster); SDPA everywhere else.",
+        "attention while gradients are on and SDPA for evaluation, because there the SDPA backward is the slow "
+        "part (measured in benchmarks/README.md); SDPA everywhere else.",
     )
     eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to evaluate and checkpoint.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps (eval_strategy: steps).")
@@ -109,6 +116,44 @@ class TrainingConfig(Section):
     num_threads: int | None = Field(None, gt=0, description="torch intra-op threads; default: physical cores.")
     dataloader_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     progress: bool = Field(True, description="Show a progress bar with tokens/s and ETA.")
+
+
+class CacheConfig(Section):
+    """Cached teacher outputs: the ensemble runs once, the student trains from a memory-mapped top-K cache."""
+
+    enabled: bool = Field(False, description="Precompute K teacher entries per position once; train from the cache.")
+    top_k: int = Field(64, gt=0, description="K: entries stored per position.")
+    sampled: int = Field(
+        48, ge=0,
+        description="Of the K entries, how many are token ids sampled from the teacher distribution beyond the "
+        "exact top K - sampled ones (an unbiased estimate of the KL and its gradient); 0 = pure top-K with one "
+        "tail bucket (biased when the tempered teacher is flat).",
+    )
+    window: Literal["aligned", "sliding"] = Field(
+        "aligned",
+        description="aligned: one teacher pass, windows every seq_len tokens, fixed student chunks (contexts "
+        "identical to live distillation); sliding: two passes, windows every seq_len/2 tokens, each cached position "
+        "saw >= seq_len/2 tokens of context, student chunks keep random offsets. See benchmarks/README.md.",
+    )
+    random_offset: bool | None = Field(
+        None,
+        description="Whether the student's training chunks start at new random offsets every epoch. Default: no "
+        "with aligned windows, yes with sliding ones. aligned + true: one teacher pass and the papers' offsets; a "
+        "position's teacher context then differs from the student's.",
+    )
+    dir: str | None = Field(None, description="Where teacher caches live; default <corpus>/.teacher_cache.")
+
+    @model_validator(mode="after")
+    def _sampled_below_k(self):
+        if self.sampled >= self.top_k:
+            raise ValueError(f"sampled ({self.sampled}) must be smaller than top_k ({self.top_k}): at least one "
+                             "exact top token is kept")
+        return self
+
+    @property
+    def student_random_offset(self) -> bool:
+        """``random_offset`` with its default resolved (new offsets every epoch only with sliding windows)."""
+        return self.random_offset if self.random_offset is not None else self.window == "sliding"
 
 
 class DistillConfig(Section):
@@ -124,58 +169,126 @@ class DistillConfig(Section):
         "logits_mean", description="logits_mean (the papers): average teacher logits then soften; probs_mean."
     )
     teacher_weights: list[float] | None = Field(None, description="Per-teacher weights (normalised); default equal.")
-    cache: bool = Field(False, description="Precompute top-K teacher outputs once and train from the cache.")
-    cache_top_k: int = Field(64, gt=0, description="K: entries stored per position in the teacher cache.")
-    cache_sampled: int = Field(
-        48, ge=0,
-        description="Of the K entries, how many are token ids sampled from the teacher distribution beyond the "
-        "exact top K - sampled ones (an unbiased estimate of the KL and its gradient); 0 = pure top-K with one "
-        "tail bucket (biased when the tempered teacher is flat).",
-    )
-    cache_window: Literal["aligned", "sliding"] = Field(
-        "aligned",
-        description="aligned: one teacher pass, windows every seq_len tokens, fixed student chunks (contexts "
-        "identical to live distillation); sliding: two passes, windows every seq_len/2 tokens, each cached position "
-        "saw >= seq_len/2 tokens of context, student chunks keep random offsets. See benchmarks/README.md.",
-    )
-    cache_random_offset: bool | None = Field(
-        None,
-        description="Whether the student's training chunks start at new random offsets every epoch when training "
-        "from the cache. Default: no with aligned windows, yes with sliding ones. aligned + true: one teacher pass "
-        "and the papers' offsets; a position's teacher context then differs from the student's.",
-    )
-    cache_dir: str | None = Field(None, description="Where teacher caches live; default <corpus>/.teacher_cache.")
+    cache: CacheConfig = Field(default_factory=CacheConfig,
+                               description="Cached teacher outputs; `cache: true` is short for `cache: {enabled: true}`.")
 
-
-    @model_validator(mode="after")
-    def _sampled_below_k(self):
-        if self.cache_sampled >= self.cache_top_k:
-            raise ValueError(f"cache_sampled ({self.cache_sampled}) must be smaller than cache_top_k "
-                             f"({self.cache_top_k}): at least one exact top token is kept")
-        return self
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_shorthand(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v
 
 
 class EvalConfig(Section):
-    suites: list[str] = Field(["blimp_filtered", "perplexity"], description="Zero-shot suites to run.")
-    eval_root: str | None = Field(None, description="Directory with blimp/, blimp_filtered/, ... (default: data_root/eval).")
-    batch_size: int = Field(64, gt=0, description="Sentences per forward pass.")
-    paradigms: list[str] | None = Field(None, description="Limit minimal-pair suites to these paradigms.")
-    max_pairs: int | None = Field(None, gt=0, description="Score at most N pairs per paradigm (seeded, for CPU).")
-    bf16: bool = Field(False, description="Score under bf16 autocast (faster; see docs for decision agreement).")
+    """Zero-shot evaluation settings, read by `babyllama eval` (its flags) and by a recipe's eval stages."""
+
+    suites: list[str] = Field(
+        ["blimp_filtered", "supplement", "ewok", "perplexity"],
+        description="Suites to run: names from the suite registry (`babyllama eval --help`) or paths to JSONL "
+        "minimal pairs.")
+    eval_root: str | None = Field(
+        None, description="Folder with blimp/, blimp_filtered/, ...; default ${data_root}/eval or $BABYLLAMA_DATA/eval.")
+    batch_size: int = Field(64, gt=0, description="Sentences per forward pass (perplexity: half as many chunks).")
+    paradigms: list[str] | None = Field(None, description="Only these paradigms (files) of minimal-pair suites.")
+    max_pairs: int | None = Field(None, gt=0, description="At most N items per paradigm (a seeded subset, for CPU).")
+    ppl_max_tokens: int | None = Field(None, gt=0, description="Perplexity: at most N tokens per domain and split.")
+    ppl_seq_len: int = Field(128, gt=1, description="Perplexity: tokens per fixed chunk.")
+    bf16: bool = Field(False, description="Score under bf16 autocast (faster; decisions may differ from lm-eval's).")
+    layout: Literal["prefix_tree", "padded"] = Field(
+        "prefix_tree",
+        description="prefix_tree: shared prefixes scored once, near-ties re-scored padded (decisions equal "
+        "lm-eval's); padded: lm-eval's own layout and arithmetic throughout (slower).")
 
 
 class Config(Section):
+    """One training stage: `babyllama train` (data, model, training) and `babyllama distill` (+ distill)."""
+
     data_root: str | None = Field(None, description="Root of the data (corpus/, eval/); fills ${data_root}.")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    run_dir: str | None = Field(
+        None, description="Run directory of the recipe this stage belongs to; fills ${run_dir}. Set by the runner.")
 
-    @field_validator("data_root")
+    @field_validator("data_root", "run_dir")
     @classmethod
     def _no_trailing_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else v
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Recipes: a whole experiment
+
+
+class TokenizerSpec(Section):
+    vocab_size: int = Field(16000, gt=258, description="BPE vocabulary size (papers: 16000).")
+    min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a merge.")
+
+
+RUNNER_OWNED = {"data": ("corpus", "tokenizer"), "training": ("output_dir",)}
+
+
+class _Partial(Section):
+    """Sections whose written keys override the level below; the runner fills the paths between stages."""
+
+    @model_validator(mode="after")
+    def _no_runner_paths(self):
+        for section, keys in RUNNER_OWNED.items():
+            sub = getattr(self, section, None)
+            for k in keys:
+                if sub is not None and k in sub.model_fields_set:
+                    raise ValueError(f"{section}.{k} is set by the runner between stages; remove it from the recipe")
+        return self
+
+
+class BaseSections(_Partial):
+    data: DataConfig = Field(default_factory=DataConfig, description="data.* keys shared by all training stages.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig,
+                                     description="training.* keys shared by all training stages.")
+
+
+class ModelSpec(_Partial):
+    name: str = Field(description="Short name used in the report and in stage directories.")
+    model: ModelConfig = Field(description="Architecture (preset and overrides).")
+    training: TrainingConfig = Field(default_factory=TrainingConfig,
+                                     description="training.* keys that differ from base.training.")
+    data: DataConfig = Field(default_factory=DataConfig, description="data.* keys that differ from base.data.")
+
+
+class Recipe(Section):
+    """`babyllama run RECIPE`: prepare -> tokenizer -> teachers -> baseline -> student -> eval -> report."""
+
+    name: str = Field(description="Experiment name.")
+    description: str = Field("", description="What this recipe reproduces.")
+    run_dir: str = Field(description="Where stages, plan.json and the report are written.")
+    data_root: str | None = Field(None, description="Fills ${data_root}; --data-root / $BABYLLAMA_DATA win.")
+    corpus: str = Field(description="Raw BabyLM corpus folder (any layout `babyllama data prepare` reads).")
+    corpus_size: Literal["10M", "100M"] = Field("10M", description="10M or 100M when both are present.")
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
+    base: BaseSections = Field(default_factory=BaseSections,
+                               description="Partial data: and training: shared by all training stages.")
+    teachers: list[ModelSpec] = Field(min_length=1, description="Teachers, pretrained from scratch.")
+    student: ModelSpec = Field(description="Student architecture and budget (also used for the baseline).")
+    distill: DistillConfig = Field(default_factory=DistillConfig, description="Distillation settings.")
+    seeds: list[int] = Field([1], min_length=1, description="Seeds of the baseline and student stages.")
+    teacher_seeds: bool = Field(False, description="Also repeat the teachers per seed.")
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _checks(self):
+        names = [t.name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"teacher names must differ (got {names})")
+        if self.distill.teachers:
+            raise ValueError("distill.teachers is set by the runner from teachers:; remove it from the recipe")
+        if self.eval.eval_root is None and self.data_root:
+            self.eval.eval_root = f"{self.data_root}/eval"
+        return self
+
+
+def written(section: BaseModel) -> dict:
+    """The keys a partial section sets explicitly, as plain values."""
+    return section.model_dump(mode="json", exclude_unset=True)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -187,19 +300,35 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise UserError(f"override '{item}' is not key=value; write e.g. --set training.learning_rate=3e-4")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        raise UserError(f"override '{item}': the value is not valid YAML; quote strings, e.g. "
+                        f"--set '{key}=\"{raw}\"'") from None
     return key.strip().split("."), value
 
 
 def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    """Set each ``a.b.c=value`` in the raw tree; a number steps into a list (``teachers.0.training.seed=3``)."""
     for item in overrides:
         keys, value = parse_override(item)
-        node = tree
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
+        node: Any = tree
+        for i, k in enumerate(keys):
+            last = i == len(keys) - 1
+            if isinstance(node, list):
+                if not k.isdigit() or int(k) >= len(node):
+                    raise UserError(f"override '{item}': '{k}' is not an index of the {len(node)} entries there")
+                if last:
+                    node[int(k)] = value
+                else:
+                    node = node[int(k)]
+                continue
             if not isinstance(node, dict):
-                raise UserError(f"override '{item}': '{k}' is not a section")
-        node[keys[-1]] = value
+                raise UserError(f"override '{item}': '{keys[i - 1]}' is not a section")
+            if last:
+                node[k] = value
+            else:
+                node = node.setdefault(k, {})
     return tree
 
 
@@ -220,13 +349,16 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def _model_at(cls: type[BaseModel], path: tuple) -> type[BaseModel] | None:
-    """The pydantic model class found by following ``path`` (field names) from ``cls``."""
+    """The pydantic model class found by following ``path`` (field names; list indices skipped) from ``cls``."""
     for key in path:
+        if isinstance(key, int):
+            continue
         field = cls.model_fields.get(str(key))
         if field is None:
             return None
         ann = field.annotation
         candidates = [ann, *typing.get_args(ann)]
+        candidates += [a for c in typing.get_args(ann) for a in typing.get_args(c)]
         nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if nxt is None:
             return None
@@ -234,62 +366,113 @@ def _model_at(cls: type[BaseModel], path: tuple) -> type[BaseModel] | None:
     return cls
 
 
+def dotted(loc: tuple) -> str:
+    """('teachers', 0, 'training', 'lr') -> 'teachers[0].training.lr'."""
+    out = ""
+    for x in loc:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out
+
+
 def format_validation_error(err: ValidationError, cls: type[BaseModel], source: str) -> str:
     """One line: the first problem, its full dotted key path, and what is allowed."""
     e = err.errors()[0]
     loc = tuple(x for x in e["loc"])
-    dotted = ".".join(str(x) for x in loc)
     if e["type"] == "extra_forbidden":
         parent = _model_at(cls, loc[:-1])
         allowed = ", ".join(parent.model_fields) if parent else "?"
-        where = ".".join(str(x) for x in loc[:-1]) or "the top level"
-        return f"{source}: unknown key '{dotted}'; allowed keys under {where}: {allowed}"
+        where = dotted(loc[:-1]) or "the top level"
+        return f"{source}: unknown key '{dotted(loc)}'; allowed keys under {where}: {allowed}"
     got = e.get("input")
-    got_s = f" (got {got!r})" if not isinstance(got, dict) else ""
-    return f"{source}: key '{dotted}': {e['msg']}{got_s}"
+    got_s = f" (got {got!r})" if not isinstance(got, dict) and e["type"] != "value_error" else ""
+    msg = e["msg"].removeprefix("Value error, ")
+    where = f"key '{dotted(loc)}'" if loc else "the config"
+    return f"{source}: {where}: {msg}{got_s}"
 
 
 def resolve_data_root(cli_value: str | None, tree_value: str | None) -> str | None:
     return cli_value or os.environ.get("BABYLLAMA_DATA") or tree_value
 
 
-def _interpolate(obj: Any, data_root: str | None, source: str) -> Any:
+def find_run_dir(config_path: str | Path | None) -> str | None:
+    """The run directory (a folder holding plan.json) at or above a saved stage config, if any."""
+    if not config_path:
+        return None
+    for d in Path(config_path).resolve().parents:
+        if (d / "plan.json").is_file():
+            return str(d)
+    return None
+
+
+def _interpolate(obj: Any, values: dict[str, str | None], source: str) -> Any:
     if isinstance(obj, dict):
-        return {k: _interpolate(v, data_root, source) for k, v in obj.items()}
+        return {k: _interpolate(v, values, source) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_interpolate(v, data_root, source) for v in obj]
-    if isinstance(obj, str) and "${data_root}" in obj:
-        if not data_root:
-            raise UserError(
-                f"{source}: '{obj}' needs the data root; pass --data-root DIR or set BABYLLAMA_DATA "
-                "(e.g. ../shared/data), or download the data with `babyllama data download`"
-            )
-        return obj.replace("${data_root}", data_root)
+        return [_interpolate(v, values, source) for v in obj]
+    if isinstance(obj, str):
+        for name, value in values.items():
+            token = "${" + name + "}"
+            if token in obj:
+                if not value:
+                    hint = ("pass --data-root DIR or set BABYLLAMA_DATA (e.g. ../shared/data), or download the data "
+                            "with `babyllama data download`") if name == "data_root" else \
+                        "pass --set run_dir=DIR (the run directory this stage belongs to)"
+                    raise UserError(f"{source}: '{obj}' needs the {name.replace('_', ' ')}; {hint}")
+                obj = obj.replace(token, value)
     return obj
 
 
-def validate_tree(cls: type[BaseModel], tree: dict, source: str, data_root: str | None = None):
+def validate_tree(cls: type[BaseModel], tree: dict, source: str, data_root: str | None = None,
+                  run_dir: str | None = None):
     data_root = resolve_data_root(data_root, tree.get("data_root") if isinstance(tree, dict) else None)
-    if data_root:
-        tree = {**tree, "data_root": data_root} if "data_root" in cls.model_fields else tree
-    tree = _interpolate(tree, data_root, source)
+    if data_root and "data_root" in cls.model_fields:
+        tree = {**tree, "data_root": data_root}
+    if cls is Recipe:  # a recipe's run_dir is where it writes, never a placeholder
+        run_dir = None
+    else:
+        run_dir = tree.get("run_dir") or run_dir
+        if run_dir and "run_dir" in cls.model_fields:
+            tree = {**tree, "run_dir": run_dir}
+    tree = _interpolate(tree, {"data_root": data_root, "run_dir": run_dir}, source)
     try:
         return cls.model_validate(tree)
     except ValidationError as err:
         raise UserError(format_validation_error(err, cls, source)) from None
 
 
-def load_config(
-    path: str | Path | None, overrides: list[str] | None = None, data_root: str | None = None, cls=Config
-):
+def load_config(path: str | Path | None, overrides: list[str] | None = None, data_root: str | None = None,
+                cls=Config):
     """Read a YAML config (or start from defaults), apply ``key=value`` overrides, validate."""
     tree = read_yaml(path) if path else {}
     apply_overrides(tree, overrides or [])
-    return validate_tree(cls, tree, str(path) if path else "--set", data_root)
+    return validate_tree(cls, tree, str(path) if path else "--set", data_root, run_dir=find_run_dir(path))
 
 
-def dump_yaml(cfg: BaseModel) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+def load_recipe(path: str | Path, overrides: list[str] | None = None, data_root: str | None = None) -> Recipe:
+    return load_config(path, overrides, data_root, cls=Recipe)
+
+
+def location_free(obj: Any, run_dir: str | Path | None) -> Any:
+    """``obj`` with every path inside ``run_dir`` written as ``${run_dir}/...`` (for files saved in a run)."""
+    if not run_dir:
+        return obj
+    root = str(Path(run_dir).resolve())
+    if isinstance(obj, dict):
+        return {k: location_free(v, root) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [location_free(v, root) for v in obj]
+    if isinstance(obj, str) and (obj == root or obj.startswith(root + "/")):
+        return "${run_dir}" + obj[len(root):]
+    return obj
+
+
+def dump_yaml(cfg: BaseModel, run_dir: str | Path | None = None, exclude_unset: bool = False) -> str:
+    """YAML of a config; with ``run_dir``, paths inside it as ``${run_dir}/...`` and no ``run_dir`` key."""
+    tree = cfg.model_dump(mode="json", exclude_unset=exclude_unset)
+    if run_dir:
+        tree = location_free(tree, run_dir)
+        tree["run_dir"] = None
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)
 
 
 def describe(cls: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -302,4 +485,3 @@ def describe(cls: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str,
         else:
             rows.append((prefix + name, repr(f.default), f.description or ""))
     return rows
-

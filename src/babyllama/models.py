@@ -22,6 +22,7 @@ tokenizer's size is used unless the config sets ``model.vocab_size``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -139,6 +140,21 @@ def build_model(cfg: ModelConfig, tokenizer=None, seed: int | None = None):
     if seed is not None:
         set_seed(seed)
     return AutoModelForCausalLM.from_config(hf_config(cfg, **kw))
+
+
+def load_model(path: str | Path, what: str = "model", dtype: torch.dtype = torch.float32):
+    """``AutoModelForCausalLM`` from a local directory (offline), with one clear line for a missing or corrupt
+    checkpoint. ``what`` names the role in that line ("teacher", "model")."""
+    from transformers import AutoModelForCausalLM
+
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise UserError(f"{what} {p}: no config.json; point to a Hugging Face model directory (a finished run)")
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - whatever the loader says, the directory is the user's to fix
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError(f"{what} {p}: cannot load the checkpoint ({msg}); re-train or re-copy it") from None
 
 
 def count_params(model: torch.nn.Module) -> int:

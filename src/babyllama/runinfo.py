@@ -1,33 +1,25 @@
 """Provenance written beside every checkpoint and result: resolved config, versions, git SHA, data hashes.
 
 ``run_info.json`` is written last, with ``"status": "complete"``; a directory without it (or with another status)
-is unfinished, whatever else it holds.
+is unfinished, whatever else it holds. Inside a run directory its paths are written as ``${run_dir}/...``, so the
+run can be moved or copied.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("babyllama", "torch", "transformers", "tokenizers", "accelerate", "numpy", "lm_eval", "optuna")
+from .config import location_free
+from .io import read_json, write_json
+
+PACKAGES = ("babyllama", "torch", "transformers", "tokenizers", "accelerate", "numpy", "lm_eval")
 RUN_INFO = "run_info.json"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def package_versions() -> dict[str, str | None]:
@@ -63,29 +55,19 @@ def machine() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def write_run_info(out_dir: str | Path, kind: str, config: dict, status: str = "complete", **extra: Any) -> dict:
+def write_run_info(out_dir: str | Path, kind: str, config: dict, status: str = "complete",
+                   run_dir: str | Path | None = None, **extra: Any) -> dict:
+    """Write ``run_info.json`` (last: it marks the directory finished); paths inside ``run_dir`` location-free."""
     info = {"kind": kind, "status": status, "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "git_sha": git_sha(), "versions": package_versions(), "machine": machine(), "config": config, **extra}
-    write_json_atomic(Path(out_dir) / RUN_INFO, info)
+    info = location_free(info, run_dir)
+    write_json(Path(out_dir) / RUN_INFO, info)
     return info
 
 
 def read_run_info(out_dir: str | Path) -> dict | None:
-    p = Path(out_dir) / RUN_INFO
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    info = read_json(Path(out_dir) / RUN_INFO)
+    return info if isinstance(info, dict) else None
 
 
 def is_complete(out_dir: str | Path) -> bool:

@@ -1,8 +1,8 @@
 """Byte-level BPE tokenizer: training, loading, hashing, fast encoding.
 
-Special tokens are defined once here: ``<pad>`` (id 0), ``<s>`` (BOS, id 1), ``</s>`` (EOS and end-of-text between
-documents, id 2). The tokenizer is saved as a Hugging Face fast tokenizer, so ``AutoTokenizer.from_pretrained(OUT)``
-loads it with those tokens set. Like the authors' GPT-2 tokenizer it adds no special tokens when encoding; callers
+The special tokens come from :mod:`babyllama.special_tokens`: ``<pad>`` (id 0), ``<s>`` (BOS, id 1), ``</s>`` (EOS and
+end-of-text between documents, id 2). The tokenizer is saved as a Hugging Face fast tokenizer, so
+``AutoTokenizer.from_pretrained(OUT)`` loads it with those tokens set. Like the authors' GPT-2 tokenizer it adds no special tokens when encoding; callers
 add BOS/EOS where they mean to.
 
 Run: ``babyllama tokenizer train PREPARED_CORPUS OUT --vocab-size 16000``.
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .io import atomic_write
+from .special_tokens import BOS, EOS, PAD, SPECIAL_TOKENS
 
-PAD, BOS, EOS = "<pad>", "<s>", "</s>"
-SPECIAL_TOKENS = [PAD, BOS, EOS]
 DEFAULT_VOCAB_SIZE = 16000  # both papers
 
 
@@ -44,6 +44,8 @@ def train_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = D
     out = Path(out)
     if (out / "tokenizer.json").exists() and not overwrite:
         raise UserError(f"{out} already holds a tokenizer; choose another directory or pass --overwrite")
+    if out.is_dir() and any(out.iterdir()) and not (out / "tokenizer.json").exists():
+        raise UserError(f"{out} is not empty and holds no tokenizer; choose an empty or new output directory")
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise UserError(f"--vocab-size {vocab_size} is too small for a byte-level BPE; use at least 259")
     texts = list(load_prepared(corpus_dir, split, domains).values())
@@ -53,15 +55,15 @@ def train_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = D
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=True,
     )
     tok.train_from_iterator(_line_batches(texts), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    model_max_length=1_000_000)
-    out.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(out))
+    with atomic_write(out, directory=True) as tmp:  # a killed save leaves no half-written tokenizer in OUT
+        fast.save_pretrained(str(tmp))
     return fast
 
 

@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from babyllama.teacher_cache import TeacherCache, build_cache
-from babyllama.train.distill import load_teachers
+from babyllama.distill.cache import CacheSpec, TeacherCache, build_cache
+from babyllama.distill.sources import load_teachers
 
 
 def _torchrun(*args, cwd):
@@ -18,6 +19,7 @@ def _torchrun(*args, cwd):
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_two_process_cached_and_live_distillation(prepared, tokenizer_dir, tokenizer, teachers, tmp_path):
     cfg = tmp_path / "d.yaml"
     cfg.write_text(f"""
@@ -25,7 +27,7 @@ data: {{corpus: {prepared}, tokenizer: {tokenizer_dir}, seq_len: 32, max_train_t
 model: {{preset: llama-tiny, num_layers: 1}}
 training: {{output_dir: {tmp_path / 'cached'}, max_steps: 6, batch_size: 4, warmup_steps: 1, eval_strategy: steps,
            eval_steps: 3, report_to: [none], precision: fp32}}
-distill: {{cache: true, cache_top_k: 8, cache_sampled: 4, cache_dir: {tmp_path / 'cache'}}}
+distill: {{cache: {{enabled: true, top_k: 8, sampled: 4, dir: {tmp_path / 'cache'}}}}}
 """)
     t = [str(x) for x in teachers]
     r = _torchrun("distill", str(cfg), "--teacher", t[0], "--teacher", t[1], cwd=tmp_path)
@@ -35,8 +37,11 @@ distill: {{cache: true, cache_top_k: 8, cache_sampled: 4, cache_dir: {tmp_path /
     train_cache = next(p for p in (tmp_path / "cache").iterdir() if p.name.startswith("train-"))
     sharded = TeacherCache.load(train_cache)
     # the same cache built by one process is identical
-    single = build_cache(load_teachers(t, tokenizer), _train_tokens(prepared, tokenizer), tmp_path / "single", 32,
-                         2.0, 8, batch_size=4, progress=False, sampled=4, seed=42)
+    built = TeacherCache.load(train_cache).meta["spec"]
+    spec = CacheSpec(**{**built, "teachers": tuple(built["teachers"])})
+    single = build_cache(load_teachers(t, tokenizer), _train_tokens(prepared, tokenizer), tmp_path / "single", spec,
+                         progress=False)
+    assert (spec.seed, spec.batch_size, spec.top_k, spec.sampled, spec.precision) == (42, 4, 8, 4, "fp32")
     assert np.array_equal(np.asarray(single.ids), np.asarray(sharded.ids))
     for a in ("weight", "tail", "plogp"):
         assert np.allclose(np.asarray(getattr(single, a)), np.asarray(getattr(sharded, a)), atol=1e-5), a

@@ -12,10 +12,12 @@ from transformers import AutoModelForCausalLM
 from babyllama.errors import UserError
 from babyllama.runinfo import read_run_info
 from babyllama.tokenizer import train_tokenizer
-from babyllama.train.distill import distill
-from conftest import tiny_config
+from babyllama.config import CacheConfig
+from babyllama.distill.trainer import distill
+from helpers import tiny_config
 
 
+@pytest.mark.slow
 def test_distill_cli_two_architectures(prepared, tokenizer_dir, teachers, tmp_path):
     cfg = tmp_path / "d.yaml"
     cfg.write_text(f"""
@@ -62,14 +64,12 @@ def test_corrupt_teacher_checkpoint(prepared, tokenizer_dir, teachers, tmp_path)
         distill(cfg)
 
 
+@pytest.mark.slow
 def test_cached_distillation_end_to_end(prepared, tokenizer_dir, teachers, tmp_path):
     cfg = tiny_config(prepared, tokenizer_dir, tmp_path / "s", max_steps=12, eval_steps=6)
     cfg.distill.teachers = [str(t) for t in teachers]
-    cfg.distill.cache = True
-    cfg.distill.cache_sampled = 8
-    cfg.distill.cache_top_k = 16
-    cfg.distill.cache_dir = str(tmp_path / "cache")
-    cfg.distill.cache_window = "sliding"  # the default, aligned, runs end to end in the DDP test
+    # the default window, aligned, runs end to end in the DDP test
+    cfg.distill.cache = CacheConfig(enabled=True, sampled=8, top_k=16, dir=str(tmp_path / "cache"), window="sliding")
     m = distill(cfg)
     assert m["eval_loss_best"] < m["eval_loss_start"] and m["teacher_cache_s"] > 0
     caches = sorted(p.name for p in (tmp_path / "cache").iterdir())
@@ -86,14 +86,13 @@ def test_cached_distillation_end_to_end(prepared, tokenizer_dir, teachers, tmp_p
 def test_cache_covers_only_the_evaluated_chunks_and_offsets_follow_the_config(prepared, tokenizer_dir, teachers,
                                                                               tmp_path):
     from babyllama.data.dataset import build_datasets
+    from babyllama.distill.sources import cached_datasets, load_teachers
     from babyllama.tokenizer import load_tokenizer
-    from babyllama.train.distill import cached_datasets, load_teachers
 
     cfg = tiny_config(prepared, tokenizer_dir, tmp_path / "s")
     cfg.data.eval_samples = 5
     cfg.distill.teachers = [str(t) for t in teachers]
-    cfg.distill.cache, cfg.distill.cache_sampled, cfg.distill.cache_top_k = True, 8, 16
-    cfg.distill.cache_window, cfg.distill.cache_dir = "aligned", str(tmp_path / "cache")
+    cfg.distill.cache = CacheConfig(enabled=True, sampled=8, top_k=16, window="aligned", dir=str(tmp_path / "cache"))
     tok = load_tokenizer(cfg.data.tokenizer)
     train_ds, eval_ds, prov = build_datasets(cfg.data, tok, cfg.training.seed)
     prov["tokenizer_hash"] = "t"
@@ -105,7 +104,7 @@ def test_cache_covers_only_the_evaluated_chunks_and_offsets_follow_the_config(pr
     for i in range(5):
         assert torch.equal(ev[i]["input_ids"], eval_ds[i]["input_ids"])
     assert not tr.random_offset  # aligned: fixed chunks by default
-    cfg.distill.cache_random_offset = True
+    cfg.distill.cache.random_offset = True
     tr, ev2, _ = cached_datasets(cfg, models, train_ds, eval_ds, dict(prov))
     assert tr.random_offset and ev2.cache.dir == ev.cache.dir  # same caches, student offsets differ
     tr.set_epoch(1)

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
-from conftest import SHARED, need_shared
+import pytest
+
+from helpers import SHARED, need_shared
 
 
+@pytest.mark.slow
 def test_eval_two_models(teachers, prepared, tmp_path):
     need_shared()
     out = tmp_path / "res.json"

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from babyllama.eval.scoring import Scorer
-from babyllama.eval.tasks import EWOK_PASSWORD, Item, load_suite
-from conftest import SHARED_EVAL, need_shared
+from babyllama.eval.suites import load_items
+from babyllama.eval.tasks import EWOK_PASSWORD, Item
+from helpers import SHARED_EVAL, need_shared
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a dev dependency: pip install -e .[dev]")
 PARADIGMS = ["adjunct_island", "anaphor_gender_agreement", "determiner_noun_agreement_2", "wh_vs_that_with_gap"]
@@ -25,6 +26,7 @@ def _task(d, name, data_file, text, choices):
         "doc_to_target": 0, "target_delimiter": " ", "metric_list": [{"metric": "acc"}]}))
 
 
+@pytest.mark.slow
 def test_decisions_identical_to_lm_eval(teachers, tmp_path, monkeypatch):
     need_shared()
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -58,7 +60,7 @@ def test_decisions_identical_to_lm_eval(teachers, tmp_path, monkeypatch):
                               task_manager=TaskManager(include_path=str(tasks)), log_samples=True)
         scorer = Scorer(model, tok, batch_size=48)
         for p in PARADIGMS:
-            items = load_suite(str(tmp_path / f"{p}.jsonl"))
+            items = load_items(str(tmp_path / f"{p}.jsonl"))
             ours, lps = scorer.score_items(items)
             theirs = sorted(res["samples"][f"bl_{p}"], key=lambda s: s["doc_id"])
             assert len(theirs) == len(ours) == 300

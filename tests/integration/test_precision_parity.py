@@ -3,15 +3,10 @@
 import pytest
 
 from babyllama.train.pretrain import train
-from babyllama.train.trainer import cpu_has_native_bf16, resolve_precision
-from conftest import tiny_config
+from helpers import tiny_config
 
 
-def test_auto_precision_picks_bf16_where_native():
-    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
-    assert resolve_precision("fp32", "cpu") == "fp32"
-
-
+@pytest.mark.slow
 def test_bf16_eval_loss_within_one_percent_of_fp32(prepared, tokenizer_dir, tmp_path):
     losses = {}
     for prec in ("fp32", "bf16"):
@@ -21,70 +16,3 @@ def test_bf16_eval_loss_within_one_percent_of_fp32(prepared, tokenizer_dir, tmp_
         assert m["precision"] == prec
     assert losses["fp32"] < 6.0  # it learned something: the untrained loss is ln(512) = 6.24
     assert abs(losses["bf16"] / losses["fp32"] - 1) < 0.01, losses
-
-
-def test_auto_attention_choice():
-    from babyllama.train.trainer import resolve_attention
-
-    assert resolve_attention("auto", "bf16", device="cpu") == "by_grad"
-    assert resolve_attention("auto", "fp32", device="cpu") == "sdpa"
-    assert resolve_attention("auto", "bf16", compile_=True, device="cpu") == "sdpa"
-    assert resolve_attention("auto", "bf16", device="cuda") == "sdpa"
-    assert resolve_attention("eager", "fp32", device="cpu") == "eager"
-
-
-@pytest.mark.parametrize("preset", ["llama-tiny", "gpt2-tiny"])
-def test_by_grad_attention_trains_eager_and_evaluates_sdpa(preset, tokenizer, monkeypatch):
-    """The 'by_grad' mode runs eager attention with gradients on and SDPA without, with the same outputs."""
-    import torch
-    import transformers.integrations.sdpa_attention as sdpa_mod
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    from babyllama.config import ModelConfig
-    from babyllama.models import build_model
-    from babyllama.train.trainer import set_attention
-
-    calls = []
-    real = sdpa_mod.sdpa_attention_forward
-
-    def spy(*a, **k):
-        calls.append(torch.is_grad_enabled())
-        return real(*a, **k)
-
-    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, "sdpa", spy)
-    model = build_model(ModelConfig(preset=preset), tokenizer, seed=0)
-    x = torch.randint(3, len(tokenizer), (2, 12))
-    with torch.no_grad():
-        ref = model(x).logits  # plain sdpa
-    calls.clear()
-    set_attention(model, "by_grad")
-    out = model(x).logits
-    assert calls == [] and model.config._attn_implementation == "eager"
-    torch.testing.assert_close(out.detach(), ref, atol=1e-5, rtol=1e-4)
-    with torch.inference_mode():
-        again = model(x).logits
-    assert calls and not any(calls) and model.config._attn_implementation == "sdpa"
-    torch.testing.assert_close(again, ref)
-
-
-def test_models_without_sdpa_keep_eager(tokenizer, monkeypatch):
-    """A model class transformers gives no SDPA kernel stays eager; asking for sdpa is a UserError."""
-    from babyllama.config import Config
-    from babyllama.errors import UserError
-    from babyllama.models import build_model
-    from babyllama.train.trainer import configure_attention
-
-    def build(attention):
-        cfg = Config.model_validate({"model": {"preset": "gptj-tiny"}, "training": {"attention": attention}})
-        model = build_model(cfg.model, tokenizer, seed=0)
-        model.config._attn_implementation = "eager"
-        return configure_attention(model, cfg)
-
-    # GPT-J has SDPA since transformers 5.x; pretend it has none, as for a class that never had it.
-    from transformers import GPTJForCausalLM
-    monkeypatch.setattr(GPTJForCausalLM, "_supports_sdpa", False)
-    for attention in ("auto", "eager"):
-        model = build(attention)
-        assert model.config._attn_implementation == "eager" and not model._forward_pre_hooks
-    with pytest.raises(UserError, match="no SDPA attention for gptj"):
-        build("sdpa")

@@ -6,9 +6,8 @@ import sys
 
 import pytest
 
-
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "babyllama.cli", *args], capture_output=True, text=True, cwd=cwd)
+from helpers import one_error_line
+from helpers import run_cli as run
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -22,10 +21,7 @@ def test_cli_errors_are_one_line(args, needle):
         rows = json.loads(r.stdout)
         assert r.returncode == 0 and {"name", "architecture", "params"} <= set(rows[0])
         return
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("babyllama: error:")
+    assert needle in one_error_line(r)
 
 
 def test_unknown_config_key_from_cli(tmp_path):
@@ -49,3 +45,23 @@ def test_closed_output_pipe_is_quiet():
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait() == 141 and "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_download_help_does_not_claim_a_verification():
+    r = run("data", "download", "--help")
+    assert r.returncode == 0 and "sha256-verified" not in r.stdout and "--sha256" in r.stdout
+    assert "verified" in r.stdout.replace("\n", " ")
+
+
+def test_eval_suite_choices_come_from_the_registry():
+    from babyllama.eval.suites import suite_names
+
+    r = run("eval", "--help")
+    text = " ".join(r.stdout.split())
+    assert r.returncode == 0 and all(f"{name}:" in text for name in suite_names())
+
+
+def test_unparsable_set_value_is_one_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  preset: llama-tiny\n")
+    assert "not valid YAML" in one_error_line(run("train", str(p), "--set", "training.learning_rate=[1"))

@@ -1,11 +1,10 @@
-from pathlib import Path
-
 import pytest
+import yaml
 
-from babyllama.config import Config, describe, dump_yaml, load_config
+from babyllama.config import (CacheConfig, Config, EvalConfig, Recipe, describe, dump_yaml, load_config, load_recipe,
+                              written)
 from babyllama.errors import UserError
-
-REPO = Path(__file__).resolve().parents[2]
+from helpers import REPO
 
 
 def _yaml(tmp_path, text):
@@ -67,16 +66,100 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_roundtrip_and_reference():
+    assert all(doc for _, _, doc in describe(Recipe)), "every recipe field has a description"
     cfg = Config()
-    assert Config.model_validate(__import__("yaml").safe_load(dump_yaml(cfg))) == cfg
+    assert Config.model_validate(yaml.safe_load(dump_yaml(cfg))) == cfg
     keys = [k for k, _, doc in describe()]
     assert "training.learning_rate" in keys and "distill.kl_reduction" in keys
     assert all(doc for _, _, doc in describe() if not _.startswith("data_root")), "every field has a description"
 
 
-def test_every_shipped_config_validates():
-    """Every YAML under configs/ is a Config; recipes are checked by the pipeline's own test."""
-    files = sorted((REPO / "configs").rglob("*.yaml"))
-    assert files, "configs/ holds YAML files"
-    for f in files:
-        load_config(f, data_root="/data")
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")) + sorted((REPO / "recipes").rglob("*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_yaml_validates_without_data(path, monkeypatch):
+    """Every YAML under configs/ is a Config and every one under recipes/ a Recipe, with no data on disk."""
+    monkeypatch.delenv("BABYLLAMA_DATA", raising=False)
+    if path.parts[-2] == "recipes" or "recipes" in path.parts:
+        r = load_recipe(path, data_root="/nonexistent/data")
+        assert r.corpus.startswith("/nonexistent/data") and r.eval.eval_root == "/nonexistent/data/eval"
+        assert path.read_text().startswith("#"), "a recipe starts with a comment saying what it reproduces"
+    else:
+        load_config(path, data_root="/nonexistent/data")
+
+
+def test_eval_section_is_gone_from_stage_configs():
+    """A key that does nothing is an error: eval settings live in recipes and in `babyllama eval`'s flags."""
+    with pytest.raises(UserError, match="unknown key 'eval'"):
+        load_config(None, ["eval.suites=[blimp]"])
+
+
+def test_cache_section_nested_with_shorthand_and_resolved_default():
+    assert Config.model_validate({"distill": {"cache": True}}).distill.cache == CacheConfig(enabled=True)
+    c = Config.model_validate({"distill": {"cache": {"enabled": True, "window": "sliding"}}}).distill.cache
+    assert c.student_random_offset is True
+    assert CacheConfig().student_random_offset is False  # aligned: fixed chunks
+    assert CacheConfig(random_offset=True).student_random_offset is True
+    with pytest.raises(UserError, match=r"key 'distill.cache': sampled \(64\) must be smaller than top_k"):
+        load_config(None, ["distill.cache.sampled=64"])
+    with pytest.raises(UserError, match="unknown key 'distill.cache_top_k'"):
+        load_config(None, ["distill.cache_top_k=8"])
+
+
+RECIPE = """# a test recipe
+name: t
+run_dir: runs/t
+corpus: /c
+base:
+  training: {learning_rate: 1.0e-3, batch_size: 8}
+teachers:
+  - {name: a, model: {preset: llama-tiny}, training: {learning_rate: 2.0e-3}}
+student: {name: s, model: {preset: llama-tiny}}
+"""
+
+
+def test_recipe_partial_sections_are_typed_and_keep_only_written_keys(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text(RECIPE)
+    r = load_recipe(p)
+    assert written(r.base.training) == {"learning_rate": 1e-3, "batch_size": 8}
+    assert written(r.teachers[0].training) == {"learning_rate": 2e-3} and written(r.student.training) == {}
+    assert isinstance(r.eval, EvalConfig) and r.eval.suites == EvalConfig().suites
+    with pytest.raises(UserError, match=r"unknown key 'base.training.lrr'; allowed keys under base.training: "
+                                        r"output_dir, seed, learning_rate"):
+        load_recipe(p, ["base.training.lrr=1"])
+    with pytest.raises(UserError, match=r"unknown key 'teachers\[0\].training.lr'; allowed keys under "
+                                        r"teachers\[0\].training"):
+        load_recipe(p, ["teachers.0.training.lr=1"])
+    with pytest.raises(UserError, match=r"key 'base.training.batch_size'.*integer"):
+        load_recipe(p, ["base.training.batch_size=many"])
+    with pytest.raises(UserError, match="data.corpus is set by the runner"):
+        load_recipe(p, ["base.data.corpus=/elsewhere"])
+    with pytest.raises(UserError, match="not an index"):
+        load_recipe(p, ["teachers.3.training.seed=1"])
+    assert load_recipe(p, ["teachers.0.training.seed=7"]).teachers[0].training.seed == 7
+
+
+def test_bad_override_value_is_one_line():
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(None, ["training.learning_rate=[1"])
+
+
+def test_saved_configs_are_location_free_and_load_again(tmp_path):
+    """Paths inside a run directory are written as ${run_dir}/...; the file loads again from wherever the run is."""
+    run = tmp_path / "run"
+    (run / "stages" / "x").mkdir(parents=True)
+    (run / "plan.json").write_text("{}")
+    cfg = Config.model_validate({"run_dir": str(run), "data": {"corpus": str(run / "stages" / "c")},
+                                 "training": {"output_dir": str(run / "stages" / "x")},
+                                 "distill": {"teachers": [str(run / "stages" / "t"), "/elsewhere/t"]}})
+    text = dump_yaml(cfg, run_dir=cfg.run_dir)
+    assert str(tmp_path) not in text and "${run_dir}/stages/t" in text and "/elsewhere/t" in text
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    (moved / "stages" / "x" / "babyllama_config.yaml").write_text(text)
+    again = load_config(moved / "stages" / "x" / "babyllama_config.yaml")
+    assert again.training.output_dir == str(moved.resolve() / "stages" / "x")
+    assert again.distill.teachers == [str(moved.resolve() / "stages" / "t"), "/elsewhere/t"]
+    (tmp_path / "loose.yaml").write_text(text)
+    with pytest.raises(UserError, match="needs the run dir"):
+        load_config(tmp_path / "loose.yaml")

@@ -26,7 +26,8 @@ def test_paper_shapes():
 
 
 @pytest.mark.parametrize("preset", ["llama-tiny", "gpt2-tiny", "gptj-tiny"])
-def test_each_architecture_builds_and_runs(preset, tokenizer):
+def test_each_architecture_builds_and_runs(preset, tiny_tokenizer):
+    tokenizer = tiny_tokenizer
     m = build_model(ModelConfig(preset=preset), tokenizer, seed=0)
     assert m.config.vocab_size == len(tokenizer)
     x = torch.randint(0, len(tokenizer), (2, 16))
@@ -46,7 +47,8 @@ def test_overrides_and_errors():
 
 
 @pytest.mark.parametrize("preset", ["gpt2-tiny", "gptj-tiny"])
-def test_gpt_models_use_the_fused_tanh_gelu_which_equals_gelu_new(preset, tokenizer):
+def test_gpt_models_use_the_fused_tanh_gelu_which_equals_gelu_new(preset, tiny_tokenizer):
+    tokenizer = tiny_tokenizer
     from transformers.activations import ACT2FN
 
     m = build_model(ModelConfig(preset=preset), tokenizer, seed=0).eval()
@@ -64,3 +66,16 @@ def test_gpt_models_use_the_fused_tanh_gelu_which_equals_gelu_new(preset, tokeni
         == "gelu_new"
     with pytest.raises(UserError, match="model.activation 'nope'"):
         hf_config(ModelConfig(preset=preset, activation="nope"))
+
+
+def test_load_model_errors_name_the_directory(tmp_path, tiny_tokenizer):
+    from babyllama.models import load_model
+
+    with pytest.raises(UserError, match=rf"teacher {tmp_path}: no config.json"):
+        load_model(tmp_path, "teacher")
+    m = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0)
+    m.save_pretrained(tmp_path / "m")
+    assert count_params(load_model(tmp_path / "m")) == count_params(m)
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(UserError, match="cannot load the checkpoint"):
+        load_model(tmp_path / "m")

@@ -18,16 +18,14 @@ text, documents separated by the end-of-text token, with ``stats.json`` beside t
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..io import atomic_write
+from ..special_tokens import EOT
 from .clean import cleaner_for, split_documents
 
-EOT = "</s>"  # the end-of-text token between documents; also the tokenizer's EOS (see babyllama.tokenizer)
 SPLITS = ("train", "dev", "test")
 LAYOUTS = {
     "2023": {"train": ("babylm_10M", "babylm_100M"), "dev": ("babylm_dev",), "test": ("babylm_test",)},
@@ -143,10 +141,8 @@ def prepare(src: str | Path, out: str | Path, overwrite: bool = False, size: str
                 + (" (it is not a prepared corpus, so --overwrite will not touch it)" if overwrite else
                    " or pass --overwrite to replace a previously prepared corpus")
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     stats: dict = {"source": str(Path(src).resolve()), "layout": corpus.layout, "splits": {}}
-    try:
+    with atomic_write(out, directory=True) as tmp:
         for split, domains in corpus.files.items():
             for domain, paths in sorted(domains.items()):
                 raw = "\n".join(read_text(p) for p in paths)
@@ -156,12 +152,6 @@ def prepare(src: str | Path, out: str | Path, overwrite: bool = False, size: str
                     continue
                 _write_split(tmp, split, domain, docs, stats)
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return stats
 
 

@@ -2,8 +2,8 @@
 
 Each split of a prepared corpus is encoded once per domain into a flat token array on disk (``uint16`` while the
 vocabulary fits, else ``uint32``) and memory-mapped afterwards. The cache file is keyed by a hash of the whole
-tokenizer definition and of the cleaned text, so a changed tokenizer or corpus can never reuse stale tokens (the
-authors keyed theirs by the tokenizer's class name and vocabulary size).
+tokenizer definition and of the cleaned text, so a changed tokenizer or corpus can never reuse stale tokens (a key
+of tokenizer class and vocabulary size alone, as the authors' code has, would).
 
 Training samples are ``seq_len`` chunks whose start is shifted by a random offset in ``[0, seq_len)`` drawn per
 chunk and per epoch from ``(seed, epoch)`` (the papers' ``random_chunk``, made reproducible). Evaluation uses fixed
@@ -13,8 +13,6 @@ chunks from offset 0, optionally a seeded random subset of them.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from ..io import atomic_write
 from ..tokenizer import encode_text, tokenizer_hash
 from .corpus import load_prepared
 
@@ -33,16 +32,9 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_array(path: Path, arr: np.ndarray) -> None:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
 
 
 def encode_cached(tokenizer, text: str, cache_dir: Path, tok_hash: str | None = None) -> tuple[np.ndarray, str]:
@@ -55,7 +47,7 @@ def encode_cached(tokenizer, text: str, cache_dir: Path, tok_hash: str | None = 
             return np.load(path, mmap_mode="r"), key
         except (ValueError, OSError):
             path.unlink(missing_ok=True)  # a corrupt cache entry is ours to rebuild
-    _atomic_save(path, encode_text(tokenizer, text))
+    _save_array(path, encode_text(tokenizer, text))
     return np.load(path, mmap_mode="r"), key
 
 

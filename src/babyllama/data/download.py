@@ -1,19 +1,18 @@
 """``babyllama data download NAME DEST``: official BabyLM releases and BLiMP.
 
-Downloads go to ``DEST/<file>.part`` and resume with an HTTP Range request when interrupted; the archive is
-checked against its sha256 (from the registry, or ``--sha256``) before it is unpacked into DEST through a
-temporary directory, so an interrupted download never leaves a half-unpacked corpus. When no hash is known the
-computed one is printed and recorded in ``DEST/download.json`` so later downloads can be pinned to it.
+Downloads go to ``DEST/<file>.part`` and resume with an HTTP Range request when interrupted. The archive's sha256 is
+computed, printed and recorded in ``DEST/download.json``; it is *verified* only against a hash given with
+``--sha256`` (the registry pins none yet), and the output says which of the two happened. Each top-level entry of the
+archive is unpacked through a temporary directory and renamed into DEST, so an interrupted unpack never leaves a
+half-unpacked corpus.
 
 No download is needed when the data is already on disk: pass ``--data-root`` to the other commands instead.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -23,13 +22,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..runinfo import sha256_file
+from ..io import atomic_write, sha256_file, write_json
 
 
 @dataclass(frozen=True)
 class Source:
     url: str
-    sha256: str | None  # None: not pinned yet (the archive's hash is printed and recorded on first download)
+    sha256: str | None  # None: not pinned; the archive's hash is printed and recorded, nothing is verified
     what: str
 
 
@@ -98,29 +97,41 @@ def download(name: str, dest: str | Path, url: str | None = None, sha256: str | 
         os.replace(archive, bad)
         raise UserError(f"{archive}: sha256 {got[:16]}... does not match the expected {expected[:16]}...; "
                         f"moved it to {bad.name}; run the command again to download afresh")
-    if not expected:
-        print(f"sha256 {got} (not pinned; pass --sha256 {got} to verify later downloads)")
+    if expected:
+        print(f"sha256 {got}: verified against --sha256")
+    else:
+        print(f"sha256 {got}: NOT verified (no expected hash known; pass --sha256 {got} to verify later downloads)")
     try:
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile:
         raise UserError(f"{archive}: not a zip archive; delete it and download again") from None
-    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
-    try:
-        with zf:
-            for m in zf.namelist():
-                if m.startswith("/") or ".." in Path(m).parts:
-                    raise UserError(f"{archive}: unsafe path '{m}' in the archive; refusing to unpack it")
-            zf.extractall(tmp)
-        for item in tmp.iterdir():
-            if item.name == "__MACOSX":
-                continue
-            target = dest / item.name
-            if target.exists():
-                if not (dest / "download.json").is_file():
-                    raise UserError(f"{target} exists and was not downloaded by babyllama; choose an empty DEST")
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            os.replace(item, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    (dest / "download.json").write_text(json.dumps({"name": name, "url": url, "sha256": got}, indent=2) + "\n")
+    with zf:
+        _unpack(zf, archive, dest)
+    write_json(dest / "download.json", {"name": name, "url": url, "sha256": got, "verified": bool(expected)})
     return dest
+
+
+def _unpack(zf: zipfile.ZipFile, archive: Path, dest: Path) -> None:
+    """Each top-level entry of the archive into ``dest`` through a temporary sibling, renamed when whole."""
+    members = [m for m in zf.infolist() if m.filename.split("/")[0] != "__MACOSX"]
+    for m in members:
+        if m.filename.startswith("/") or ".." in Path(m.filename).parts:
+            raise UserError(f"{archive}: unsafe path '{m.filename}' in the archive; refusing to unpack it")
+    tops = sorted({m.filename.split("/")[0] for m in members})
+    for top in tops:
+        target = dest / top
+        if target.exists() and not (dest / "download.json").is_file():
+            raise UserError(f"{target} exists and was not downloaded by babyllama; choose an empty DEST")
+    for top in tops:
+        mine = [m for m in members if m.filename.split("/")[0] == top]
+        is_dir = any(m.filename != top for m in mine)
+        with atomic_write(dest / top, directory=is_dir) as tmp:
+            for m in mine:
+                rel = Path(m.filename).relative_to(top) if is_dir else None
+                out = tmp / rel if is_dir else tmp
+                if m.is_dir():
+                    out.mkdir(parents=True, exist_ok=True)
+                    continue
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(m) as src, open(out, "wb") as f:
+                    shutil.copyfileobj(src, f)

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data.corpus import EOT, load_prepared
+from ..data.corpus import load_prepared
+from ..special_tokens import EOT
 from ..data.dataset import encode_cached
 
 

@@ -17,11 +17,11 @@ those same sums:
   ancestors, and its position id is its depth, so every node computes exactly what the same token computes in a
   row of its own. A prefix shared by several sentences (a minimal pair up to the word where its sentences part,
   template openings across pairs) runs once, and the distribution at a node serves every sentence through it.
-  On BLiMP this runs 58% of the positions lm-eval runs. The output layer runs once per node that some sentence
-  needs, in row blocks, with a log-softmax over cache-sized slices. The sums agree with lm-eval's to float
-  rounding (at most 4e-5 nats over all BLiMP sentences, 5e-6 on average), which could only decide a pair whose
-  two sentences score within that of each other: ``score_items`` re-scores every pair within ``TIE_MARGIN``
-  (1e-3 nats; 0.2% of BLiMP pairs for a random-init model) in the padded layout, so decisions stay lm-eval's.
+  The output layer runs once per node that some sentence needs, in row blocks, with a log-softmax over
+  cache-sized slices. The sums agree with lm-eval's to float rounding, which could only decide a pair whose two
+  sentences score within that of each other: ``score_items`` re-scores every pair within ``TIE_MARGIN`` nats in
+  the padded layout, so decisions stay lm-eval's. (How many positions this saves, how large the rounding is and how
+  many pairs are re-scored: benchmarks/README.md.)
   Whether a model takes the 4D mask and position ids correctly is checked once against the padded layout
   (``tree_ok``); a model that does not is scored padded.
 * **padded** (``tree=False``, ``babyllama eval --padded``): lm-eval's layout and arithmetic (full
@@ -32,7 +32,7 @@ are tokenized in one batched call, inference mode, and the model stays loaded ac
 
 ``bf16=True`` runs the model under bf16 autocast (the log-probabilities still in fp32); in the padded layout it
 also runs the output layer only on the continuation positions (``split_head``), in row blocks, which needs no
-(batch, width, vocab) tensor (1.4x faster for a 4M model). Near-ties are not re-scored in bf16: its decisions
+(batch, width, vocab) tensor. Near-ties are not re-scored in bf16: its decisions
 are not meant to be lm-eval's, and their agreement is measured by ``benchmarks/eval_blimp.py``.
 """
 
@@ -93,9 +93,14 @@ def encode_many(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[
 
 
 ROW_TOKENS = 256  # prefix-tree nodes per row (attention over a row costs ~ row_tokens per node)
-TIE_MARGIN = 1e-3  # nats: pairs this close are re-scored in lm-eval's layout (see ``Scorer.score_items``)
+TIE_MARGIN = 1e-3  # nats, far above the rounding measured: pairs this close are re-scored in lm-eval's layout
 HEAD_BLOCK = 512  # output-layer rows per matmul
 SOFTMAX_BLOCK = 128  # rows per log-softmax within a block (a 128 x vocab slice stays in cache)
+
+
+def model_input(ctx: Sequence[int], cont: Sequence[int], max_len: int) -> list[int]:
+    """What lm-eval feeds for a request: ``(context + continuation)[-(max_len + 1):][:-1]``."""
+    return list(ctx + cont)[-(max_len + 1):][:-1]
 
 # model types whose causal-LM logits are exactly ``get_output_embeddings()(base_model(ids).last_hidden_state)``
 # (no scaling, soft-capping or extra projection in between); any other model takes the full path.
@@ -194,7 +199,6 @@ class Scorer:
         # output layer only at the nodes it needs, in blocks (when the architecture allows, see ``split_head``)
         self.tree_split = split_head(model)
         self._tree = None if tree else False  # None: not yet checked (``tree_ok``)
-        self.positions = 0  # token positions (padding aside) run through the model so far, for FLOP counts
         self.rescored = 0  # near-tie pairs re-scored in the padded layout by the last ``score_items``
 
     @torch.inference_mode()
@@ -208,8 +212,7 @@ class Scorer:
         return [scores[key] for key in keys]
 
     def _inputs(self, ctx: tuple, cont: tuple) -> list[int]:
-        """What lm-eval feeds: ``(context + continuation)[-(max_len + 1):][:-1]``."""
-        return list(ctx + cont)[-(self.max_len + 1):][:-1]
+        return model_input(ctx, cont, self.max_len)
 
     def _logprobs_padded(self, unique: list[tuple]) -> list[float]:
         """One right-padded row per sequence, longest first: lm-eval's layout."""
@@ -223,7 +226,6 @@ class Scorer:
             for j, x in enumerate(inps):
                 ids[j, : len(x)] = torch.tensor(x)
             ids = ids.to(self.device)
-            self.positions += sum(len(x) for x in inps)
             sums = (self._sums_split(split, ids, inps, batch) if split is not None
                     else self._sums_full(ids, inps, batch))
             scores.update(zip(batch, sums))
@@ -238,7 +240,7 @@ class Scorer:
             p = prefix_token_id(self.tokenizer) or 0
             a, b, c, d = (7 % vocab, 11 % vocab, 13 % vocab, 17 % vocab)
             reqs = [((p,), (a, b, c, d)), ((p,), (a, b, d)), ((p,), (c, a)), ((p, a), (b, c))]
-            bf16, self.bf16, positions = self.bf16, False, self.positions
+            bf16, self.bf16 = self.bf16, False
             try:
                 tree = self._logprobs_tree(reqs)
                 flat = self._logprobs_padded(reqs)
@@ -246,7 +248,7 @@ class Scorer:
             except Exception:  # noqa: BLE001 - any model that cannot take the mask simply uses the padded layout
                 self._tree = False
             finally:
-                self.bf16, self.positions = bf16, positions  # the check is not scoring work
+                self.bf16 = bf16
         return self._tree
 
     def _logprobs_tree(self, unique: list[tuple]) -> list[float]:
@@ -284,7 +286,6 @@ class Scorer:
                     b_idx += [j] * len(k)
                     c_idx += path[len(path) - len(k):]
                     tok += k
-            self.positions += sum(len(rows[r][0]) for r in batch)
             mask = torch.zeros(allowed.shape, dtype=dt).masked_fill_(~allowed, torch.finfo(dt).min)
             ids, pos, mask = ids.to(dev), pos.to(dev), mask.to(dev)
             b_t, c_t, tok_t = (torch.tensor(v, device=dev) for v in (b_idx, c_idx, tok))
@@ -392,15 +393,3 @@ class Scorer:
             self.rescored = len(close)
         pairs = [(lp[2 * i], lp[2 * i + 1]) for i in range(len(items))]
         return [g >= b for g, b in pairs], pairs
-
-    def _distinct_inputs(self, items: Sequence[Item]) -> list[tuple]:
-        reqs = encode_many(self.tokenizer, [(it.context, ch) for it in items for ch in it.choices])
-        return list(dict.fromkeys(tuple(self._inputs(tuple(c), tuple(k))) for c, k in reqs))
-
-    def scored_tokens(self, items: Sequence[Item]) -> int:
-        """Input tokens fed for the distinct sequences of ``items``: the positions lm-eval runs, padding aside."""
-        return sum(len(x) for x in self._distinct_inputs(items))
-
-    def distinct_prefixes(self, items: Sequence[Item]) -> int:
-        """Distinct non-empty prefixes of those inputs: the fewest positions any exact scorer must run."""
-        return len({x[:j] for x in self._distinct_inputs(items) for j in range(1, len(x) + 1)})

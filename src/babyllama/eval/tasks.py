@@ -1,23 +1,17 @@
-"""Zero-shot suites: where their files are and how to read them into scoring items.
+"""Zero-shot items and the readers of their files (the suite registry, :mod:`.suites`, says which file is which).
 
-A *suite* is a list of :class:`Item`. Each item is a two-way choice scored as lm-evaluation-harness scores a
+A suite is a list of :class:`Item`. Each item is a two-way choice scored as lm-evaluation-harness scores a
 ``multiple_choice`` task with target 0: the item is right when
 ``log P(choice_0 | context) >= log P(choice_1 | context)`` (ties count as right).
 
 * minimal pairs (BLiMP, filtered BLiMP, the supplement, any user JSONL with ``sentence_good``/``sentence_bad``):
   context ``""``, choices ``[" " + good, " " + bad]``; the empty context is replaced by one prefix token at scoring;
 * EWoK (BabyLM template ``ewok_filtered``): context ``Context1``, choices ``[" " + Target1, " " + Target2]``.
-
-Suites by name, relative to the eval root (``--eval-root``, ``$BABYLLAMA_DATA/eval``):
-``blimp`` -> ``blimp/``, ``blimp_filtered``, ``blimp_fast``, ``supplement`` -> ``supplement_filtered/``,
-``supplement_fast``, ``ewok`` -> ``ewok_filtered/ewok_filtered.zip``, ``ewok_fast``. A path to a folder or a
-``.jsonl`` file is read as minimal pairs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +19,6 @@ from pathlib import Path
 from ..errors import UserError
 
 EWOK_PASSWORD = b"BabyLM2025"  # published by BabyLM with the EWoK zips; the data must stay zipped (terms of use)
-SUITE_PATHS = {
-    "blimp": "blimp",
-    "blimp_filtered": "blimp_filtered",
-    "blimp_fast": "blimp_fast",
-    "supplement": "supplement_filtered",
-    "supplement_fast": "supplement_fast",
-    "ewok": "ewok_filtered/ewok_filtered.zip",
-    "ewok_fast": "ewok_fast/ewok_fast.zip",
-}
 
 
 @dataclass(frozen=True)
@@ -43,11 +28,6 @@ class Item:
     context: str
     choices: tuple[str, str]  # the right one first
     group: str = ""  # BLiMP linguistics_term (phenomenon); EWoK domain
-
-
-def default_eval_root() -> Path | None:
-    root = os.environ.get("BABYLLAMA_DATA")
-    return Path(root) / "eval" if root else None
 
 
 def _bad(path, line_no, what) -> UserError:
@@ -111,36 +91,11 @@ def read_ewok(zip_path: str | Path) -> list[Item]:
     return items
 
 
-def load_suite(name: str, eval_root: str | Path | None = None, paradigms: list[str] | None = None) -> list[Item]:
-    """Items of a named suite (or of a folder / .jsonl path), optionally only some paradigms."""
-    if name in SUITE_PATHS:
-        root = Path(eval_root) if eval_root else default_eval_root()
-        if root is None:
-            raise UserError(f"suite '{name}' needs the eval data: pass --eval-root DIR or set BABYLLAMA_DATA "
-                            "(e.g. ../shared/data), or `babyllama data download blimp DIR`")
-        path = root / SUITE_PATHS[name]
-        if not path.exists():
-            raise UserError(f"suite '{name}': {path} not found; check --eval-root / BABYLLAMA_DATA")
-    else:
-        path = Path(name)
-        if not path.exists():
-            raise UserError(f"unknown suite '{name}': use one of {', '.join(SUITE_PATHS)}, perplexity, or a path "
-                            "to JSONL minimal pairs")
-    if path.suffix == ".zip":
-        items = read_ewok(path)
-    elif path.is_dir():
+def read_minimal_pair_path(path: Path) -> list[Item]:
+    """A ``.jsonl`` file, or every ``.jsonl`` file of a folder (one paradigm each), as minimal pairs."""
+    if path.is_dir():
         files = sorted(path.glob("*.jsonl"))
         if not files:
             raise UserError(f"{path}: no .jsonl files")
-        items = [it for f in files for it in read_minimal_pairs(f)]
-    else:
-        items = read_minimal_pairs(path)
-    if paradigms:
-        have = {it.paradigm for it in items}
-        missing = sorted(set(paradigms) - have)
-        if missing and name not in ("perplexity",):
-            keep = [p for p in paradigms if p in have]
-            if not keep:
-                raise UserError(f"suite '{name}': no paradigm among {', '.join(missing)}")
-        items = [it for it in items if it.paradigm in set(paradigms)]
-    return items
+        return [it for f in files for it in read_minimal_pairs(f)]
+    return read_minimal_pairs(path)

@@ -1,83 +1,34 @@
-"""Trainer set-up shared by pretraining and distillation: arguments, precision, progress, output directory.
+"""Trainer set-up shared by pretraining and distillation: arguments, callbacks, the output directory, the
+datasets and provenance at the start of a run, and the model, metrics and provenance at its end.
 
 We use the stock transformers ``Trainer``; everything here is configuration and callbacks (no copied internals).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..config import Config
+from ..config import Config, dump_yaml, location_free
+from ..data.dataset import ChunkDataset, build_datasets
 from ..errors import UserError
-from ..runinfo import is_complete
+from ..io import write_json, write_text
+from ..models import count_params
+from ..runinfo import is_complete, write_run_info
+from ..tokenizer import load_tokenizer, tokenizer_hash, vocab_hash
+from .hardware import default_device, resolve_precision
 
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with AVX512-BF16 or AMX (where bf16 matmuls run at about 2.5x fp32 here)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_precision(pref: str, device: str | None = None) -> str:
-    """'auto' -> bf16 where the device runs it natively, else fp32. fp16 is refused on CPU."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if pref == "fp16" and device == "cpu":
-        raise UserError("training.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    if pref != "auto":
-        return pref
-    if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
-
-
-def resolve_attention(pref: str, precision: str, compile_: bool = False, device: str | None = None) -> str:
-    """'auto' -> 'by_grad' on CPU with bf16 autocast and no torch.compile, else 'sdpa'.
-
-    Measured on this project's CPU (benchmarks/README.md): under bf16 autocast the SDPA kernels' backward is slow, so
-    a training step with eager attention is 1.09-1.46x faster, while for inference SDPA is up to 1.3x faster.
-    'by_grad' gets both: eager while gradients are on, SDPA under no_grad / inference_mode (evaluation).
-    """
-    if pref != "auto":
-        return pref
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return "by_grad" if device == "cpu" and precision == "bf16" and not compile_ else "sdpa"
-
-
-def _attention_by_grad(module, args, kwargs):
-    impl = "eager" if torch.is_grad_enabled() else "sdpa"
-    if module.config._attn_implementation != impl:
-        module.config._attn_implementation = impl  # read on every forward; all layers share this config
-
-
-def set_attention(model, mode: str):
-    """Apply a resolved ``training.attention`` mode to a transformers model (in place; not saved with it)."""
-    if mode == "by_grad":
-        model.register_forward_pre_hook(_attention_by_grad, with_kwargs=True)
-    else:
-        model.set_attn_implementation(mode)
-    return model
-
-
-def configure_attention(model, cfg: Config):
-    """The trained model's attention kernel, from ``training.attention`` / precision / compile."""
-    t = cfg.training
-    if not getattr(model, "_supports_sdpa", False):  # a class with no SDPA kernel: eager is all it has
-        if t.attention == "sdpa":
-            raise UserError(f"training.attention=sdpa: transformers has no SDPA attention for "
-                            f"{model.config.model_type}; use training.attention: auto or eager")
-        return model
-    return set_attention(model, resolve_attention(t.attention, resolve_precision(t.precision), t.compile))
+CONFIG_FILE = "babyllama_config.yaml"
+METRICS_FILE = "metrics.json"
 
 
 def tokens_per_step(cfg: Config, world_size: int = 1) -> int:
@@ -89,7 +40,7 @@ def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> Trai
     t = cfg.training
     precision = resolve_precision(t.precision)
     strategy = t.eval_strategy
-    fused = hasattr(torch.optim, "AdamW")  # torch >= 2.4 has fused AdamW on CPU and CUDA
+    cpu = default_device() == "cpu"
     kw = dict(
         output_dir=str(output_dir),
         seed=t.seed,
@@ -107,7 +58,7 @@ def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> Trai
         adam_beta2=t.adam_beta2,
         adam_epsilon=t.adam_epsilon,
         max_grad_norm=t.max_grad_norm,
-        optim="adamw_torch_fused" if fused else "adamw_torch",
+        optim="adamw_torch_fused",  # fused AdamW: CPU and CUDA in every torch we support
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         torch_compile=t.compile,
@@ -127,8 +78,8 @@ def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> Trai
         dataloader_num_workers=t.dataloader_workers,
         remove_unused_columns=False,
         disable_tqdm=not t.progress,
-        use_cpu=not torch.cuda.is_available(),
-        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        use_cpu=cpu,
+        ddp_backend="gloo" if cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         ddp_find_unused_parameters=False,
     )
     kw.update(overrides)
@@ -167,6 +118,29 @@ class EpochCallback(TrainerCallback):
         self.dataset.set_epoch(int(math.floor(state.epoch or 0)))
 
 
+def attach_progress(trainer: Trainer, cfg: Config) -> None:
+    if cfg.training.progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(TokenProgressCallback(tokens_per_step(cfg, trainer.args.world_size)))
+
+
+def relocate_best_checkpoint(checkpoint: str | Path, out: Path) -> None:
+    """Point the resumed state's best checkpoint at this output directory.
+
+    The Trainer records ``best_model_checkpoint`` as a path; after the output directory was moved or copied it
+    names the old place, and the Trainer would drop it (and with it the best model) on resume.
+    """
+    state_file = Path(checkpoint) / "trainer_state.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return
+    best = state.get("best_model_checkpoint")
+    if best and not Path(best).is_dir() and (out / Path(best).name).is_dir():
+        state["best_model_checkpoint"] = str(out / Path(best).name)
+        write_json(state_file, state)
+
+
 def prepare_output_dir(output_dir: str | Path, overwrite: bool = False) -> str | None:
     """Check the output directory; return the checkpoint to resume from, if any.
 
@@ -174,6 +148,8 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool = False) -> str |
     resumes; a non-empty directory that is not ours is refused.
     """
     out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"training.output_dir {out} is a file; choose a directory")
     if not out.exists() or not any(out.iterdir()):
         return None
     if is_complete(out):
@@ -182,8 +158,9 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool = False) -> str |
         raise UserError(f"{out} already holds a finished run; choose another output directory or pass --overwrite")
     last = get_last_checkpoint(str(out))
     if last:
+        relocate_best_checkpoint(last, out)
         return last
-    ours = {"runs", "babyllama_config.yaml", "run_info.json"}
+    ours = {"runs", CONFIG_FILE, "run_info.json"}
     if not set(os.listdir(out)) <= ours:
         raise UserError(f"{out} is not empty and holds no babyllama checkpoint; choose another output directory")
     return None
@@ -194,3 +171,66 @@ def eval_history(log_history: list[dict]) -> list[dict]:
         {k: v for k, v in e.items() if k in ("step", "epoch") or k.startswith("eval_")}
         for e in log_history if "eval_loss" in e
     ]
+
+
+@dataclass
+class RunSetup:
+    """What a training run starts from: where it writes, what it resumes, its tokenizer, data and provenance."""
+
+    out: Path
+    resume: str | None
+    tokenizer: object
+    train_ds: ChunkDataset
+    eval_ds: ChunkDataset
+    provenance: dict
+
+
+def setup_run(cfg: Config, overwrite: bool = False) -> RunSetup:
+    """Shared by train and distill: check the output dir, load tokenizer and datasets, save the resolved config."""
+    if not cfg.training.output_dir:
+        raise UserError("training.output_dir is not set; add it to the config or pass --set training.output_dir=DIR")
+    if not cfg.data.tokenizer:
+        raise UserError("data.tokenizer is not set; train one with `babyllama tokenizer train` and point to it")
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    out = Path(cfg.training.output_dir)
+    resume = prepare_output_dir(out, overwrite)
+    tokenizer = load_tokenizer(cfg.data.tokenizer)
+    set_seed(cfg.training.seed)
+    train_ds, eval_ds, prov = build_datasets(cfg.data, tokenizer, cfg.training.seed)
+    prov.update(tokenizer_hash=tokenizer_hash(tokenizer), vocab_hash=vocab_hash(tokenizer))
+    write_text(out / CONFIG_FILE, dump_yaml(cfg, run_dir=cfg.run_dir))
+    return RunSetup(out, resume, tokenizer, train_ds, eval_ds, prov)
+
+
+def finish_run(trainer: Trainer, cfg: Config, out: Path, kind: str, prov: dict, t_start: float, train_result,
+               extra_metrics: dict | None = None) -> dict:
+    """Save the best model, tokenizer, metrics and provenance (run_info.json last)."""
+    trainer.save_model(str(out))
+    hist = trainer.state.log_history
+    evals = eval_history(hist)
+    final = trainer.evaluate() if evals else {}
+    tps = tokens_per_step(cfg, trainer.args.world_size)
+    m = dict(train_result.metrics)
+    metrics = {
+        "kind": kind,
+        "params": count_params(trainer.model),
+        "precision": resolve_precision(cfg.training.precision),
+        "global_step": trainer.state.global_step,
+        "train_tokens_seen": trainer.state.global_step * tps,
+        "train_loss": m.get("train_loss"),
+        "train_runtime_s": m.get("train_runtime"),
+        "train_tokens_per_s": (trainer.state.global_step * tps / m["train_runtime"]) if m.get("train_runtime") else None,
+        "eval_loss_start": evals[0]["eval_loss"] if evals else None,
+        "eval_loss_best": trainer.state.best_metric,
+        "eval_loss": final.get("eval_loss"),
+        "eval_history": evals,
+        "train_history": [e for e in hist if "loss" in e and "eval_loss" not in e],
+        "wall_s": time.time() - t_start,
+        "world_size": trainer.args.world_size,
+        **(extra_metrics or {}),
+    }
+    if trainer.is_world_process_zero():
+        write_json(out / METRICS_FILE, location_free(metrics, cfg.run_dir))
+        write_run_info(out, kind, cfg.model_dump(mode="json"), run_dir=cfg.run_dir, **prov)
+    return metrics

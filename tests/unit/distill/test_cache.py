@@ -5,9 +5,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from babyllama.config import ModelConfig
+from babyllama.distill.cache import CacheSpec, build_cache, sparse_entries, windows
+from babyllama.distill.sources import CachedChunkDataset
 from babyllama.losses import ensemble_log_probs, kl_per_position, kl_per_position_cached
-from babyllama.teacher_cache import CachedChunkDataset, build_cache, cache_key, sparse_entries, windows
-from babyllama.train.distill import load_teachers
+from babyllama.models import build_model
+
+
+@pytest.fixture(scope="module")
+def models(tiny_tokenizer):
+    """Two small teachers of different architectures (LLaMA, GPT-2), randomly initialised, frozen."""
+    return [build_model(ModelConfig(preset=p), tiny_tokenizer, seed=i).eval().requires_grad_(False)
+            for i, p in enumerate(("llama-tiny", "gpt2-tiny"))]
+
+
+def spec(seq_len, temperature, k, window="aligned", sampled=0, seed=0, batch_size=32, **kw):
+    return CacheSpec(teachers=("a", "b"), tokenizer="tok", data="data", seq_len=seq_len, temperature=temperature,
+                     top_k=k, sampled=sampled, window=window, seed=seed, batch_size=batch_size, **kw)
 
 
 @pytest.mark.parametrize("n,seq,window", [(100, 16, "sliding"), (97, 16, "sliding"), (96, 16, "aligned"),
@@ -58,13 +72,11 @@ def test_sampled_entries_give_an_unbiased_kl():
     assert abs(biased - exact) > 5 * abs(est - exact)  # pure top-K with a bucket is off
 
 
-def test_cached_loss_equals_live_loss_with_full_k_and_aligned_windows(teachers, tokenizer, tmp_path):
-    models = load_teachers([str(t) for t in teachers], tokenizer)
-    vocab = len(tokenizer)
+def test_cached_loss_equals_live_loss_with_full_k_and_aligned_windows(models, tiny_tokenizer, tmp_path):
+    vocab = len(tiny_tokenizer)
     seq = 32
     tokens = np.random.default_rng(0).integers(3, vocab, size=seq * 6 + 5).astype(np.uint16)
-    cache = build_cache(models, tokens, tmp_path / "c", seq, temperature=2.0, k=vocab, window="aligned",
-                        batch_size=4, progress=False)
+    cache = build_cache(models, tokens, tmp_path / "c", spec(seq, 2.0, vocab, batch_size=4), progress=False)
     assert cache.meta["k"] == vocab and cache.ids.shape == (len(tokens), vocab)
     ds = CachedChunkDataset(tokens, seq, cache, random_offset=False)
     batch = {k: torch.stack([ds[i][k] for i in range(len(ds))]) for k in ds[0]}
@@ -75,22 +87,42 @@ def test_cached_loss_equals_live_loss_with_full_k_and_aligned_windows(teachers, 
     b = kl_per_position_cached(student, batch["teacher_ids"], batch["teacher_weight"], batch["teacher_tail"],
                                batch["teacher_plogp"], 2.0)
     assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
-    # the cache is reused, and its key changes with what it depends on
-    again = build_cache(models, tokens, tmp_path / "c", seq, temperature=2.0, k=vocab, window="aligned")
+    # the cache is reused
+    again = build_cache(models, tokens, tmp_path / "c", spec(seq, 2.0, vocab, batch_size=4), progress=False)
     assert again.meta["build_s"] == cache.meta["build_s"]
-    k1 = cache_key([str(teachers[0])], "tok", "data", 2.0, 64, "logits_mean", None, "sliding", seq)
-    assert k1 != cache_key([str(teachers[0])], "tok", "data", 1.0, 64, "logits_mean", None, "sliding", seq)
-    assert k1 != cache_key([str(teachers[1])], "tok", "data", 2.0, 64, "logits_mean", None, "sliding", seq)
 
 
-def test_sliding_cache_records_each_position_from_its_window(teachers, tokenizer, tmp_path):
+def test_cache_key_covers_everything_the_content_depends_on():
+    """Temperature, teachers, and also the precision the teachers ran under and the batch size that seeds the
+    sampled entries: a cache built under bf16, or with other batches, is another cache."""
+    import dataclasses
+
+    base = spec(32, 2.0, 64, window="sliding", sampled=16)
+    changed = {"temperature": 1.0, "teachers": ("a", "c"), "precision": "bf16", "batch_size": 16, "seed": 1,
+               "device": "cuda", "sampled": 8, "window": "aligned", "data": "other", "tokenizer": "other",
+               "weights": (0.7, 0.3), "ensemble": "probs_mean", "top_k": 32, "seq_len": 64}
+    assert set(changed) == {f.name for f in dataclasses.fields(CacheSpec)}  # every field is tested
+    for field, value in changed.items():
+        assert dataclasses.replace(base, **{field: value}).key() != base.key(), field
+    assert dataclasses.replace(base).key() == base.key()
+
+
+def test_sampled_entries_depend_on_the_batching_the_key_names(models, tiny_tokenizer, tmp_path):
+    vocab, seq = len(tiny_tokenizer), 16
+    tokens = np.random.default_rng(2).integers(3, vocab, size=seq * 8).astype(np.uint16)
+    a = build_cache(models, tokens, tmp_path / "a", spec(seq, 2.0, 16, sampled=8, batch_size=2), progress=False)
+    b = build_cache(models, tokens, tmp_path / "b", spec(seq, 2.0, 16, sampled=8, batch_size=4), progress=False)
+    assert not np.array_equal(np.asarray(a.ids)[:, 8:], np.asarray(b.ids)[:, 8:])  # other samples
+    assert np.array_equal(np.asarray(a.ids)[:, :8], np.asarray(b.ids)[:, :8])  # the same exact top entries
+
+
+def test_sliding_cache_records_each_position_from_its_window(models, tiny_tokenizer, tmp_path):
     """Every cached position holds the ensemble distribution of the window `windows()` assigns it (only the
     recorded rows get logits; batches mix the full first window with half windows and an odd last one)."""
-    models = load_teachers([str(t) for t in teachers], tokenizer)
-    vocab, seq = len(tokenizer), 16
+    vocab, seq = len(tiny_tokenizer), 16
     tokens = np.random.default_rng(1).integers(3, vocab, size=seq * 5 + 3).astype(np.uint16)
-    cache = build_cache(models, tokens, tmp_path / "c", seq, temperature=2.0, k=vocab, window="sliding",
-                        batch_size=3, progress=False)
+    cache = build_cache(models, tokens, tmp_path / "c", spec(seq, 2.0, vocab, window="sliding", batch_size=3),
+                        progress=False)
     got = np.zeros((len(tokens), vocab), np.float32)
     np.put_along_axis(got, cache.ids.astype(np.int64), cache.weight, axis=1)
     want = np.full((len(tokens), vocab), np.nan, np.float32)

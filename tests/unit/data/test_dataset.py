@@ -32,7 +32,8 @@ def test_eval_chunks_fixed_and_seeded_subset():
         ChunkDataset(toks[:5], 10)
 
 
-def test_cache_keyed_by_tokenizer_and_text(tokenizer, tmp_path):
+def test_cache_keyed_by_tokenizer_and_text(tiny_tokenizer, tmp_path):
+    tokenizer = tiny_tokenizer
     a, ka = encode_cached(tokenizer, "hello world</s>", tmp_path)
     b, kb = encode_cached(tokenizer, "hello world</s>", tmp_path)
     c, kc = encode_cached(tokenizer, "hello there</s>", tmp_path)
@@ -45,7 +46,8 @@ def test_cache_keyed_by_tokenizer_and_text(tokenizer, tmp_path):
     assert list(again) == want
 
 
-def test_load_split_max_tokens_proportional(prepared, tokenizer, tmp_path):
+def test_load_split_max_tokens_proportional(tiny_prepared, tiny_tokenizer, tmp_path):
+    prepared, tokenizer = tiny_prepared, tiny_tokenizer
     full = load_split(prepared, "train", tokenizer, cache_dir=tmp_path)
     cut = load_split(prepared, "train", tokenizer, max_tokens=full.num_tokens // 4, cache_dir=tmp_path)
     assert abs(cut.num_tokens - full.num_tokens // 4) < len(full.domains) + 1

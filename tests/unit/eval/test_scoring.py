@@ -11,7 +11,8 @@ from babyllama.models import build_model
 
 @pytest.mark.parametrize("preset", ["llama-tiny", "gpt2-tiny", "gptj-tiny"])
 @pytest.mark.parametrize("bf16", [False, True])
-def test_split_head_equals_full_log_softmax(preset, bf16, tokenizer, monkeypatch):
+def test_split_head_equals_full_log_softmax(preset, bf16, tiny_tokenizer, monkeypatch):
+    tokenizer = tiny_tokenizer
     model = build_model(ModelConfig(preset=preset), tokenizer, seed=0).eval()
     assert split_head(model) is not None
     texts = ["The cat sat on the mat.", "A dog.", "Who did you say that the girl saw yesterday at the park?"]
@@ -35,7 +36,8 @@ def test_split_head_equals_full_log_softmax(preset, bf16, tokenizer, monkeypatch
     assert full[0] == pytest.approx(by_hand, abs=1e-4 if not bf16 else 0.5)
 
 
-def test_split_by_default_only_in_bf16_and_never_for_unknown_architectures(tokenizer):
+def test_split_by_default_only_in_bf16_and_never_for_unknown_architectures(tiny_tokenizer):
+    tokenizer = tiny_tokenizer
     model = build_model(ModelConfig(preset="llama-tiny"), tokenizer, seed=0)
     assert Scorer(model, tokenizer, bf16=True).split is not None
     assert Scorer(model, tokenizer).split is None  # fp32: lm-eval's own arithmetic
@@ -44,7 +46,8 @@ def test_split_by_default_only_in_bf16_and_never_for_unknown_architectures(token
     assert Scorer(model, tokenizer, bf16=True).split is None
 
 
-def test_encode_many_equals_encode(tokenizer):
+def test_encode_many_equals_encode(tiny_tokenizer):
+    tokenizer = tiny_tokenizer
     pairs = [("", " The cat sat."), ("", " A dog."), ("", " The cat sat."), ("Context here. ", "Target"),
              ("The cat sat on", " the mat.")]
     assert scoring.encode_many(tokenizer, pairs) == [encode(tokenizer, c, k) for c, k in pairs]
@@ -71,22 +74,36 @@ PAIRS = ["The cat sat on the mat.", "The cat sat on the mats.", "The cats sat on
          "Who did you say that the girl saw yesterday at the park?", "Who did you say the girl saw?"]
 
 
+def _count_positions(module):
+    """A forward hook counting the non-padding input positions a model body runs (padding is id 0 here)."""
+    seen = [0]
+
+    def hook(mod, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        seen[0] += int((ids != 0).sum())
+    return seen, module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
 @pytest.mark.parametrize("preset", ["llama-tiny", "gpt2-tiny", "gptj-tiny"])
 @pytest.mark.parametrize("bf16", [False, True])
-def test_prefix_tree_equals_padded_layout(preset, bf16, tokenizer):
+def test_prefix_tree_equals_padded_layout(preset, bf16, tiny_tokenizer):
+    tokenizer = tiny_tokenizer
     model = build_model(ModelConfig(preset=preset), tokenizer, seed=0).eval()
     reqs = [encode(tokenizer, "", " " + t) for t in PAIRS]
     reqs += [encode(tokenizer, "The cat sat on", " the mat."), encode(tokenizer, "Context here. ", "Target")]
     tree = Scorer(model, tokenizer, bf16=bf16, row_tokens=12)  # several rows
     assert tree.tree_ok()
     assert len(scoring.pack_tree([tree._inputs(tuple(c), tuple(k)) for c, k in reqs], 12)[0]) > 2
+    seen, handle = _count_positions(model.base_model)
     got = tree.logprobs(reqs)
-    assert tree.positions < sum(len(c) + len(k) - 1 for c, k in reqs)  # shared prefixes ran once
+    handle.remove()
+    assert 0 < seen[0] < sum(len(c) + len(k) - 1 for c, k in reqs)  # shared prefixes ran once
     want = Scorer(model, tokenizer, bf16=bf16, tree=False).logprobs(reqs)
     assert got == pytest.approx(want, abs=1e-4 if not bf16 else 0.1)
 
 
-def test_models_that_ignore_the_tree_mask_are_scored_padded(tokenizer):
+def test_models_that_ignore_the_tree_mask_are_scored_padded(tiny_tokenizer):
+    tokenizer = tiny_tokenizer
     model = build_model(ModelConfig(preset="llama-tiny"), tokenizer, seed=0).eval()
     model.config.model_type = "somebody_elses_lm"  # no split head: the tree runs model(...) itself
     forward = model.forward
@@ -105,7 +122,8 @@ def test_models_that_ignore_the_tree_mask_are_scored_padded(tokenizer):
     assert not Scorer(model, tokenizer).tree_ok()
 
 
-def test_near_ties_are_rescored_in_the_padded_layout(tokenizer):
+def test_near_ties_are_rescored_in_the_padded_layout(tiny_tokenizer):
+    tokenizer = tiny_tokenizer
     from babyllama.eval.tasks import Item
 
     model = build_model(ModelConfig(preset="llama-tiny"), tokenizer, seed=0).eval()

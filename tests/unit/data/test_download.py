@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import io
+import json
 import threading
 import zipfile
 
@@ -48,12 +49,25 @@ def server():
     srv.shutdown()
 
 
-def test_download_verifies_and_unpacks(server, tmp_path):
+def test_download_verifies_and_unpacks(server, tmp_path, capsys):
     url, h = server
     sha = hashlib.sha256(h.payload).hexdigest()
     dest = download("babylm-2023", tmp_path / "d", url=url, sha256=sha)
     assert (dest / "babylm_data/babylm_10M/cbt.train").read_text().startswith("hello world")
-    assert not list(dest.glob("*.part")) and not list(dest.glob(".unpack-*"))
+    assert not list(dest.glob("*.part")) and not [p for p in dest.iterdir() if ".tmp-" in p.name]
+    assert f"sha256 {sha}: verified" in capsys.readouterr().out
+    assert json.loads((dest / "download.json").read_text())["verified"] is True
+
+
+def test_download_without_a_hash_says_nothing_was_verified(server, tmp_path, capsys):
+    """The registry pins no hash: the output must not claim a verification that did not happen."""
+    url, h = server
+    dest = download("babylm-2023", tmp_path / "d", url=url)
+    out = capsys.readouterr().out
+    sha = hashlib.sha256(h.payload).hexdigest()
+    assert f"sha256 {sha}: NOT verified" in out and "verified against" not in out
+    assert json.loads((dest / "download.json").read_text()) == {"name": "babylm-2023", "url": url, "sha256": sha,
+                                                                 "verified": False}
 
 
 def test_download_resumes_partial_file(server, tmp_path):

@@ -1,0 +1,146 @@
+"""Zero-shot evaluation, in memory: one model x suites -> accuracies with CIs, perplexity; several models -> paired
+comparisons. The one entry point used by `babyllama eval`, the runner's eval stages and the benchmarks.
+
+:func:`evaluate` scores a loaded model on every suite of an :class:`~babyllama.config.EvalConfig`. Minimal-pair
+suites report accuracy per paradigm (file), per phenomenon (BLiMP's ``linguistics_term``; EWoK's domain) and the
+macro mean over paradigms, each with a bootstrap 95% CI. :func:`evaluate_models` loads each model directory once,
+scores it, and compares every model after the first with the first on the same items (difference of macro means,
+paired bootstrap CI and p-value, McNemar).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ..config import EvalConfig
+from ..errors import UserError
+from ..models import load_model
+from ..train.hardware import default_device
+from .scoring import Scorer
+from .stats import bootstrap_ci, macro_bootstrap, paired_comparison
+from .suites import get_suite, load_items
+from .tasks import Item
+
+
+def subsample(items: list[Item], max_pairs: int | None, seed: int = 0) -> list[Item]:
+    """At most ``max_pairs`` items per paradigm, the same seeded choice for every model; each paradigm draws from
+    its own stream, seeded by its name."""
+    if not max_pairs:
+        return items
+    by: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        by[it.paradigm].append(it)
+    out = []
+    for p in sorted(by):
+        its = by[p]
+        if len(its) > max_pairs:
+            rng = np.random.default_rng([seed, zlib.crc32(p.encode("utf-8"))])
+            keep = np.sort(rng.choice(len(its), max_pairs, replace=False))
+            its = [its[i] for i in keep]
+        out += its
+    return out
+
+
+def summarize(items: list[Item], correct: list[bool]) -> dict:
+    by_p: dict[str, list[bool]] = defaultdict(list)
+    by_g: dict[str, list[bool]] = defaultdict(list)
+    group_of = {}
+    for it, c in zip(items, correct):
+        by_p[it.paradigm].append(c)
+        group_of[it.paradigm] = it.group
+    for p, cs in by_p.items():
+        by_g[group_of[p] or p].append(float(np.mean(cs)))
+    macro, macro_ci = macro_bootstrap(by_p)
+    paradigms = {p: {"acc": float(np.mean(cs)), "ci": bootstrap_ci(cs), "n": len(cs), "group": group_of[p]}
+                 for p, cs in sorted(by_p.items())}
+    # phenomenon = unweighted mean of its paradigms, CI by the stratified bootstrap within the group
+    groups = {}
+    for g in sorted(by_g):
+        members = {p: by_p[p] for p in by_p if (group_of[p] or p) == g}
+        acc, ci = macro_bootstrap(members)
+        groups[g] = {"acc": acc, "ci": ci, "paradigms": len(members)}
+    return {"macro": {"acc": macro, "ci": macro_ci, "paradigms": len(by_p), "items": len(items)},
+            "groups": groups, "paradigms": paradigms,
+            "decisions": {p: "".join("1" if c else "0" for c in cs) for p, cs in by_p.items()}}
+
+
+def decisions_of(summary: dict) -> dict[str, list[bool]]:
+    return {p: [c == "1" for c in s] for p, s in summary["decisions"].items()}
+
+
+def load_for_eval(path: str | Path, device: str | None = None):
+    from ..tokenizer import load_tokenizer
+
+    model = load_model(path)
+    tok = load_tokenizer(path)
+    return model.to(device or default_device()), tok
+
+
+def pair_suites(config: EvalConfig) -> list[str]:
+    return [s for s in config.suites if get_suite(s).kind == "pairs"]
+
+
+def load_suites(config: EvalConfig) -> dict[str, list[Item]]:
+    """The items of every pairs suite of ``config``, subsampled as it says (validated before any model runs)."""
+    return {s: subsample(load_items(s, config.eval_root, config.paradigms), config.max_pairs)
+            for s in pair_suites(config)}
+
+
+def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = None,
+             suites: dict[str, list[Item]] | None = None, keep_chunks: bool = False) -> dict:
+    """Score one loaded model: ``{"suites": {name: summary}, "perplexity": {split: ...} | None, "timing",
+    "layout"}``. ``suites`` passes items loaded already (several models, one load)."""
+    wants_ppl = any(get_suite(s).kind == "perplexity" for s in config.suites)
+    if wants_ppl and not corpus:
+        raise UserError("the perplexity suite needs --corpus PREPARED_CORPUS (output of `babyllama data prepare`)")
+    suites = load_suites(config) if suites is None else suites
+    scorer = Scorer(model, tokenizer, batch_size=config.batch_size, bf16=config.bf16,
+                    tree=config.layout == "prefix_tree")
+    out: dict = {"suites": {}, "perplexity": None, "timing": {}, "rescored_near_ties": {}}
+    for s, items in suites.items():
+        t0 = time.perf_counter()
+        correct, _ = scorer.score_items(items)
+        out["suites"][s] = summarize(items, correct)
+        out["timing"][s] = time.perf_counter() - t0
+        out["rescored_near_ties"][s] = scorer.rescored
+    out["layout"] = "prefix_tree" if scorer.tree_ok() else "padded"
+    if wants_ppl:
+        from .perplexity import perplexity
+
+        t0 = time.perf_counter()
+        out["perplexity"] = perplexity(model, tokenizer, corpus, seq_len=config.ppl_seq_len,
+                                       max_tokens=config.ppl_max_tokens, batch_size=max(1, config.batch_size // 2),
+                                       bf16=config.bf16, keep_chunks=keep_chunks)
+        out["timing"]["perplexity"] = time.perf_counter() - t0
+    return out
+
+
+def evaluate_models(models: list[str | Path], config: EvalConfig, corpus: str | Path | None = None,
+                    names: list[str] | None = None, device: str | None = None) -> dict:
+    """Load and score each model directory; with two or more, paired comparisons against the first."""
+    if not config.suites:
+        raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
+    names = names or [str(m) for m in models]
+    suites = load_suites(config)
+    res: dict = {"models": names, "config": config.model_dump(mode="json"), "suites": {}, "perplexity": {},
+                 "timing": {}, "layout": {}}
+    for path, name in zip(models, names):
+        model, tok = load_for_eval(path, device)
+        one = evaluate(model, tok, config, corpus, suites)
+        for s, summary in one["suites"].items():
+            res["suites"].setdefault(s, {"per_model": {}})["per_model"][name] = summary
+            res["timing"][f"{name}:{s}"] = one["timing"][s]
+        if one["perplexity"] is not None:
+            res["perplexity"][name] = one["perplexity"]
+        res["layout"][name] = one["layout"]
+        del model
+    if len(names) > 1:
+        for block in res["suites"].values():
+            base = decisions_of(block["per_model"][names[0]])
+            block["paired"] = {n: paired_comparison(decisions_of(block["per_model"][n]), base) for n in names[1:]}
+    return res

@@ -1,0 +1,144 @@
+"""Writing results so that a reader never sees half of one: the single atomic-write helper and file hashing.
+
+Everything babyllama writes that another step reads (corpora, tokenizers, token and teacher caches, metrics, run
+information, plans, reports) goes through :func:`atomic_write`: the content is written under a temporary sibling
+name, flushed to disk, and renamed onto the final name in one step. A crash leaves either the old artefact or the
+new one, plus at most a temporary ``.NAME.tmp-*`` sibling that the next write of the same artefact removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TMP_MARK = ".tmp-"
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}{TMP_MARK}"
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush a file, or every file of a directory and the directories themselves, to disk."""
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file() and not p.is_symlink():
+                _fsync_file(p)
+        _fsync_dir(path)
+    elif path.is_file():
+        _fsync_file(path)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # platforms without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def clean_stale_temps(path: str | Path) -> None:
+    """Remove temporary siblings that an interrupted :func:`atomic_write` of ``path`` left behind."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for p in path.parent.glob(_tmp_prefix(path) + "*"):
+            remove(p)
+
+
+@contextmanager
+def atomic_write(path: str | Path, directory: bool = False, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error, move it onto ``path``.
+
+    ``directory=True`` creates the temporary path as an empty directory (for artefacts made of several files);
+    otherwise the block creates the file. On success the content is fsynced and renamed onto ``path`` (an existing
+    file or directory there is replaced when ``replace``, else :class:`FileExistsError`); on error the temporary
+    path is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(path)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=_tmp_prefix(path), dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if path.exists() or path.is_symlink():
+            if not replace:
+                raise FileExistsError(path)
+            if path.is_dir() and not path.is_symlink():
+                # a directory cannot be renamed onto a non-empty one: move the old one aside first
+                old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
+                os.replace(path, old / "old")
+                os.replace(tmp, path)
+                remove(old)
+            else:
+                os.replace(tmp, path)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        remove(tmp)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any | None:
+    """The JSON in ``path``, or None when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def short_hash(obj: Any, length: int = 10) -> str:
+    """A short, stable hash of any JSON-able object (keys sorted)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]

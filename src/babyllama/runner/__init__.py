@@ -1,0 +1,2 @@
+"""The experiment runner: a recipe's stages and their keys (``plan``), the state of each stage (``state``), and
+running them (``execute``)."""

@@ -1,0 +1,115 @@
+"""`babyllama run RECIPE.yaml`: plan the stages, run those not done (one runner per stage kind), write the report.
+
+Interrupted training stages resume from their last checkpoint (same directory); finished stages are reused;
+``--dry-run`` prints what would run. See :mod:`babyllama.runner.plan` for keys and directories.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Recipe, load_recipe
+from ..io import write_json
+from ..report.markdown import write_report
+from ..runinfo import read_run_info, write_run_info
+from .plan import Plan, Stage, make_plan, write_plan
+from .state import ACTIONS, stage_state
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    plan: Plan
+    stage: Stage
+
+    @property
+    def dir(self) -> Path:
+        return self.plan.path(self.stage)
+
+    @property
+    def corpus(self) -> Path:
+        return self.plan.path("prepare") / "corpus"
+
+
+def run_prepare(ctx: StageContext) -> None:
+    from ..data.corpus import prepare
+
+    if ctx.dir.exists():
+        shutil.rmtree(ctx.dir)  # not complete (else it would not run): the corpus inside is rebuilt whole
+    r = ctx.recipe
+    stats = prepare(r.corpus, ctx.corpus, size=r.corpus_size)
+    write_run_info(ctx.dir, "prepare", {"source": r.corpus, "size": r.corpus_size}, run_dir=ctx.plan.run_dir,
+                   stats=stats)
+
+
+def run_tokenizer(ctx: StageContext) -> None:
+    from ..tokenizer import train_tokenizer
+
+    spec = ctx.recipe.tokenizer
+    train_tokenizer(ctx.corpus, ctx.dir, vocab_size=spec.vocab_size, min_frequency=spec.min_frequency,
+                    overwrite=True)
+    write_run_info(ctx.dir, "tokenizer", spec.model_dump(), run_dir=ctx.plan.run_dir, corpus=str(ctx.corpus))
+
+
+def run_pretrain(ctx: StageContext) -> None:
+    from ..train.pretrain import train
+
+    train(ctx.stage.config)
+
+
+def run_distill(ctx: StageContext) -> None:
+    from ..distill.trainer import distill
+
+    distill(ctx.stage.config)
+
+
+def run_eval(ctx: StageContext) -> None:
+    from ..eval.evaluate import evaluate, load_for_eval
+
+    model_dir = ctx.plan.path(ctx.stage.model_stage)
+    model, tok = load_for_eval(model_dir)
+    res = evaluate(model, tok, ctx.recipe.eval, ctx.corpus, keep_chunks=True)
+    write_json(ctx.dir / "eval.json", {"model": ctx.stage.model_stage, **res})
+    write_run_info(ctx.dir, "eval", ctx.recipe.eval.model_dump(mode="json"), run_dir=ctx.plan.run_dir,
+                   model=str(model_dir), model_finished_at=(read_run_info(model_dir) or {}).get("finished_at"))
+
+
+STAGE_RUNNERS: dict[str, Callable[[StageContext], None]] = {
+    "prepare": run_prepare, "tokenizer": run_tokenizer, "pretrain": run_pretrain, "distill": run_distill,
+    "eval": run_eval,
+}
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: str | None,
+               dry_run: bool = False) -> int:
+    recipe = load_recipe(path, overrides, data_root)
+    plan = make_plan(recipe, run_dir or recipe.run_dir)
+    states = {s.name: stage_state(plan, s) for s in plan.stages}
+    print(f"recipe {recipe.name}: {len(plan.stages)} stages in {plan.run_dir}")
+    width = max(len(s.name) for s in plan.stages)
+    for s in plan.stages:
+        print(f"  {ACTIONS[states[s.name]]:<7} {s.name:<{width}}  {s.dir}")
+    if dry_run:
+        return 0
+    write_plan(plan)
+    t0 = time.time()
+    for i, s in enumerate(plan.stages, 1):
+        if stage_state(plan, s) == "done":
+            continue
+        print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {_fmt(time.time() - t0)}) ==", flush=True)
+        ts = time.time()
+        STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s))
+        print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {_fmt(time.time() - t0)}) ==", flush=True)
+    print(write_report(plan.run_dir))
+    print(f"\nall stages done in {_fmt(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
+    return 0

@@ -1,0 +1,168 @@
+"""The plan of a recipe: every stage, its resolved config, its key and its directory; and ``plan.json``.
+
+Stages, in order: prepare data -> tokenizer -> each teacher -> baseline student (the student's architecture and
+budget, no distillation) -> distilled student -> evaluation of every model. With ``seeds: [1, 2, 3]`` the baseline
+and student stages (and, with ``teacher_seeds: true``, the teachers) run once per seed.
+
+Each stage lives in ``RUN_DIR/stages/<stage>-<key>``. The key hashes what decides the stage's result and nothing
+else: its resolved config without paths, and the keys of the stages it reads (the prepare stage: the corpus files'
+content; an eval stage: the eval files' content). So a finished stage is reused when the recipe runs again, a
+changed setting re-runs that stage and everything downstream, and a run directory moved or copied elsewhere keeps
+every key. ``plan.json`` stores stage directories relative to the run directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Config, ModelSpec, Recipe, validate_tree, written
+from ..errors import UserError
+from ..eval.suites import fingerprint, get_suite
+from ..io import read_json, sha256_file, short_hash, write_json
+
+STAGE_VERSION = 2  # bump when a stage's outputs change meaning
+PLAN_FILE = "plan.json"
+
+
+@dataclass
+class Stage:
+    name: str  # e.g. teacher:llama-12m, baseline:s1
+    kind: str  # prepare | tokenizer | pretrain | distill | eval
+    key: str
+    dir: Path  # relative to the run directory
+    role: str = ""  # teacher | baseline | student
+    seed: int | None = None
+    config: Config | None = None  # training stages, when planned (not stored in plan.json)
+    deps: list[str] = field(default_factory=list)
+    model_stage: str | None = None  # eval stages: the model stage they evaluate
+
+
+@dataclass
+class Plan:
+    run_dir: Path  # absolute
+    recipe: dict  # the validated recipe, as JSON
+    stages: list[Stage]
+
+    def path(self, stage: Stage | str) -> Path:
+        s = self.stage(stage) if isinstance(stage, str) else stage
+        return s.dir if s.dir.is_absolute() else self.run_dir / s.dir
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def source_fingerprint(src: Path) -> list:
+    """Identity of a raw corpus: relative paths, sizes and content hashes of its files.
+
+    Content, not modification times: a re-provisioned or re-copied corpus with the same bytes keeps its stage keys
+    (and so its finished stages).
+    """
+    if not src.is_dir():
+        raise UserError(f"corpus not found: {src}; pass --data-root DIR (the folder with corpus/ and eval/) or set "
+                        "BABYLLAMA_DATA, or download the data: `babyllama data download babylm-2024-10M DIR`")
+    return [(str(p.relative_to(src)), p.stat().st_size, sha256_file(p)) for p in sorted(src.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")]
+
+
+def config_key(cfg: Config, deps: list[Stage]) -> str:
+    """A training stage's key: its config without paths (they differ between machines, not results) + its inputs."""
+    c = cfg.model_dump(mode="json")
+    for k in ("data_root", "run_dir"):
+        c.pop(k)
+    for k in ("corpus", "tokenizer", "cache_dir"):
+        c["data"].pop(k)
+    for k in ("output_dir", "progress"):
+        c["training"].pop(k)
+    c["distill"].pop("teachers")
+    c["distill"]["cache"].pop("dir")
+    return short_hash([STAGE_VERSION, c, [d.key for d in deps]])
+
+
+def stage_config(recipe: Recipe, spec: ModelSpec, run_dir: Path, corpus: Path, tokenizer: Path, seed: int,
+                 distill: bool) -> Config:
+    """The stage's full config: defaults < base < the model's own keys < the paths and seed the runner sets."""
+    tree = {
+        "run_dir": str(run_dir),
+        "data": {**written(recipe.base.data), **written(spec.data), "corpus": str(corpus),
+                 "tokenizer": str(tokenizer)},
+        "model": spec.model.model_dump(mode="json", exclude_none=True),
+        "training": {**written(recipe.base.training), **written(spec.training), "seed": seed},
+    }
+    if distill:
+        tree["distill"] = recipe.distill.model_dump(mode="json")
+    return validate_tree(Config, tree, f"recipe {spec.name}")
+
+
+def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
+    """Every stage with its key and directory, in execution order."""
+    rd = Path(run_dir).resolve()
+    stages: list[Stage] = []
+    pk = short_hash([STAGE_VERSION, "prepare", source_fingerprint(Path(recipe.corpus)), recipe.corpus_size])
+    prep = Stage("prepare", "prepare", pk, Path("stages") / f"prepare-{pk}")
+    tk = short_hash([STAGE_VERSION, "tokenizer", pk, recipe.tokenizer.model_dump()])
+    tok = Stage("tokenizer", "tokenizer", tk, Path("stages") / f"tokenizer-{tk}", deps=["prepare"])
+    stages += [prep, tok]
+    corpus, tok_dir = rd / prep.dir / "corpus", rd / tok.dir
+
+    def training_stage(name: str, dir_name: str, spec: ModelSpec, kind: str, role: str, seed: int,
+                       inputs: list[Stage]) -> Stage:
+        # a teacher may pin its own seed (paper 2: two teachers differing by seed); baseline and student follow seeds
+        pinned = role == "teacher" and "seed" in spec.training.model_fields_set
+        seed_used = spec.training.seed if pinned else seed
+        cfg = stage_config(recipe, spec, rd, corpus, tok_dir, seed_used, kind == "distill")
+        key = config_key(cfg, [tok, *inputs])
+        s = Stage(name, kind, key, Path("stages") / f"{dir_name}-{key}", role, seed, cfg,
+                  ["tokenizer", *[i.name for i in inputs]])
+        cfg.training.output_dir = str(rd / s.dir)
+        cfg.distill.teachers = [str(rd / i.dir) for i in inputs]
+        return s
+
+    teacher_stages: dict[int, list[Stage]] = {}
+    for seed in (recipe.seeds if recipe.teacher_seeds else recipe.seeds[:1]):
+        suffix = f":s{seed}" if recipe.teacher_seeds else ""
+        teacher_stages[seed] = [training_stage(f"teacher:{t.name}{suffix}", f"teacher-{t.name}", t, "pretrain",
+                                               "teacher", seed, []) for t in recipe.teachers]
+        stages += teacher_stages[seed]
+    for seed in recipe.seeds:
+        stages.append(training_stage(f"baseline:s{seed}", f"baseline-s{seed}", recipe.student, "pretrain",
+                                     "baseline", seed, []))
+    for seed in recipe.seeds:
+        ts = teacher_stages[seed if recipe.teacher_seeds else recipe.seeds[0]]
+        stages.append(training_stage(f"student:s{seed}", f"student-s{seed}", recipe.student, "distill", "student",
+                                     seed, ts))
+    ev = recipe.eval.model_dump(mode="json", exclude={"eval_root"})
+    suite_ids = {s: fingerprint(s, recipe.eval.eval_root) if get_suite(s).kind == "pairs" else None
+                 for s in recipe.eval.suites}
+    for s in [s for s in stages if s.kind in ("pretrain", "distill")]:
+        key = short_hash([STAGE_VERSION, "eval", s.key, ev, suite_ids, pk])
+        stages.append(Stage(f"eval:{s.name}", "eval", key, Path("stages") / f"eval-{s.name.replace(':', '-')}-{key}",
+                            s.role, s.seed, deps=[s.name], model_stage=s.name))
+    return Plan(rd, recipe.model_dump(mode="json"), stages)
+
+
+def write_plan(plan: Plan) -> None:
+    write_json(plan.run_dir / PLAN_FILE, {
+        "recipe": plan.recipe,
+        "stages": [{"name": s.name, "kind": s.kind, "key": s.key, "dir": str(s.dir), "role": s.role,
+                    "seed": s.seed, "deps": s.deps, "model_stage": s.model_stage} for s in plan.stages],
+    })
+
+
+def load_plan(run_dir: str | Path) -> Plan:
+    """The plan a run directory was last run with, its stage directories resolved against where it is now."""
+    rd = Path(run_dir).resolve()
+    pl = read_json(rd / PLAN_FILE)
+    if not isinstance(pl, dict) or "stages" not in pl:
+        raise UserError(f"{run_dir}: no readable plan.json; is this a run directory made by `babyllama run`?")
+    stages = []
+    for s in pl["stages"]:
+        d = Path(s["dir"])
+        if d.is_absolute():  # plans written before paths were stored relative: the same layout under rd
+            d = Path("stages") / d.name
+        stages.append(Stage(s["name"], s["kind"], s["key"], d, s.get("role", ""), s.get("seed"),
+                            deps=s.get("deps", []), model_stage=s.get("model_stage")))
+    return Plan(rd, pl["recipe"], stages)

@@ -1,0 +1,35 @@
+"""The state of a stage, defined once (``babyllama run`` decides by it, ``babyllama status`` prints it).
+
+* ``done``: the stage directory's ``run_info.json`` says complete and, for an eval stage, the model it evaluated is
+  the one its model stage holds now (same finish stamp);
+* ``stale``: an eval stage whose model was trained again after it ran;
+* ``partial``: a training stage with checkpoints to resume from;
+* ``todo``: nothing usable yet.
+"""
+
+from __future__ import annotations
+
+from ..runinfo import is_complete, read_run_info
+from .plan import Plan, Stage
+
+ACTIONS = {"done": "reuse", "stale": "rerun", "partial": "resume", "todo": "run"}
+
+
+def stage_state(plan: Plan, stage: Stage) -> str:
+    d = plan.path(stage)
+    if is_complete(d):
+        if stage.model_stage is None:
+            return "done"
+        model = read_run_info(plan.path(stage.model_stage)) or {}
+        ran_on = (read_run_info(d) or {}).get("model_finished_at")
+        return "done" if ran_on is not None and ran_on == model.get("finished_at") else "stale"
+    if d.is_dir() and any(d.glob("checkpoint-*")):
+        return "partial"
+    return "todo"
+
+
+def status_table(plan: Plan) -> str:
+    rows = [("stage", "state", "directory")]
+    rows += [(s.name, stage_state(plan, s), str(s.dir)) for s in plan.stages]
+    w = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"{a:<{w[0]}}  {b:<{w[1]}}  {c}" for a, b, c in rows)

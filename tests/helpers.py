@@ -1,0 +1,65 @@
+"""Helpers shared by the tests (importable as ``helpers``: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+SHARED_CORPUS = SHARED / "corpus"
+SHARED_EVAL = SHARED / "eval"
+
+
+def need_shared() -> Path:
+    if not SHARED_CORPUS.is_dir():
+        pytest.skip(f"needs the shared corpus at {SHARED_CORPUS}")
+    return SHARED
+
+
+def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """`babyllama ARGS` in a fresh interpreter, output captured."""
+    return subprocess.run([sys.executable, "-m", "babyllama.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env)
+
+
+def one_error_line(r: subprocess.CompletedProcess) -> str:
+    """The single `babyllama: error:` line of a failed command (asserts exit 2, no traceback, nothing else)."""
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("babyllama: error:"), lines
+    return lines[0]
+
+
+def tiny_config(prepared, tokenizer_dir, out, preset="llama-tiny", **training):
+    """A Config for a few CPU steps of a tiny model."""
+    from babyllama.config import Config
+
+    t = dict(output_dir=str(out), batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3,
+             eval_strategy="steps", eval_steps=15, logging_steps=5, report_to=["none"], progress=False)
+    t.update(training)
+    return Config.model_validate({
+        "data": {"corpus": str(prepared), "tokenizer": str(tokenizer_dir), "seq_len": 64, "max_eval_tokens": 4096},
+        "model": {"preset": preset},
+        "training": t,
+    })
+
+
+def parse_plan_lines(stdout: str) -> dict[str, str]:
+    """`babyllama run --dry-run` output -> {stage name: action}."""
+    out = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("reuse", "run", "resume", "rerun"):
+            out[parts[1]] = parts[0]
+    return out
+
+
+def parse_status(stdout: str) -> dict[str, str]:
+    """`babyllama status` output -> {stage name: state}."""
+    rows = [line.split() for line in stdout.splitlines()[1:] if line.strip()]
+    return {r[0]: r[1] for r in rows}

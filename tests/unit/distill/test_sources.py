@@ -1,0 +1,50 @@
+import torch
+
+from babyllama.config import CacheConfig, ModelConfig
+from babyllama.data.dataset import build_datasets
+from babyllama.distill.sources import LiveTeachers, cached_datasets, load_teachers
+from babyllama.losses import ensemble_log_probs
+from babyllama.models import build_model
+from babyllama.tokenizer import tokenizer_hash
+from helpers import tiny_config
+
+
+def _teacher_dirs(tok, root):
+    dirs = []
+    for i, preset in enumerate(("llama-tiny", "gpt2-tiny")):
+        m = build_model(ModelConfig(preset=preset), tok, seed=i)
+        m.save_pretrained(root / preset)
+        tok.save_pretrained(root / preset)
+        dirs.append(str(root / preset))
+    return dirs
+
+
+def test_a_cache_built_under_bf16_is_not_reused_by_an_fp32_run(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer,
+                                                               tmp_path):
+    cfg = tiny_config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "s")
+    cfg.distill.teachers = _teacher_dirs(tiny_tokenizer, tmp_path)
+    cfg.distill.cache = CacheConfig(enabled=True, top_k=16, sampled=8, dir=str(tmp_path / "cache"))
+    train_ds, eval_ds, prov = build_datasets(cfg.data, tiny_tokenizer, cfg.training.seed)
+    prov["tokenizer_hash"] = tokenizer_hash(tiny_tokenizer)
+    models = load_teachers(cfg.distill.teachers, tiny_tokenizer)
+    built = {}
+    for precision in ("fp32", "bf16", "fp32"):
+        cfg.training.precision = precision
+        tr, _, _ = cached_datasets(cfg, models, train_ds, eval_ds, dict(prov))
+        built.setdefault(precision, set()).add(tr.cache.dir)
+        assert tr.cache.meta["spec"]["precision"] == precision
+    assert len(built["fp32"]) == 1 and built["fp32"] != built["bf16"]  # fp32 reused its own, never bf16's
+    cfg.training.batch_size = 4  # the batches seed the sampled entries: another cache
+    tr, _, _ = cached_datasets(cfg, models, train_ds, eval_ds, dict(prov))
+    assert tr.cache.dir not in built["fp32"] | built["bf16"]
+
+
+def test_live_teachers_give_the_tempered_ensemble(tiny_tokenizer, tmp_path):
+    from babyllama.config import DistillConfig
+
+    models = load_teachers(_teacher_dirs(tiny_tokenizer, tmp_path), tiny_tokenizer)
+    live = LiveTeachers(models, DistillConfig(temperature=2.0, ensemble="probs_mean"), "cpu", None)
+    x = torch.randint(3, len(tiny_tokenizer), (2, 9))
+    with torch.no_grad():
+        want = ensemble_log_probs([m(input_ids=x).logits for m in models], 2.0, "probs_mean")
+    assert torch.allclose(live.log_probs(x), want, atol=1e-6)

@@ -1,0 +1,36 @@
+"""Verdict lines pool seeds: the BLiMP comparison is stratified by (seed, paradigm), dev CE paired per chunk."""
+
+import pytest
+
+from babyllama.eval.stats import paired_comparison, paired_mean_diff
+from babyllama.report.verdicts import verdict_lines, verdicts
+
+
+def model(name, role, seed, decisions, chunks):
+    return {"name": name, "role": role, "seed": seed, "dir": None, "metrics": {},
+            "eval": {"suites": {"blimp_filtered": {"decisions": decisions}},
+                     "perplexity": {"dev": {"domains": {"d": {"chunk_ce": chunks}}}}}}
+
+
+def test_student_against_teacher_and_baseline_pooled_over_seeds():
+    models = [model("teacher:t", "teacher", 1, {"p": "1100"}, [3.0, 3.0]),
+              model("baseline:s1", "baseline", 1, {"p": "1000"}, [3.2, 3.4]),
+              model("baseline:s2", "baseline", 2, {"p": "0000"}, [3.3, 3.3]),
+              model("student:s1", "student", 1, {"p": "1110"}, [3.1, 3.0]),
+              model("student:s2", "student", 2, {"p": "1100"}, [3.0, 3.1])]
+    vs = {v["comparison"]: v for v in verdicts(models, "blimp_filtered")}
+    assert set(vs) == {"student - t", "student - baseline"}
+    base = vs["student - baseline"]
+    assert base["seeds"] == [1, 2]
+    want = paired_comparison({"s1:p": [1, 1, 1, 0], "s2:p": [1, 1, 0, 0]}, {"s1:p": [1, 0, 0, 0], "s2:p": [0] * 4})
+    assert base["blimp"] == want and base["blimp"]["diff"] == pytest.approx(0.5)
+    assert base["dev_ce"] == paired_mean_diff([3.1, 3.0, 3.0, 3.1], [3.2, 3.4, 3.3, 3.3])
+    # one teacher trained once serves every seed's student
+    assert vs["student - t"]["seeds"] == [1, 2]
+    lines = verdict_lines(list(vs.values()), "blimp_filtered")
+    assert any(line.startswith("- **student - baseline** (seeds 1,2): blimp_filtered macro +50.00 pp")
+               for line in lines)
+
+
+def test_no_student_no_verdict():
+    assert verdicts([model("teacher:t", "teacher", 1, {"p": "1"}, [1.0])], "blimp_filtered") == []

@@ -1,0 +1,58 @@
+"""Planning the smoke recipe on a data root made here: keys free of paths, stage configs, plan.json."""
+
+import json
+import shutil
+
+from babyllama.config import load_recipe
+from babyllama.runner.plan import load_plan, make_plan, write_plan
+from helpers import REPO
+
+SMOKE = REPO / "recipes" / "smoke.yaml"
+
+
+def test_keys_do_not_depend_on_where_the_run_or_the_data_lie(data_root, tmp_path):
+    recipe = load_recipe(SMOKE, data_root=str(data_root))
+    a = make_plan(recipe, tmp_path / "here")
+    b = make_plan(recipe, tmp_path / "elsewhere" / "deeper")
+    assert [s.key for s in a.stages] == [s.key for s in b.stages]
+    assert [str(s.dir) for s in a.stages] == [str(s.dir) for s in b.stages]
+    moved = tmp_path / "moved-data"
+    shutil.copytree(data_root, moved)
+    c = make_plan(load_recipe(SMOKE, data_root=str(moved)), tmp_path / "here")
+    assert [s.key for s in c.stages] == [s.key for s in a.stages]
+
+
+def test_stage_keys_follow_content_and_settings(data_root, tmp_path):
+    recipe = load_recipe(SMOKE, data_root=str(data_root))
+    keys = {s.name: s.key for s in make_plan(recipe, tmp_path / "r").stages}
+    alpha = {s.name: s.key for s in make_plan(load_recipe(SMOKE, ["distill.alpha=0.3"], str(data_root)),
+                                              tmp_path / "r").stages}
+    assert {n for n in keys if keys[n] != alpha[n]} == {"student:s1", "eval:student:s1"}
+    (data_root / "eval" / "blimp_fast" / "p.jsonl").write_text('{"sentence_good": "B.", "sentence_bad": "C."}\n')
+    ev = {s.name: s.key for s in make_plan(recipe, tmp_path / "r").stages}
+    assert {n for n in keys if keys[n] != ev[n]} == {n for n in keys if n.startswith("eval:")}
+
+
+def test_stage_configs_and_seeds(data_root, tmp_path):
+    recipe = load_recipe(SMOKE, ["seeds=[1, 2]", "teachers.0.training.seed=11", "base.training.learning_rate=0.01",
+                                 "student.training.learning_rate=0.02"], str(data_root))
+    plan = make_plan(recipe, tmp_path / "r")
+    cfg = {s.name: s.config for s in plan.stages if s.config is not None}
+    assert cfg["teacher:llama-tiny"].training.seed == 11 and cfg["teacher:gpt2-tiny"].training.seed == 1
+    assert [cfg[f"baseline:s{i}"].training.seed for i in (1, 2)] == [1, 2]
+    assert cfg["teacher:llama-tiny"].training.learning_rate == 0.01  # base
+    assert cfg["student:s2"].training.learning_rate == 0.02  # the model's own key wins
+    assert cfg["student:s1"].distill.teachers == [str(plan.path("teacher:llama-tiny")),
+                                                  str(plan.path("teacher:gpt2-tiny"))]
+    assert cfg["baseline:s1"].training.output_dir == str(plan.path("baseline:s1"))
+    assert cfg["student:s1"].run_dir == str((tmp_path / "r").resolve())
+
+
+def test_plan_json_stores_relative_directories(data_root, tmp_path):
+    plan = make_plan(load_recipe(SMOKE, data_root=str(data_root)), tmp_path / "r")
+    write_plan(plan)
+    stored = json.loads((tmp_path / "r" / "plan.json").read_text())
+    assert all(not s["dir"].startswith("/") and s["dir"].startswith("stages/") for s in stored["stages"])
+    (tmp_path / "r").rename(tmp_path / "r2")
+    again = load_plan(tmp_path / "r2")
+    assert again.path("tokenizer") == (tmp_path / "r2").resolve() / plan.stage("tokenizer").dir

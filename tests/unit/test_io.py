@@ -1,0 +1,58 @@
+import os
+
+import pytest
+
+from babyllama.io import atomic_write, clean_stale_temps, read_json, short_hash, write_json, write_text
+
+
+def _temps(d):
+    return [p.name for p in d.iterdir() if ".tmp-" in p.name]
+
+
+def test_file_written_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text('{"a": 2, "trunc')
+            raise RuntimeError("killed mid-write")
+    assert read_json(target) == {"a": 1} and _temps(tmp_path) == []
+    write_text(target, '{"a": 3}')
+    assert read_json(target) == {"a": 3}
+
+
+def test_directory_replaced_whole(tmp_path):
+    target = tmp_path / "tokenizer"
+    with atomic_write(target, directory=True) as tmp:
+        (tmp / "a.json").write_text("1")
+        (tmp / "b.json").write_text("2")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(target, directory=True) as tmp:
+            (tmp / "a.json").write_text("new")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in target.iterdir()) == ["a.json", "b.json"] and (target / "a.json").read_text() == "1"
+    with atomic_write(target, directory=True) as tmp:
+        (tmp / "c.json").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c.json"] and _temps(tmp_path) == []
+    with pytest.raises(FileExistsError):
+        with atomic_write(target, directory=True, replace=False) as tmp:
+            pass
+    assert (target / "c.json").exists()
+
+
+def test_temps_left_by_a_kill_are_cleaned_by_the_next_write(tmp_path):
+    target = tmp_path / "stats.json"
+    (tmp_path / ".stats.json.tmp-abc").write_text("half")
+    os.mkdir(tmp_path / ".stats.json.tmp-dir")
+    (tmp_path / ".other.json.tmp-x").write_text("not ours")
+    write_json(target, [1])
+    assert _temps(tmp_path) == [".other.json.tmp-x"]
+    clean_stale_temps(tmp_path / "other.json")
+    assert _temps(tmp_path) == []
+
+
+def test_read_json_and_short_hash(tmp_path):
+    assert read_json(tmp_path / "missing.json") is None
+    (tmp_path / "bad.json").write_text("{")
+    assert read_json(tmp_path / "bad.json") is None
+    assert short_hash({"b": 1, "a": 2}) == short_hash({"a": 2, "b": 1}) != short_hash({"a": 1, "b": 2})
