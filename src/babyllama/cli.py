@@ -20,8 +20,47 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, fault_message, writing
+
+
+def int_at_least(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high], with a one-line error otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low}" + (f" to {high}" if high else
+                                                                                     " or more"))
+        return value
+    return parse
+
+
+def output_folder(text: str) -> str:
+    """An argparse type for a folder to write into: it may not exist yet, but it must not be a file."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    return text
+
+
+def output_file(text: str) -> str:
+    """An argparse type for a file to write: not a folder, and its folder must not be a file."""
+    p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{p.parent} is a file, not a folder")
+    return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `babyllama: error:` line (exit 2) like every other error."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message}")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -34,31 +73,32 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="babyllama", description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = Parser(prog="babyllama", description=__doc__.split("\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     data = sub.add_parser("data", help="corpus preparation and downloads")
-    dsub = data.add_subparsers(dest="data_command", required=True)
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser)
     p = dsub.add_parser("prepare", help="clean a BabyLM corpus into OUT and write stats.json")
     p.add_argument("src", help="BabyLM folder (2023, 2024 or train/dev/test layout) or a folder of .txt files")
-    p.add_argument("out", help="output directory (must not exist or be empty)")
+    p.add_argument("out", type=output_folder, help="output directory (must not exist or be empty)")
     p.add_argument("--size", default="10M", choices=["10M", "100M"], help="training set when both are present")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a previously prepared corpus")
     p = dsub.add_parser("download", help="download an official data set (resumable; records its sha256, verifies it "
                         "only against --sha256)")
     p.add_argument("name", nargs="?", help="data set name; omit to list them")
-    p.add_argument("dest", nargs="?", help="destination directory")
+    p.add_argument("dest", nargs="?", type=output_folder, help="destination directory")
     p.add_argument("--url", help="override the source URL (mirrors, tests)")
     p.add_argument("--sha256", help="expected sha256 of the archive: the download is verified against it")
 
     tok = sub.add_parser("tokenizer", help="tokenizer training")
-    tsub = tok.add_subparsers(dest="tok_command", required=True)
+    tsub = tok.add_subparsers(dest="tok_command", required=True, parser_class=Parser)
     p = tsub.add_parser("train", help="train a byte-level BPE on a prepared corpus")
     p.add_argument("corpus", help="prepared corpus directory (babyllama data prepare)")
-    p.add_argument("out", help="output directory, loadable with AutoTokenizer.from_pretrained")
-    p.add_argument("--vocab-size", type=int, default=16000, help="vocabulary size (both papers: 16000)")
-    p.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency for a merge")
+    p.add_argument("out", type=output_folder, help="output directory, loadable with AutoTokenizer.from_pretrained")
+    p.add_argument("--vocab-size", type=int_at_least(259, 2**31 - 1), default=16000,
+                   help="vocabulary size (both papers: 16000)")
+    p.add_argument("--min-frequency", type=int_at_least(1), default=2, help="minimum pair frequency for a merge")
     p.add_argument("--split", default="train", help="split to train on")
     p.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer in OUT")
 
@@ -83,13 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-root", help="folder with blimp/, blimp_filtered/, ... (default: $BABYLLAMA_DATA/eval)")
     p.add_argument("--corpus", help="prepared corpus for the perplexity suite")
     p.add_argument("--paradigms", nargs="+", help="only these paradigms / files")
-    p.add_argument("--max-pairs", type=int, help="score at most N pairs per paradigm (seeded subset)")
-    p.add_argument("--batch-size", type=int, default=ev["batch_size"].default, help="sentences per forward pass")
-    p.add_argument("--ppl-max-tokens", type=int, help="perplexity: at most N tokens per domain and split")
+    p.add_argument("--max-pairs", type=int_at_least(1), help="score at most N pairs per paradigm (seeded subset)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=ev["batch_size"].default,
+                   help="sentences per forward pass")
+    p.add_argument("--ppl-max-tokens", type=int_at_least(2), help="perplexity: at most N tokens per domain and split")
     p.add_argument("--bf16", action="store_true", help="score under bf16 autocast")
     p.add_argument("--padded", action="store_true", help="one padded row per sentence, lm-eval's own layout and "
                    "arithmetic (slower; by default shared prefixes are scored once, near-ties re-scored this way)")
-    p.add_argument("--json", dest="json_out", help="write the full results as JSON here")
+    p.add_argument("--json", dest="json_out", type=output_file, help="write the full results as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
     p = sub.add_parser("run", help="run a recipe: data, tokenizer, teachers, baseline, student, eval, report")
     p.add_argument("recipe", help="recipe YAML (see recipes/)")
@@ -108,7 +150,8 @@ def cmd_data(a) -> int:
     if a.data_command == "prepare":
         from .data.corpus import prepare, stats_table
 
-        stats = prepare(a.src, a.out, overwrite=a.overwrite, size=a.size)
+        with writing(a.out):
+            stats = prepare(a.src, a.out, overwrite=a.overwrite, size=a.size)
         print(stats_table(stats))
         print(f"wrote {a.out} (layout: {stats['layout']})")
         return 0
@@ -119,7 +162,8 @@ def cmd_data(a) -> int:
         return 0
     if not a.dest:
         raise UserError("babyllama data download NAME DEST: DEST is missing")
-    path = download.download(a.name, a.dest, url=a.url, sha256=a.sha256)
+    with writing(a.dest):
+        path = download.download(a.name, a.dest, url=a.url, sha256=a.sha256)
     print(f"ready: {path}")
     return 0
 
@@ -127,8 +171,9 @@ def cmd_data(a) -> int:
 def cmd_tokenizer(a) -> int:
     from .tokenizer import train_tokenizer
 
-    tok = train_tokenizer(a.corpus, a.out, vocab_size=a.vocab_size, min_frequency=a.min_frequency, split=a.split,
-                          overwrite=a.overwrite)
+    with writing(a.out):
+        tok = train_tokenizer(a.corpus, a.out, vocab_size=a.vocab_size, min_frequency=a.min_frequency,
+                              split=a.split, overwrite=a.overwrite)
     print(f"wrote {a.out}: vocabulary {len(tok)} (special tokens: pad={tok.pad_token} bos={tok.bos_token} "
           f"eos={tok.eos_token})")
     return 0
@@ -165,7 +210,8 @@ def _train_stage(a, kind: str) -> int:
         from .train.pretrain import train as run
     else:
         from .distill.trainer import distill as run
-    m = run(cfg, overwrite=a.overwrite)
+    with writing(cfg.training.output_dir):
+        m = run(cfg, overwrite=a.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
         keys = ("params", "global_step", "eval_loss_start", "eval_loss_best", "train_tokens_per_s")
         print(json.dumps({k: m.get(k) for k in keys}))
@@ -199,10 +245,13 @@ def cmd_eval(a) -> int:
 
     if not a.suite:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
+    if a.json_out and Path(a.json_out).exists() and not a.overwrite:
+        raise UserError(f"{a.json_out} exists; choose another --json file or pass --overwrite")
     res = evaluate_models(a.models, eval_config_from_args(a), a.corpus)
     print(markdown(res))
     if a.json_out:
-        write_json(a.json_out, res)
+        with writing(Path(a.json_out).parent):
+            write_json(a.json_out, res)
         print(f"wrote {a.json_out}")
     return 0
 
@@ -235,8 +284,8 @@ COMMANDS = {"data": cmd_data, "tokenizer": cmd_tokenizer, "models": cmd_models, 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"babyllama: error: {e}", file=sys.stderr)
@@ -248,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except BaseException as e:  # noqa: BLE001 - a full disk arrives as OSError, RuntimeError or a Rust panic
+        message = fault_message(e)
+        if message is None or isinstance(e, SystemExit):
+            raise
+        print(f"babyllama: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

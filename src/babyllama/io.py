@@ -1,22 +1,30 @@
-"""Writing results so that a reader never sees half of one: the single atomic-write helper and file hashing.
+"""Writing results so that a reader never sees half of one: the single atomic-write helper, the one lock, hashing.
 
 Everything babyllama writes that another step reads (corpora, tokenizers, token and teacher caches, metrics, run
 information, plans, reports) goes through :func:`atomic_write`: the content is written under a temporary sibling
 name, flushed to disk, and renamed onto the final name in one step. A crash leaves either the old artefact or the
 new one, plus at most a temporary ``.NAME.tmp-*`` sibling that the next write of the same artefact removes.
+
+:func:`exclusive` is the one lock: an advisory ``flock`` on a file, which the kernel releases when the holder
+exits in any way (a SIGKILL included), so a stale lock never blocks the next run.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import UserError
 
 TMP_MARK = ".tmp-"
 
@@ -142,3 +150,44 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
 def short_hash(obj: Any, length: int = 10) -> str:
     """A short, stable hash of any JSON-able object (keys sorted)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+LOCK_FILE = ".babyllama.lock"
+
+
+@contextmanager
+def exclusive(directory: str | Path, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold the lock of ``directory`` (``DIR/.babyllama.lock``) for the block; ``what`` names it in the error.
+
+    Without ``wait``, a directory locked by another process is one clear :class:`UserError`. The lock file is
+    removed when the block ends, so nothing is left behind; a holder checks after locking that the file it locked
+    is still the one at the path (else a releasing holder removed it, and it locks again).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise UserError(f"{what} {directory} is in use by {holder}; wait for it to finish, or stop it and run "
+                            "the same command again") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"babyllama pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)

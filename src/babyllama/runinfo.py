@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import location_free
-from .io import read_json, write_json
+from .io import LOCK_FILE, read_json, sha256_file, write_json
 
 PACKAGES = ("babyllama", "torch", "transformers", "tokenizers", "accelerate", "numpy", "lm_eval")
 RUN_INFO = "run_info.json"
@@ -55,11 +55,52 @@ def machine() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
 
 
+def _manifest_files(out_dir: Path) -> list[Path]:
+    """What a finished directory holds as its result: not checkpoints, logs, caches or our own bookkeeping."""
+    skip_dirs = {"runs"}
+    out = []
+    for p in sorted(out_dir.rglob("*")):
+        rel = p.relative_to(out_dir)
+        if not p.is_file() or p.name in (RUN_INFO, LOCK_FILE):
+            continue
+        if rel.parts[0] in skip_dirs or rel.parts[0].startswith("checkpoint-") or any(
+                part.startswith(".") for part in rel.parts):
+            continue
+        out.append(p)
+    return out
+
+
+def manifest(out_dir: str | Path) -> dict[str, list]:
+    """{relative path: [size, sha256]} of every result file of a directory."""
+    out_dir = Path(out_dir)
+    return {str(p.relative_to(out_dir)): [p.stat().st_size, sha256_file(p)] for p in _manifest_files(out_dir)}
+
+
+def manifest_problem(out_dir: str | Path) -> str | None:
+    """The first file of a finished directory that differs from its manifest ("file: why"), or None."""
+    out_dir = Path(out_dir)
+    recorded = (read_run_info(out_dir) or {}).get("manifest")
+    if recorded is None:
+        return None  # finished before manifests were written: nothing to compare
+    for rel, (size, digest) in recorded.items():
+        f = out_dir / rel
+        if not f.is_file():
+            return f"{f} is missing"
+        if f.stat().st_size != size:
+            return f"{f} has {f.stat().st_size} bytes, {size} were written"
+        if sha256_file(f) != digest:
+            return f"{f} differs from what was written (sha256)"
+    return None
+
+
 def write_run_info(out_dir: str | Path, kind: str, config: dict, status: str = "complete",
-                   run_dir: str | Path | None = None, **extra: Any) -> dict:
-    """Write ``run_info.json`` (last: it marks the directory finished); paths inside ``run_dir`` location-free."""
+                   run_dir: str | Path | None = None, with_manifest: bool = True, **extra: Any) -> dict:
+    """Write ``run_info.json`` (last: it marks the directory finished) with the manifest of the directory's result
+    files; paths inside ``run_dir`` location-free."""
     info = {"kind": kind, "status": status, "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "git_sha": git_sha(), "versions": package_versions(), "machine": machine(), "config": config, **extra}
+    if with_manifest:
+        info["manifest"] = manifest(out_dir)
     info = location_free(info, run_dir)
     write_json(Path(out_dir) / RUN_INFO, info)
     return info

@@ -60,6 +60,11 @@ def train_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = D
         show_progress=True,
     )
     tok.train_from_iterator(_line_batches(texts), trainer=trainer)
+    if tok.get_vocab_size() < vocab_size:
+        raise UserError(f"{corpus_dir}: the {split} split supports only {tok.get_vocab_size()} tokens at "
+                        f"--min-frequency {min_frequency}, not {vocab_size}; ask for --vocab-size "
+                        f"{tok.get_vocab_size()} or less, lower --min-frequency, or use more text (nothing was "
+                        "written)")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    model_max_length=1_000_000)
     with atomic_write(out, directory=True) as tmp:  # a killed save leaves no half-written tokenizer in OUT

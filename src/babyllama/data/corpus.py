@@ -55,6 +55,10 @@ def read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror}); check the path and permissions") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise UserError(f"{path}: holds a NUL byte at offset {nul} (a binary file?); remove the file or convert it to "
+                        "plain UTF-8 text")
     try:
         return data.decode("utf-8").replace("\r\n", "\n")
     except UnicodeDecodeError as e:

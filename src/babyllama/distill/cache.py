@@ -113,9 +113,14 @@ class TeacherCache:
 
     @classmethod
     def load(cls, d: str | Path) -> TeacherCache:
+        """Memory-map a finished cache; arrays whose shapes disagree with its meta.json are a ValueError."""
         d = Path(d)
         meta = json.loads((d / "meta.json").read_text())
-        return cls(d, *(np.load(d / f"{a}.npy", mmap_mode="r") for a in cls.ARRAYS), meta)
+        arrays = [np.load(d / f"{a}.npy", mmap_mode="r") for a in cls.ARRAYS]
+        n, k = meta["positions"], meta["k"]
+        if [a.shape for a in arrays] != [(n, k), (n, k), (n,), (n,)]:
+            raise ValueError(f"array shapes {[a.shape for a in arrays]} do not match meta.json ({n} x {k})")
+        return cls(d, *arrays, meta)
 
 
 def sparse_entries(logp: torch.Tensor, k: int, sampled: int, generator: torch.Generator | None = None):
@@ -139,9 +144,14 @@ def build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out_dir: st
                 progress: bool = True) -> TeacherCache:
     """Run the ensemble over ``tokens`` and write the cache ``spec`` describes into ``out_dir`` (atomically)."""
     out = Path(out_dir)
-    if (out / "meta.json").is_file():
-        return TeacherCache.load(out)
     group = process_group()
+    if (out / "meta.json").is_file():
+        try:
+            return TeacherCache.load(out)
+        except (OSError, ValueError, KeyError) as e:  # damaged after it was written: build it again
+            if group.rank == 0:
+                print(f"teacher cache {out} is damaged ({type(e).__name__}: {e}); building it again", flush=True)
+            group.barrier()
     n, seq_len = len(tokens), spec.seq_len
     vocab = teachers[0].config.vocab_size
     k = min(spec.top_k, vocab)

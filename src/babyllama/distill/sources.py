@@ -31,6 +31,8 @@ def load_teachers(dirs: list[str], student_tokenizer) -> list[torch.nn.Module]:
     want = vocab_hash(student_tokenizer)
     teachers = []
     for d in dirs:
+        if not (Path(d) / "config.json").is_file():
+            raise UserError(f"teacher {d}: no config.json; point to a Hugging Face model directory (a finished run)")
         tok = load_tokenizer(d)
         if vocab_hash(tok) != want:
             raise UserError(f"teacher {d} uses a different tokenizer than the student (vocabulary/merges differ); "

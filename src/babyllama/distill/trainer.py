@@ -15,18 +15,19 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Trainer, default_data_collator
+from transformers import default_data_collator
 
 from ..config import Config, DistillConfig
 from ..errors import UserError
 from ..losses import IGNORE_INDEX, causal_ce, ce_and_cached_kl, kl_loss, mix, reduce_kl
 from ..models import build_model
 from ..train.hardware import configure_attention
-from ..train.trainer import EpochCallback, attach_progress, finish_run, setup_run, training_arguments
+from ..train.trainer import (GuardedTrainer, attach_progress, finish_run, setup_run, standard_callbacks,
+                             training_arguments, training_run)
 from .sources import LiveTeachers, cached_datasets, load_teachers
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(GuardedTrainer):
     """Trainer whose loss mixes CE and the KL to a frozen teacher ensemble."""
 
     loss_is_scaled_for_ga = False  # our loss is a per-micro-batch mean: let the Trainer divide by GA steps
@@ -59,6 +60,7 @@ class DistillationTrainer(Trainer):
         ce, kl = self.ce_and_kl(outputs.logits, inputs)
         if model.training:
             loss, key = mix(ce, kl, d.alpha, d.temperature), "train"
+            self.check_finite(loss)
         else:
             loss, key = ce, "eval"  # eval_loss is the plain CE: comparable with teachers and baselines
         s = self._sums[key]
@@ -95,20 +97,21 @@ def distill(cfg: Config, overwrite: bool = False) -> dict:
                         "teachers; give one weight per teacher")
     if not d.teachers:
         raise UserError("no teachers: pass --teacher DIR (repeatable) or set distill.teachers")
-    run = setup_run(cfg, overwrite)
-    teachers = load_teachers(d.teachers, run.tokenizer)
-    train_ds, eval_ds, extra = run.train_ds, run.eval_ds, {}
-    if d.cache.enabled:
-        train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, run.provenance)
-        teachers = []  # the student trains without teachers in memory
-    student = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
-    trainer = DistillationTrainer(model=student, args=training_arguments(cfg, run.out), train_dataset=train_ds,
-                                  eval_dataset=eval_ds, processing_class=run.tokenizer,
-                                  data_collator=default_data_collator, callbacks=[EpochCallback(train_ds)],
-                                  teachers=teachers, distill_cfg=d)
-    attach_progress(trainer, cfg)
-    if run.resume:
-        print(f"resuming from {run.resume}", flush=True)
-    result = trainer.train(resume_from_checkpoint=run.resume)
-    run.provenance["teachers"] = [str(Path(t).resolve()) for t in d.teachers]
-    return finish_run(trainer, cfg, run.out, "distill", run.provenance, t_start, result, extra)
+    with training_run(cfg):
+        run = setup_run(cfg, overwrite, check=lambda tok: load_teachers(d.teachers, tok))
+        teachers = run.checked
+        train_ds, eval_ds, extra = run.train_ds, run.eval_ds, {}
+        if d.cache.enabled:
+            train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, run.provenance)
+            teachers = []  # the student trains without teachers in memory
+        student = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
+        trainer = DistillationTrainer(model=student, args=training_arguments(cfg, run.out), train_dataset=train_ds,
+                                      eval_dataset=eval_ds, processing_class=run.tokenizer,
+                                      data_collator=default_data_collator, callbacks=standard_callbacks(train_ds),
+                                      teachers=teachers, distill_cfg=d)
+        attach_progress(trainer, cfg)
+        if run.resume:
+            print(f"resuming from {run.resume}", flush=True)
+        result = trainer.train(resume_from_checkpoint=run.resume)
+        run.provenance["teachers"] = [str(Path(t).resolve()) for t in d.teachers]
+        return finish_run(trainer, cfg, run.out, "distill", run.provenance, t_start, result, extra)

@@ -126,6 +126,8 @@ def evaluate_models(models: list[str | Path], config: EvalConfig, corpus: str | 
     if not config.suites:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
     names = names or [str(m) for m in models]
+    if any(get_suite(s).kind == "perplexity" for s in config.suites) and not corpus:
+        raise UserError("the perplexity suite needs --corpus PREPARED_CORPUS (output of `babyllama data prepare`)")
     suites = load_suites(config)
     res: dict = {"models": names, "config": config.model_dump(mode="json"), "suites": {}, "perplexity": {},
                  "timing": {}, "layout": {}}

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Recipe, load_recipe
-from ..io import write_json
+from ..errors import UserError, writing
+from ..io import exclusive, write_json
 from ..report.markdown import write_report
-from ..runinfo import read_run_info, write_run_info
+from ..runinfo import manifest_problem, read_run_info, write_run_info
 from .plan import Plan, Stage, make_plan, write_plan
 from .state import ACTIONS, stage_state
 
@@ -84,6 +85,15 @@ STAGE_RUNNERS: dict[str, Callable[[StageContext], None]] = {
 }
 
 
+def check_inputs(plan: Plan, stage: Stage) -> None:
+    """Every finished stage this one reads must still hold what it wrote (its manifest)."""
+    for dep in stage.deps:
+        problem = manifest_problem(plan.path(dep))
+        if problem:
+            raise UserError(f"stage {stage.name} reads stage {dep}, which is damaged: {problem}; delete "
+                            f"{plan.path(dep)} and run the same command again to rebuild it")
+
+
 def _fmt(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
@@ -101,15 +111,20 @@ def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: 
         print(f"  {ACTIONS[states[s.name]]:<7} {s.name:<{width}}  {s.dir}")
     if dry_run:
         return 0
-    write_plan(plan)
-    t0 = time.time()
-    for i, s in enumerate(plan.stages, 1):
-        if stage_state(plan, s) == "done":
-            continue
-        print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {_fmt(time.time() - t0)}) ==", flush=True)
-        ts = time.time()
-        STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s))
-        print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {_fmt(time.time() - t0)}) ==", flush=True)
-    print(write_report(plan.run_dir))
+    with exclusive(plan.run_dir, "run directory"), writing(plan.run_dir):
+        write_plan(plan)
+        t0 = time.time()
+        for i, s in enumerate(plan.stages, 1):
+            if stage_state(plan, s) == "done":
+                continue
+            check_inputs(plan, s)
+            print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {_fmt(time.time() - t0)}) ==", flush=True)
+            ts = time.time()
+            with writing(plan.path(s)):
+                STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s))
+            print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {_fmt(time.time() - t0)}) ==",
+                  flush=True)
+        summary = write_report(plan.run_dir)
+    print(summary)
     print(f"\nall stages done in {_fmt(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
     return 0

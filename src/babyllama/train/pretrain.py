@@ -12,25 +12,28 @@ from __future__ import annotations
 
 import time
 
-from transformers import Trainer, default_data_collator
+from transformers import default_data_collator
 
 from ..config import Config
 from ..losses import trainer_causal_lm_loss
 from ..models import build_model
 from .hardware import configure_attention
-from .trainer import EpochCallback, attach_progress, finish_run, setup_run, training_arguments
+from .trainer import (GuardedTrainer, attach_progress, finish_run, setup_run, standard_callbacks,
+                      training_arguments, training_run)
 
 
 def train(cfg: Config, overwrite: bool = False) -> dict:
     """Pretrain ``cfg.model`` on ``cfg.data`` with ``cfg.training``; returns metrics."""
     t_start = time.time()
-    run = setup_run(cfg, overwrite)
-    model = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
-    trainer = Trainer(model=model, args=training_arguments(cfg, run.out), train_dataset=run.train_ds,
-                      eval_dataset=run.eval_ds, processing_class=run.tokenizer, data_collator=default_data_collator,
-                      callbacks=[EpochCallback(run.train_ds)], compute_loss_func=trainer_causal_lm_loss)
-    attach_progress(trainer, cfg)
-    if run.resume:
-        print(f"resuming from {run.resume}", flush=True)
-    result = trainer.train(resume_from_checkpoint=run.resume)
-    return finish_run(trainer, cfg, run.out, "pretrain", run.provenance, t_start, result)
+    with training_run(cfg):
+        run = setup_run(cfg, overwrite)
+        model = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
+        trainer = GuardedTrainer(model=model, args=training_arguments(cfg, run.out), train_dataset=run.train_ds,
+                                 eval_dataset=run.eval_ds, processing_class=run.tokenizer,
+                                 data_collator=default_data_collator, callbacks=standard_callbacks(run.train_ds),
+                                 compute_loss_func=trainer_causal_lm_loss)
+        attach_progress(trainer, cfg)
+        if run.resume:
+            print(f"resuming from {run.resume}", flush=True)
+        result = trainer.train(resume_from_checkpoint=run.resume)
+        return finish_run(trainer, cfg, run.out, "pretrain", run.provenance, t_start, result)

@@ -6,25 +6,31 @@ We use the stock transformers ``Trainer``; everything here is configuration and 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+import transformers
+from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..config import Config, dump_yaml, location_free
 from ..data.dataset import ChunkDataset, build_datasets
 from ..errors import UserError
-from ..io import write_json, write_text
-from ..models import count_params
-from ..runinfo import is_complete, write_run_info
+from ..io import LOCK_FILE, exclusive, write_json, write_text
+from ..models import PAPER_CONTEXT, count_params, hf_config
+from ..runinfo import RUN_INFO, is_complete, write_run_info
 from ..tokenizer import load_tokenizer, tokenizer_hash, vocab_hash
+from .checkpoints import CheckpointMarker, last_good_checkpoint
 from .hardware import default_device, resolve_precision
 
 CONFIG_FILE = "babyllama_config.yaml"
@@ -86,6 +92,24 @@ def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> Trai
     return TrainingArguments(**kw)
 
 
+class GuardedTrainer(transformers.Trainer):
+    """The stock Trainer, stopping at the first non-finite training loss: before its backward pass, so neither the
+    weights nor any checkpoint ever hold what it would have done; the last checkpoint stays the resume point."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                   num_items_in_batch=num_items_in_batch)
+        self.check_finite(out[0] if return_outputs else out)
+        return out
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        if self.model.training and not bool(torch.isfinite(loss.detach()).all()):
+            last = last_good_checkpoint(self.args.output_dir, say=lambda _: None)
+            raise UserError(f"training loss is {float(loss.detach())} at step {self.state.global_step + 1} in "
+                            f"{self.args.output_dir}; lower training.learning_rate or training.max_grad_norm and "
+                            f"run again (it resumes from {last or 'the start'})")
+
+
 class TokenProgressCallback(ProgressCallback):
     """The Trainer's progress bar (steps, ETA) plus training tokens/s."""
 
@@ -118,7 +142,7 @@ class EpochCallback(TrainerCallback):
         self.dataset.set_epoch(int(math.floor(state.epoch or 0)))
 
 
-def attach_progress(trainer: Trainer, cfg: Config) -> None:
+def attach_progress(trainer: transformers.Trainer, cfg: Config) -> None:
     if cfg.training.progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(TokenProgressCallback(tokens_per_step(cfg, trainer.args.world_size)))
@@ -145,7 +169,7 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool = False) -> str |
     """Check the output directory; return the checkpoint to resume from, if any.
 
     A finished run (``run_info.json`` complete) is never overwritten unless asked; a directory with checkpoints
-    resumes; a non-empty directory that is not ours is refused.
+    resumes from the newest whole one; a non-empty directory that is not ours is refused.
     """
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
@@ -156,11 +180,11 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool = False) -> str |
         if overwrite:
             return None
         raise UserError(f"{out} already holds a finished run; choose another output directory or pass --overwrite")
-    last = get_last_checkpoint(str(out))
+    last = last_good_checkpoint(out)
     if last:
         relocate_best_checkpoint(last, out)
         return last
-    ours = {"runs", CONFIG_FILE, "run_info.json"}
+    ours = {"runs", CONFIG_FILE, RUN_INFO, LOCK_FILE}
     if not set(os.listdir(out)) <= ours:
         raise UserError(f"{out} is not empty and holds no babyllama checkpoint; choose another output directory")
     return None
@@ -173,6 +197,31 @@ def eval_history(log_history: list[dict]) -> list[dict]:
     ]
 
 
+REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+
+
+def validate_for_training(cfg: Config, tokenizer) -> None:
+    """Everything about the stage that can be checked before the first write (one line each, naming the key)."""
+    t = cfg.training
+    model_cfg = hf_config(cfg.model, vocab_size=len(tokenizer), bos_id=tokenizer.bos_token_id,
+                          eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
+    context = getattr(model_cfg, "max_position_embeddings", None) or getattr(model_cfg, "n_positions", PAPER_CONTEXT)
+    if cfg.data.seq_len > context:
+        raise UserError(f"data.seq_len {cfg.data.seq_len} is longer than the model's context ({context} positions); "
+                        f"shorten data.seq_len or set model.max_position_embeddings >= {cfg.data.seq_len}")
+    resolve_precision(t.precision)
+    for name in t.report_to:
+        if name == "none":
+            continue
+        if name not in REPORTERS:
+            raise UserError(f"training.report_to: unknown tracker '{name}'; use tensorboard, wandb or none")
+        if not any(importlib.util.find_spec(m) for m in REPORTERS[name]):
+            raise UserError(f"training.report_to: {name} is not installed; `pip install {REPORTERS[name][0]}` or "
+                            "drop it from training.report_to")
+    if t.eval_strategy == "steps" and not t.eval_steps:
+        raise UserError("training.eval_steps is needed with training.eval_strategy: steps")
+
+
 @dataclass
 class RunSetup:
     """What a training run starts from: where it writes, what it resumes, its tokenizer, data and provenance."""
@@ -183,10 +232,36 @@ class RunSetup:
     train_ds: ChunkDataset
     eval_ds: ChunkDataset
     provenance: dict
+    checked: Any = None  # what the caller's own check returned (distillation: the loaded teachers)
 
 
-def setup_run(cfg: Config, overwrite: bool = False) -> RunSetup:
-    """Shared by train and distill: check the output dir, load tokenizer and datasets, save the resolved config."""
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextmanager
+def training_run(cfg: Config) -> Iterator[None]:
+    """One process at a time per output directory; unfinished checkpoints removed when the run stops early."""
+    if not cfg.training.output_dir:
+        raise UserError("training.output_dir is not set; add it to the config or pass --set training.output_dir=DIR")
+    out = Path(cfg.training.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"training.output_dir {out} is a file; choose a directory")
+    created = not out.exists()
+    with exclusive(out, "training.output_dir") if is_main_process() else nullcontext():
+        try:
+            yield
+        except BaseException:
+            if is_main_process():
+                last_good_checkpoint(out, say=lambda _: None)  # a save cut short is no resume point
+                if created and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
+                    shutil.rmtree(out, ignore_errors=True)  # refused before anything was written: leave no trace
+            raise
+
+
+def setup_run(cfg: Config, overwrite: bool = False, check: Callable[[Any], Any] | None = None) -> RunSetup:
+    """Shared by train and distill: check the output dir, the config and ``check(tokenizer)`` before anything is
+    written; then the datasets and the resolved config."""
     if not cfg.training.output_dir:
         raise UserError("training.output_dir is not set; add it to the config or pass --set training.output_dir=DIR")
     if not cfg.data.tokenizer:
@@ -196,14 +271,21 @@ def setup_run(cfg: Config, overwrite: bool = False) -> RunSetup:
     out = Path(cfg.training.output_dir)
     resume = prepare_output_dir(out, overwrite)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
+    validate_for_training(cfg, tokenizer)
+    checked = check(tokenizer) if check else None
     set_seed(cfg.training.seed)
     train_ds, eval_ds, prov = build_datasets(cfg.data, tokenizer, cfg.training.seed)
     prov.update(tokenizer_hash=tokenizer_hash(tokenizer), vocab_hash=vocab_hash(tokenizer))
-    write_text(out / CONFIG_FILE, dump_yaml(cfg, run_dir=cfg.run_dir))
-    return RunSetup(out, resume, tokenizer, train_ds, eval_ds, prov)
+    if is_main_process():
+        write_text(out / CONFIG_FILE, dump_yaml(cfg, run_dir=cfg.run_dir))
+    return RunSetup(out, resume, tokenizer, train_ds, eval_ds, prov, checked)
 
 
-def finish_run(trainer: Trainer, cfg: Config, out: Path, kind: str, prov: dict, t_start: float, train_result,
+def standard_callbacks(train_ds) -> list:
+    return [EpochCallback(train_ds), CheckpointMarker()]
+
+
+def finish_run(trainer: GuardedTrainer, cfg: Config, out: Path, kind: str, prov: dict, t_start: float, train_result,
                extra_metrics: dict | None = None) -> dict:
     """Save the best model, tokenizer, metrics and provenance (run_info.json last)."""
     trainer.save_model(str(out))

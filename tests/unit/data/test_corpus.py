@@ -92,3 +92,12 @@ def test_prepare_never_overwrites_foreign_dirs(tmp_path):
 def test_load_prepared_errors(tmp_path):
     with pytest.raises(UserError, match="not a prepared corpus"):
         load_prepared(tmp_path, "train")
+
+
+def test_a_killed_prepare_leaves_no_temp_folder_after_the_next_one(tmp_path):
+    _write(tmp_path, "src/train/a.train", "x .\n")
+    (tmp_path / ".out.tmp-killed").mkdir()  # what a SIGKILL in the middle of a prepare leaves
+    (tmp_path / ".out.tmp-killed" / "stats.json").write_text("{}")
+    prepare(tmp_path / "src", tmp_path / "out")
+    assert (tmp_path / "out" / "stats.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]

@@ -133,3 +133,16 @@ def test_sliding_cache_records_each_position_from_its_window(models, tiny_tokeni
             want[first : s + seq] = lp[first - s :].exp().numpy()
     assert not np.isnan(want).any()
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_a_damaged_cache_is_built_again(models, tiny_tokenizer, tmp_path, capsys):
+    vocab, seq = len(tiny_tokenizer), 16
+    tokens = np.random.default_rng(3).integers(3, vocab, size=seq * 4).astype(np.uint16)
+    s = spec(seq, 2.0, 8, sampled=4)
+    good = build_cache(models, tokens, tmp_path / "c", s, progress=False)
+    want = np.asarray(good.ids).copy()
+    (tmp_path / "c" / "weight.npy").write_bytes(b"truncated")
+    again = build_cache(models, tokens, tmp_path / "c", s, progress=False)
+    assert "is damaged" in capsys.readouterr().out and np.array_equal(np.asarray(again.ids), want)
+    np.save(tmp_path / "c" / "tail.npy", np.zeros(3, np.float32))  # whole file, wrong shape
+    assert np.array_equal(np.asarray(build_cache(models, tokens, tmp_path / "c", s, progress=False).ids), want)
