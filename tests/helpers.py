@@ -63,3 +63,16 @@ def parse_status(stdout: str) -> dict[str, str]:
     """`babyllama status` output -> {stage name: state}."""
     rows = [line.split() for line in stdout.splitlines()[1:] if line.strip()]
     return {r[0]: r[1] for r in rows}
+
+
+def save_random_teachers(tokenizer, root) -> list[str]:
+    """A randomly initialised LLaMA and GPT-2 saved with ``tokenizer`` under ``root``: teachers for cache tests."""
+    from babyllama.config import ModelConfig
+    from babyllama.models import build_model
+
+    dirs = []
+    for i, preset in enumerate(("llama-tiny", "gpt2-tiny")):
+        build_model(ModelConfig(preset=preset), tokenizer, seed=i).save_pretrained(root / preset)
+        tokenizer.save_pretrained(root / preset)
+        dirs.append(str(root / preset))
+    return dirs

@@ -12,9 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from babyllama.config import CacheConfig, ModelConfig
-from babyllama.models import build_model
-from helpers import tiny_config
+from babyllama.config import CacheConfig
+from helpers import save_random_teachers, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -121,14 +120,7 @@ def test_pretraining_killed_while_writing_a_checkpoint_resumes_from_the_one_befo
 
 @pytest.fixture(scope="module")
 def teacher_dirs(tiny_tokenizer, tmp_path_factory):
-    root = tmp_path_factory.mktemp("teachers")
-    dirs = []
-    for i, preset in enumerate(("llama-tiny", "gpt2-tiny")):
-        m = build_model(ModelConfig(preset=preset), tiny_tokenizer, seed=i)
-        m.save_pretrained(root / preset)
-        tiny_tokenizer.save_pretrained(root / preset)
-        dirs.append(str(root / preset))
-    return dirs
+    return save_random_teachers(tiny_tokenizer, tmp_path_factory.mktemp("teachers"))
 
 
 def _distill_config(tiny_prepared, tiny_tokenizer_dir, out, teachers):

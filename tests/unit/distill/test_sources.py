@@ -1,28 +1,17 @@
 import torch
 
-from babyllama.config import CacheConfig, ModelConfig
+from babyllama.config import CacheConfig
 from babyllama.data.dataset import build_datasets
 from babyllama.distill.sources import LiveTeachers, cached_datasets, load_teachers
 from babyllama.losses import ensemble_log_probs
-from babyllama.models import build_model
 from babyllama.tokenizer import tokenizer_hash
-from helpers import tiny_config
-
-
-def _teacher_dirs(tok, root):
-    dirs = []
-    for i, preset in enumerate(("llama-tiny", "gpt2-tiny")):
-        m = build_model(ModelConfig(preset=preset), tok, seed=i)
-        m.save_pretrained(root / preset)
-        tok.save_pretrained(root / preset)
-        dirs.append(str(root / preset))
-    return dirs
+from helpers import save_random_teachers, tiny_config
 
 
 def test_a_cache_built_under_bf16_is_not_reused_by_an_fp32_run(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer,
                                                                tmp_path):
     cfg = tiny_config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "s")
-    cfg.distill.teachers = _teacher_dirs(tiny_tokenizer, tmp_path)
+    cfg.distill.teachers = save_random_teachers(tiny_tokenizer, tmp_path)
     cfg.distill.cache = CacheConfig(enabled=True, top_k=16, sampled=8, dir=str(tmp_path / "cache"))
     train_ds, eval_ds, prov = build_datasets(cfg.data, tiny_tokenizer, cfg.training.seed)
     prov["tokenizer_hash"] = tokenizer_hash(tiny_tokenizer)
@@ -42,7 +31,7 @@ def test_a_cache_built_under_bf16_is_not_reused_by_an_fp32_run(tiny_prepared, ti
 def test_live_teachers_give_the_tempered_ensemble(tiny_tokenizer, tmp_path):
     from babyllama.config import DistillConfig
 
-    models = load_teachers(_teacher_dirs(tiny_tokenizer, tmp_path), tiny_tokenizer)
+    models = load_teachers(save_random_teachers(tiny_tokenizer, tmp_path), tiny_tokenizer)
     live = LiveTeachers(models, DistillConfig(temperature=2.0, ensemble="probs_mean"), "cpu", None)
     x = torch.randint(3, len(tiny_tokenizer), (2, 9))
     with torch.no_grad():
