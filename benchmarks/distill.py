@@ -52,7 +52,7 @@ def setup(work: Path, corpus: Path, train_tokens: int, teacher_steps: int) -> li
     from babyllama.data.corpus import prepare
     from babyllama.runinfo import is_complete
     from babyllama.tokenizer import train_tokenizer
-    from babyllama.train.pretrain import train
+    from babyllama.training.pretrain import train
 
     if not (work / "corpus" / "stats.json").is_file():
         prepare(corpus, work / "corpus")
@@ -70,8 +70,8 @@ def setup(work: Path, corpus: Path, train_tokens: int, teacher_steps: int) -> li
 def run_mode(mode: str, work: Path, steps: int, train_tokens: int, k: int, teachers: list[str]) -> dict:
     """Runs in its own process: one training mode, then its numbers (and this process's peak RSS)."""
     from babyllama.config import CacheConfig
-    from babyllama.distill.trainer import distill
-    from babyllama.train.pretrain import train
+    from babyllama.distillation.trainer import distill
+    from babyllama.training.pretrain import train
 
     out = work / f"run-{mode}"
     shutil.rmtree(out, ignore_errors=True)
@@ -135,7 +135,7 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_step import machine_info
 
-    from babyllama.train.hardware import resolve_precision
+    from babyllama.training.hardware import resolve_precision
 
     print(json.dumps({
         **machine_info(), "precision": resolve_precision("auto"), "batch": "32x128", "steps": a.steps,

@@ -27,8 +27,8 @@ from babyllama.config import Config
 from babyllama.data.dataset import ChunkDataset
 from babyllama.losses import trainer_causal_lm_loss
 from babyllama.models import build_model, count_params
-from babyllama.train.hardware import configure_attention, resolve_attention, resolve_precision
-from babyllama.train.trainer import training_arguments
+from babyllama.training.hardware import configure_attention, resolve_attention, resolve_precision
+from babyllama.training.trainer import training_arguments
 
 SHAPES = {
     "babyllama-58m": dict(preset="babyllama-58m"),
@@ -56,7 +56,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
 
 def machine_info() -> dict:
     """The CPU these numbers come from: benchmarks on machines with and without native bf16 differ in kind."""
-    from babyllama.train.hardware import cpu_has_native_bf16
+    from babyllama.training.hardware import cpu_has_native_bf16
 
     try:
         cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))

@@ -125,7 +125,7 @@ def tokenizer(tokenizer_dir):
 @pytest.fixture(scope="session")
 def teachers(prepared, tokenizer_dir, tmp_path_factory) -> list[Path]:
     """Two tiny trained models of different architectures (LLaMA, GPT-2), 30 steps each, on the shared slice."""
-    from babyllama.train.pretrain import train
+    from babyllama.training.pretrain import train
 
     root = tmp_path_factory.mktemp("teachers")
     out = []

@@ -6,3 +6,15 @@ Each stage is one `babyllama` sub-command; `babyllama run RECIPE.yaml` runs them
 """
 
 __version__ = "0.1.0"
+
+API = ("prepare", "train_tokenizer", "train", "distill", "evaluate", "run")
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str):
+    """The Python API (:mod:`babyllama.api`), imported on first use so that `import babyllama` stays light."""
+    if name in API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'babyllama' has no attribute '{name}'")

@@ -10,6 +10,9 @@
     babyllama run RECIPE [--dry-run]        the whole experiment, stage by stage, resumable
     babyllama status RUN_DIR                the stages of a run and their state
     babyllama report RUN_DIR                regenerate report.md and figures
+    babyllama export MODEL_DIR OUT          a clean Hugging Face folder with a model card (--push-to-hub REPO)
+    babyllama export lm-eval-tasks OUT      lm-evaluation-harness task YAMLs for the local eval data
+    babyllama generate MODEL --prompt TEXT  sample a continuation
 
 Errors the user can fix are printed as one line (``babyllama: error: ...``) with exit status 2.
 """
@@ -56,8 +59,17 @@ def output_file(text: str) -> str:
     return text
 
 
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows every default and keeps the top-level description's layout."""
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one `babyllama: error:` line (exit 2) like every other error."""
+    """argparse, but a usage error is one `babyllama: error:` line (exit 2) like every other error, and every
+    sub-command's help shows its defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UserError(f"{self.prog}: {message}")
@@ -73,12 +85,16 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     ap = Parser(prog="babyllama", description=__doc__.split("\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser)
+    ap.add_argument("--version", action="version", version=f"babyllama {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
     data = sub.add_parser("data", help="corpus preparation and downloads")
-    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser, metavar="ACTION",
+                               help="prepare or download")
     p = dsub.add_parser("prepare", help="clean a BabyLM corpus into OUT and write stats.json")
     p.add_argument("src", help="BabyLM folder (2023, 2024 or train/dev/test layout) or a folder of .txt files")
     p.add_argument("out", type=output_folder, help="output directory (must not exist or be empty)")
@@ -92,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", help="expected sha256 of the archive: the download is verified against it")
 
     tok = sub.add_parser("tokenizer", help="tokenizer training")
-    tsub = tok.add_subparsers(dest="tok_command", required=True, parser_class=Parser)
+    tsub = tok.add_subparsers(dest="tok_command", required=True, parser_class=Parser, metavar="ACTION",
+                              help="train")
     p = tsub.add_parser("train", help="train a byte-level BPE on a prepared corpus")
     p.add_argument("corpus", help="prepared corpus directory (babyllama data prepare)")
     p.add_argument("out", type=output_folder, help="output directory, loadable with AutoTokenizer.from_pretrained")
@@ -110,19 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distil teachers into a student")
     _add_config_args(p)
     p.add_argument("--teacher", action="append", default=[], metavar="DIR",
-                   help="teacher model directory (repeatable; adds to distill.teachers)")
+                   help="teacher: a model directory or a hub id in the local cache (repeatable; adds to "
+                   "distill.teachers)")
 
     from .config import EvalConfig
     from .eval.suites import suite_help
 
     ev = EvalConfig.model_fields
     p = sub.add_parser("eval", help="zero-shot evaluation of one or more models")
-    p.add_argument("models", nargs="+", help="Hugging Face causal LM directories")
+    p.add_argument("models", nargs="+", help="Hugging Face causal LMs: directories or hub ids in the local cache "
+                   "(with --all-checkpoints: a training output folder)")
     p.add_argument("--suite", action="append", default=[], help=f"suite name or a path to a folder/file of JSONL "
                    f"minimal pairs (repeatable). {suite_help()}")
     p.add_argument("--eval-root", help="folder with blimp/, blimp_filtered/, ... (default: $BABYLLAMA_DATA/eval)")
     p.add_argument("--corpus", help="prepared corpus for the perplexity suite")
-    p.add_argument("--paradigms", nargs="+", help="only these paradigms / files")
+    p.add_argument("--paradigm", "--paradigms", dest="paradigms", action="append", metavar="NAME",
+                   help="only this paradigm / file (repeatable)")
     p.add_argument("--max-pairs", type=int_at_least(1), help="score at most N pairs per paradigm (seeded subset)")
     p.add_argument("--batch-size", type=int_at_least(1), default=ev["batch_size"].default,
                    help="sentences per forward pass")
@@ -132,17 +152,52 @@ def build_parser() -> argparse.ArgumentParser:
                    "arithmetic (slower; by default shared prefixes are scored once, near-ties re-scored this way)")
     p.add_argument("--json", dest="json_out", type=output_file, help="write the full results as JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
+    p.add_argument("--all-checkpoints", action="store_true", help="score every words-* checkpoint of the "
+                   "training output folder given (training.save_at_words) and write its learning curve; default "
+                   "suites: blimp_fast, supplement_fast, ewok_fast")
 
     p = sub.add_parser("run", help="run a recipe: data, tokenizer, teachers, baseline, student, eval, report")
     p.add_argument("recipe", help="recipe YAML (see recipes/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set distill.alpha=0.3 (repeatable)")
+    p.add_argument("--set-file", dest="set_files", action="append", default=[], metavar="FILE.yaml",
+                   help="a YAML mapping of dotted keys to values, applied before --set (repeatable)")
     p.add_argument("--data-root", help="data root (default: $BABYLLAMA_DATA)")
     p.add_argument("--run-dir", help="where stages are written (default: the recipe's run_dir)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (what runs, what is reused) and exit")
+    p.add_argument("--only", dest="only", action="append", default=[], metavar="STAGE",
+                   help="run only this stage (repeatable; its inputs must be done): a user's scheduler can send "
+                   "stages to different machines sharing the run directory")
+    p.add_argument("--from", dest="from_stage", metavar="STAGE", help="run this stage and every one after it")
     p = sub.add_parser("status", help="show the stages of a run directory")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory (made by babyllama run)")
     p = sub.add_parser("report", help="regenerate report.md and figures of a run directory")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory (made by babyllama run)")
+
+    p = sub.add_parser("export", help="a clean Hugging Face folder with a model card, or lm-eval task files")
+    p.add_argument("model", metavar="MODEL_DIR|lm-eval-tasks",
+                   help="a trained model directory, or `lm-eval-tasks` for lm-evaluation-harness task YAMLs")
+    p.add_argument("out", type=output_folder, help="output folder (must not exist or be empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    p.add_argument("--name", help="model name in the card (default: the directory's name)")
+    p.add_argument("--license", default="apache-2.0", help="license in the card's metadata")
+    p.add_argument("--dataset", dest="datasets", action="append", metavar="NAME",
+                   help="data set named in the card's metadata (repeatable; default: BabyLM)")
+    p.add_argument("--push-to-hub", metavar="REPO", help="upload OUT to this hub repository (network and token)")
+    p.add_argument("--eval-root", help="lm-eval-tasks: folder with blimp/, blimp_filtered/, ... (default: "
+                   "$BABYLLAMA_DATA/eval)")
+    p.add_argument("--suite", action="append", metavar="NAME", help="lm-eval-tasks: only this suite (repeatable; "
+                   "default: blimp, blimp_filtered, supplement, ewok)")
+
+    p = sub.add_parser("generate", help="sample text from a model, for a quick look at what it learned")
+    p.add_argument("model", help="model directory or a hub id in the local cache")
+    p.add_argument("--prompt", default="", help="text to continue")
+    p.add_argument("--max-new-tokens", type=int_at_least(1), default=50, help="tokens to generate")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when present, else cpu)")
     return ap
 
 
@@ -186,8 +241,10 @@ def cmd_models(a) -> int:
     if a.json:
         print(json.dumps(rows))
     else:
+        w = max(len(r["name"]) for r in rows)
+        print(f"{'preset':<{w}}  {'architecture':<12}  {'params':>9}")
         for r in rows:
-            print(f"{r['name']:<16} {r['architecture']:<6} {r['params'] / 1e6:>8.2f}M")
+            print(f"{r['name']:<{w}}  {r['architecture']:<12}  {r['params'] / 1e6:>8.2f}M")
     return 0
 
 
@@ -207,9 +264,9 @@ def _train_stage(a, kind: str) -> int:
     if a.dry_run:
         return 0
     if kind == "train":
-        from .train.pretrain import train as run
+        from .training.pretrain import train as run
     else:
-        from .distill.trainer import distill as run
+        from .distillation.trainer import distill as run
     with writing(cfg.training.output_dir):
         m = run(cfg, overwrite=a.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
@@ -243,11 +300,22 @@ def cmd_eval(a) -> int:
     from .eval.markdown import markdown
     from .io import write_json
 
+    if a.all_checkpoints:
+        from .eval.learning_curve import learning_curve
+
+        a.suite = a.suite or ["blimp_fast", "supplement_fast", "ewok_fast"]
+        if len(a.models) != 1:
+            raise UserError("--all-checkpoints takes one training output folder")
+        print(learning_curve(a.models[0], eval_config_from_args(a), a.corpus, device=a.device))
+        return 0
     if not a.suite:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
     if a.json_out and Path(a.json_out).exists() and not a.overwrite:
         raise UserError(f"{a.json_out} exists; choose another --json file or pass --overwrite")
-    res = evaluate_models(a.models, eval_config_from_args(a), a.corpus)
+    from .models import resolve_model_path
+
+    res = evaluate_models([resolve_model_path(m) for m in a.models], eval_config_from_args(a), a.corpus,
+                          names=a.models, device=a.device)
     print(markdown(res))
     if a.json_out:
         with writing(Path(a.json_out).parent):
@@ -257,9 +325,43 @@ def cmd_eval(a) -> int:
 
 
 def cmd_run(a) -> int:
+    from .config import overrides_from_file
     from .runner.execute import run_recipe
 
-    return run_recipe(a.recipe, a.overrides, a.data_root, a.run_dir, a.dry_run)
+    overrides = [o for f in a.set_files for o in overrides_from_file(f)] + a.overrides
+    return run_recipe(a.recipe, overrides, a.data_root, a.run_dir, a.dry_run, only=a.only, from_stage=a.from_stage)
+
+
+def cmd_export(a) -> int:
+    if a.model == "lm-eval-tasks":
+        from .eval.suites import default_eval_root
+        from .export.lm_eval_tasks import export_tasks
+
+        with writing(a.out):
+            groups = export_tasks(a.out, a.eval_root or default_eval_root(), a.suite, overwrite=a.overwrite)
+        for g, tasks in groups.items():
+            print(f"{g}: {len(tasks)} tasks")
+        print(f"wrote {a.out}; run e.g. `lm_eval --model hf --model_args pretrained=MODEL --include_path {a.out} "
+              f"--tasks {','.join(groups)}`")
+        return 0
+    from .export.model import export_model, push_to_hub
+    from .models import resolve_model_path
+
+    with writing(a.out):
+        out = export_model(resolve_model_path(a.model), a.out, overwrite=a.overwrite, name=a.name,
+                           license=a.license, datasets=a.datasets)
+    print(f"wrote {out}")
+    if a.push_to_hub:
+        print(f"uploaded: {push_to_hub(out, a.push_to_hub)}")
+    return 0
+
+
+def cmd_generate(a) -> int:
+    from .generate import generate
+
+    print(generate(a.model, a.prompt, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p,
+                   seed=a.seed, device=a.device))
+    return 0
 
 
 def cmd_status(a) -> int:
@@ -278,7 +380,8 @@ def cmd_report(a) -> int:
 
 
 COMMANDS = {"data": cmd_data, "tokenizer": cmd_tokenizer, "models": cmd_models, "train": cmd_train,
-            "distill": cmd_distill, "eval": cmd_eval, "run": cmd_run, "status": cmd_status, "report": cmd_report}
+            "distill": cmd_distill, "eval": cmd_eval, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+            "export": cmd_export, "generate": cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:

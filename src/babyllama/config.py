@@ -72,6 +72,9 @@ class ModelConfig(Section):
     tie_word_embeddings: bool | None = Field(None, description="Share input and output embeddings.")
     rotary_dim: int | None = Field(None, gt=0, description="GPT-J rotary dimension per head.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Dropout on residual/attention/embeddings.")
+    init_from: str | None = Field(
+        None, description="Start from these weights (a model directory, or a hub id already in the local Hugging "
+        "Face cache) instead of a random initialisation; its vocabulary must be the tokenizer's.")
     activation: str | None = Field(
         None,
         description="MLP activation, a transformers ACT2FN name. Default: silu (LLaMA); gelu_pytorch_tanh (GPT-2, "
@@ -111,6 +114,11 @@ class TrainingConfig(Section):
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps (eval_strategy: steps).")
     eval_on_start: bool = Field(True, description="Evaluate once before training (step 0), for the loss curve.")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept (the best one is always kept).")
+    save_at_words: list[int] | None = Field(
+        None, description="Also save the model after these numbers of training words seen, as OUTPUT_DIR/words-N "
+        "(Hugging Face folders, kept): the BabyLM 2025 checkpoints are 1M, 2M, ... 10M, then every 10M to 100M. "
+        "Words are counted from the corpus (its words per token), not tokens. `babyllama eval OUTPUT_DIR "
+        "--all-checkpoints` scores them all.")
     logging_steps: int = Field(10, gt=0, description="Log train loss every N steps.")
     report_to: list[str] = Field(["tensorboard"], description="Trackers: tensorboard, wandb (optional), none.")
     num_threads: int | None = Field(None, gt=0, description="torch intra-op threads; default: physical cores.")
@@ -446,6 +454,23 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, dat
     tree = read_yaml(path) if path else {}
     apply_overrides(tree, overrides or [])
     return validate_tree(cls, tree, str(path) if path else "--set", data_root, run_dir=find_run_dir(path))
+
+
+def overrides_from_file(path: str | Path) -> list[str]:
+    """A YAML mapping of keys to values (dotted keys or nested sections) as ``key=value`` overrides."""
+    import json
+
+    tree = read_yaml(path)
+
+    def flat(node: dict, prefix: str = "") -> list[str]:
+        out = []
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out += flat(v, f"{prefix}{k}.")
+            else:
+                out.append(f"{prefix}{k}={json.dumps(v)}")
+        return out
+    return flat(tree)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, data_root: str | None = None) -> Recipe:

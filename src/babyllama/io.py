@@ -156,8 +156,9 @@ LOCK_FILE = ".babyllama.lock"
 
 
 @contextmanager
-def exclusive(directory: str | Path, what: str, wait: bool = False) -> Iterator[None]:
-    """Hold the lock of ``directory`` (``DIR/.babyllama.lock``) for the block; ``what`` names it in the error.
+def exclusive(directory: str | Path, what: str, wait: bool = False, name: str = LOCK_FILE) -> Iterator[None]:
+    """Hold the lock of ``directory`` (``DIR/.babyllama.lock``, or ``DIR/name``) for the block; ``what`` names it
+    in the error.
 
     Without ``wait``, a directory locked by another process is one clear :class:`UserError`. The lock file is
     removed when the block ends, so nothing is left behind; a holder checks after locking that the file it locked
@@ -165,7 +166,7 @@ def exclusive(directory: str | Path, what: str, wait: bool = False) -> Iterator[
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LOCK_FILE
+    path = directory / name
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

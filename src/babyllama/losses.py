@@ -127,7 +127,7 @@ def kl_per_position_cached(student_logits: torch.Tensor, teacher_ids: torch.Tens
     """KL(p_teacher || p_student) per position, ``(B, L)``, from a cached sparse teacher distribution.
 
     The cache stores, per position, K token ids with weights ``w``, the mass ``p_tail`` no entry represents, and the
-    exact ``sum_v p_v log p_v`` of the tempered teacher (see :mod:`babyllama.distill.cache`):
+    exact ``sum_v p_v log p_v`` of the tempered teacher (see :mod:`babyllama.distillation.cache`):
 
     * exact top entries carry their probability ``w_k = p_k``;
     * sampled entries (ids drawn from the teacher beyond the top ones) carry ``w = p_rest / S`` each, so

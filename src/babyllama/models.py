@@ -139,15 +139,38 @@ def build_model(cfg: ModelConfig, tokenizer=None, seed: int | None = None):
                   pad_id=tokenizer.pad_token_id)
     if seed is not None:
         set_seed(seed)
+    if cfg.init_from:
+        model = load_model(cfg.init_from, "model.init_from")
+        if tokenizer is not None and model.config.vocab_size != len(tokenizer):
+            raise UserError(f"model.init_from {cfg.init_from} has vocabulary size {model.config.vocab_size}, the "
+                            f"tokenizer {len(tokenizer)}; use the tokenizer it was trained with")
+        return model
     return AutoModelForCausalLM.from_config(hf_config(cfg, **kw))
 
 
+def resolve_model_path(name: str | Path, what: str = "model") -> Path:
+    """A local model directory, or the snapshot of a hub id already in the local Hugging Face cache; babyllama
+    never downloads at run time, so a hub id that is not cached is one line saying how to fetch it."""
+    p = Path(name)
+    if p.exists() or str(name).startswith((".", "/", "~")) or str(name).count("/") != 1:
+        return p
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(name), local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise UserError(f"{what} '{name}' is neither a directory nor a hub id in the local Hugging Face cache; "
+                        f"babyllama never downloads at run time: fetch it first on a machine with network "
+                        f"(`hf download {name}`), or pass a local directory") from None
+
+
 def load_model(path: str | Path, what: str = "model", dtype: torch.dtype = torch.float32):
-    """``AutoModelForCausalLM`` from a local directory (offline), with one clear line for a missing or corrupt
-    checkpoint. ``what`` names the role in that line ("teacher", "model")."""
+    """``AutoModelForCausalLM`` from a local directory or a cached hub id (offline), with one clear line for a
+    missing or corrupt checkpoint. ``what`` names the role in that line ("teacher", "model")."""
     from transformers import AutoModelForCausalLM
 
-    p = Path(path)
+    p = resolve_model_path(path, what)
     if not (p / "config.json").is_file():
         raise UserError(f"{what} {p}: no config.json; point to a Hugging Face model directory (a finished run)")
     try:

@@ -72,6 +72,31 @@ def train_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = D
     return fast
 
 
+def model_context(model_config) -> int | None:
+    """The number of positions a transformers model config allows (LLaMA, GPT-2, GPT-J name it differently)."""
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = getattr(model_config, attr, None)
+        if v:
+            return int(v)
+    return None
+
+
+def finalize_tokenizer_config(directory: str | Path, context: int | None) -> None:
+    """Make a saved tokenizer say what it is for its model: ``model_max_length`` = the model's context (not the
+    1e6 placeholder), and ``tokenizer_class`` = ``PreTrainedTokenizerFast``, which every transformers 5.x (and
+    4.x) loads; 5.x itself writes ``TokenizersBackend``, a name the earlier releases do not know."""
+    from .io import read_json, write_json
+
+    path = Path(directory) / "tokenizer_config.json"
+    cfg = read_json(path)
+    if not isinstance(cfg, dict):
+        return
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if context:
+        cfg["model_max_length"] = context
+    write_json(path, cfg)
+
+
 def load_tokenizer(path: str | Path):
     """Load a tokenizer directory with AutoTokenizer (offline); a clear error if it is not one."""
     from transformers import AutoTokenizer

@@ -21,9 +21,9 @@ DRIVER = textwrap.dedent('''
     """Run one training stage; die by SIGKILL where told (the test's fault injection, not the library's)."""
     import json, os, signal, sys
     import transformers
-    import babyllama.distill.cache as cache_mod
-    import babyllama.distill.trainer as distill_mod
-    import babyllama.train.pretrain as pretrain_mod
+    import babyllama.distillation.cache as cache_mod
+    import babyllama.distillation.trainer as distill_mod
+    import babyllama.training.pretrain as pretrain_mod
     from babyllama.config import Config
 
     cfg = Config.model_validate(json.loads(sys.argv[1]))
@@ -40,7 +40,7 @@ DRIVER = textwrap.dedent('''
     if where == "step":
         for mod in (pretrain_mod, distill_mod):
             base = mod.standard_callbacks
-            mod.standard_callbacks = lambda ds, base=base: base(ds) + [KillAtStep()]
+            mod.standard_callbacks = lambda *a, base=base, **k: base(*a, **k) + [KillAtStep()]
     elif where == "checkpoint":  # after the weights of checkpoint-`at` are written, before its optimizer state
         save = transformers.Trainer._save_optimizer_and_scheduler
         def killing_save(self, output_dir):

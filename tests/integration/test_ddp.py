@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from babyllama.distill.cache import CacheSpec, TeacherCache, build_cache
-from babyllama.distill.sources import load_teachers
+from babyllama.distillation.cache import CacheSpec, TeacherCache, build_cache
+from babyllama.distillation.sources import load_teachers
 
 
 def _torchrun(*args, cwd):

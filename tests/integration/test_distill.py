@@ -13,7 +13,7 @@ from babyllama.errors import UserError
 from babyllama.runinfo import read_run_info
 from babyllama.tokenizer import train_tokenizer
 from babyllama.config import CacheConfig
-from babyllama.distill.trainer import distill
+from babyllama.distillation.trainer import distill
 from helpers import tiny_config
 
 
@@ -86,7 +86,7 @@ def test_cached_distillation_end_to_end(prepared, tokenizer_dir, teachers, tmp_p
 def test_cache_covers_only_the_evaluated_chunks_and_offsets_follow_the_config(prepared, tokenizer_dir, teachers,
                                                                               tmp_path):
     from babyllama.data.dataset import build_datasets
-    from babyllama.distill.sources import cached_datasets, load_teachers
+    from babyllama.distillation.sources import cached_datasets, load_teachers
     from babyllama.tokenizer import load_tokenizer
 
     cfg = tiny_config(prepared, tokenizer_dir, tmp_path / "s")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from babyllama.train.pretrain import train
+from babyllama.training.pretrain import train
 from helpers import tiny_config
 
 

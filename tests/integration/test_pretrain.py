@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babyllama.errors import UserError
 from babyllama.runinfo import read_run_info
-from babyllama.train.pretrain import train
+from babyllama.training.pretrain import train
 from helpers import tiny_config
 
 

@@ -1,4 +1,4 @@
-"""The package has no import cycle: modules form layers (io/config -> data/models -> train/eval -> distill ->
+"""The package has no import cycle: modules form layers (io/config -> data/models -> training/eval -> distillation ->
 runner -> report -> cli), counting imports inside functions too."""
 
 import ast

@@ -79,3 +79,18 @@ def test_load_model_errors_name_the_directory(tmp_path, tiny_tokenizer):
     (tmp_path / "m" / "model.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(UserError, match="cannot load the checkpoint"):
         load_model(tmp_path / "m")
+
+
+def test_a_student_can_start_from_given_weights(tmp_path, tiny_tokenizer):
+    base = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=5)
+    base.save_pretrained(tmp_path / "init")
+    started = build_model(ModelConfig(preset="llama-tiny", init_from=str(tmp_path / "init")), tiny_tokenizer, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), started.state_dict().values()))
+    fresh = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0)
+    assert not torch.equal(fresh.lm_head.weight, started.lm_head.weight)
+    small = build_model(ModelConfig(preset="llama-tiny", vocab_size=len(tiny_tokenizer) + 8), None, seed=0)
+    small.save_pretrained(tmp_path / "other")
+    with pytest.raises(UserError, match="vocabulary size"):
+        build_model(ModelConfig(preset="llama-tiny", init_from=str(tmp_path / "other")), tiny_tokenizer)
+    with pytest.raises(UserError, match="not in the local Hugging Face cache|neither a directory"):
+        build_model(ModelConfig(preset="llama-tiny", init_from="nobody/nothing"), tiny_tokenizer)

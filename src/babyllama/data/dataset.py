@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
-from ..io import atomic_write
+from ..io import atomic_write, read_json
 from ..tokenizer import encode_text, tokenizer_hash
 from .corpus import load_prepared
 
@@ -57,6 +57,7 @@ class TokenSplit:
 
     domains: dict[str, np.ndarray]
     data_hash: str
+    full_tokens: int = 0  # before ``max_tokens`` cut the domains short
 
     def flat(self) -> np.ndarray:
         return np.concatenate([self.domains[d] for d in sorted(self.domains)]) if self.domains else np.zeros(0)
@@ -77,12 +78,12 @@ def load_split(corpus_dir: str | Path, split: str, tokenizer, domains: list[str]
         arr, key = encode_cached(tokenizer, text, cache, th)
         arrays[domain] = arr
         keys.append(f"{domain}:{key}")
+    total = sum(len(a) for a in arrays.values())
     if max_tokens:
-        total = sum(len(a) for a in arrays.values())
         if max_tokens < total:
             arrays = {d: a[: max(1, int(len(a) * max_tokens / total))] for d, a in arrays.items()}
             keys.append(f"max_tokens={max_tokens}")
-    return TokenSplit(arrays, hashlib.sha256("|".join(keys).encode()).hexdigest())
+    return TokenSplit(arrays, hashlib.sha256("|".join(keys).encode()).hexdigest(), total)
 
 
 class ChunkDataset(Dataset):
@@ -142,7 +143,11 @@ def build_datasets(data_cfg, tokenizer, seed: int):
     train_ds = ChunkDataset(train.flat(), data_cfg.seq_len, random_offset=True, seed=seed)
     eval_ds = ChunkDataset(ev.flat(), data_cfg.seq_len, random_offset=False, seed=seed,
                            subset=data_cfg.eval_samples)
+    stats = read_json(Path(data_cfg.corpus) / "stats.json") or {}
+    words = sum(d.get("words", 0) for name, d in stats.get("splits", {}).get(data_cfg.train_split, {}).items()
+                if name in train.domains)
     prov = {
+        "train_words_per_token": words / train.full_tokens if train.full_tokens else None,
         "train_data_hash": train.data_hash,
         "eval_data_hash": ev.data_hash,
         "train_tokens": train.num_tokens,

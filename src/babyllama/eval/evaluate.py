@@ -20,7 +20,7 @@ import numpy as np
 from ..config import EvalConfig
 from ..errors import UserError
 from ..models import load_model
-from ..train.hardware import default_device
+from ..training.hardware import default_device
 from .scoring import Scorer
 from .stats import bootstrap_ci, macro_bootstrap, paired_comparison
 from .suites import get_suite, load_items
@@ -76,6 +76,9 @@ def decisions_of(summary: dict) -> dict[str, list[bool]]:
 def load_for_eval(path: str | Path, device: str | None = None):
     from ..tokenizer import load_tokenizer
 
+    from ..models import resolve_model_path
+
+    path = resolve_model_path(path)
     model = load_model(path)
     tok = load_tokenizer(path)
     return model.to(device or default_device()), tok

@@ -7,9 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write
 from .collect import label, ppl, suite_block
 
 FIGURES = ("loss_curves.png", "blimp_phenomena.png", "perplexity_domains.png")
+
+
+def save_figure(fig, path: Path) -> None:
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 def loss_curves(models: list[dict], path: Path) -> None:
@@ -36,7 +42,7 @@ def loss_curves(models: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     ax2.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -81,7 +87,7 @@ def phenomena_bars(models: list[dict], suite: str, path: Path) -> bool:
     ax.set_title(f"{suite}: accuracy per phenomenon (seeds averaged)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
     return True
 
@@ -108,6 +114,6 @@ def domain_bars(models: list[dict], path: Path) -> bool:
     ax.set_title("dev cross-entropy per domain (lower is better)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
     return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +58,13 @@ def run_tokenizer(ctx: StageContext) -> None:
 
 
 def run_pretrain(ctx: StageContext) -> None:
-    from ..train.pretrain import train
+    from ..training.pretrain import train
 
     train(ctx.stage.config)
 
 
 def run_distill(ctx: StageContext) -> None:
-    from ..distill.trainer import distill
+    from ..distillation.trainer import distill
 
     distill(ctx.stage.config)
 
@@ -100,31 +101,61 @@ def _fmt(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
+def select_stages(plan: Plan, only: list[str], from_stage: str | None) -> list[Stage]:
+    """The stages ``--only`` / ``--from`` ask for (all by default); unknown names are one line."""
+    names = [s.name for s in plan.stages]
+    for n in [*only, *([from_stage] if from_stage else [])]:
+        if n not in names:
+            raise UserError(f"no stage '{n}' in this recipe; the stages are: {', '.join(names)}")
+    if only:
+        return [s for s in plan.stages if s.name in only]
+    if from_stage:
+        return plan.stages[names.index(from_stage):]
+    return plan.stages
+
+
 def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: str | None,
-               dry_run: bool = False) -> int:
+               dry_run: bool = False, only: list[str] | None = None, from_stage: str | None = None) -> int:
+    """Run a recipe's stages that are not done. With ``only``, just those stages (each under its own lock, so
+    workers of a user's scheduler can share the run directory); otherwise the whole run holds the run directory."""
     recipe = load_recipe(path, overrides, data_root)
     plan = make_plan(recipe, run_dir or recipe.run_dir)
+    selected = select_stages(plan, only or [], from_stage)
     states = {s.name: stage_state(plan, s) for s in plan.stages}
     print(f"recipe {recipe.name}: {len(plan.stages)} stages in {plan.run_dir}")
     width = max(len(s.name) for s in plan.stages)
     for s in plan.stages:
-        print(f"  {ACTIONS[states[s.name]]:<7} {s.name:<{width}}  {s.dir}")
+        action = ACTIONS[states[s.name]] if s in selected else "skip"
+        print(f"  {action:<7} {s.name:<{width}}  {s.dir}")
     if dry_run:
         return 0
-    with exclusive(plan.run_dir, "run directory"), writing(plan.run_dir):
+    whole_run = exclusive(plan.run_dir, "run directory") if not only else nullcontext()
+    t0 = time.time()
+    with whole_run, writing(plan.run_dir):
         write_plan(plan)
-        t0 = time.time()
         for i, s in enumerate(plan.stages, 1):
-            if stage_state(plan, s) == "done":
+            if s not in selected or stage_state(plan, s) == "done":
                 continue
+            waiting = [d for d in s.deps if stage_state(plan, plan.stage(d)) != "done"]
+            if waiting:
+                raise UserError(f"stage {s.name} needs {', '.join(waiting)}, not done yet; run those first "
+                                f"(--only {' --only '.join(waiting)}) or without --only")
             check_inputs(plan, s)
             print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {_fmt(time.time() - t0)}) ==", flush=True)
             ts = time.time()
-            with writing(plan.path(s)):
+            # training stages lock their own folder; the others are locked beside theirs (they replace it whole)
+            own_lock = only and s.kind not in ("pretrain", "distill")
+            lock = exclusive(plan.run_dir / "stages", f"stage {s.name} in", name=f".{s.dir.name}.lock")
+            with writing(plan.path(s)), lock if own_lock else nullcontext():
                 STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s))
             print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {_fmt(time.time() - t0)}) ==",
                   flush=True)
-        summary = write_report(plan.run_dir)
+        all_done = all(stage_state(plan, s) == "done" for s in plan.stages)
+        summary = write_report(plan.run_dir) if all_done else None
+    if summary is None:
+        print(f"\nselected stages done in {_fmt(time.time() - t0)}; once every stage is done, "
+              f"`babyllama report {plan.run_dir}` writes the report")
+        return 0
     print(summary)
     print(f"\nall stages done in {_fmt(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
     return 0

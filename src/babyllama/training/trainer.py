@@ -29,8 +29,9 @@ from ..errors import UserError
 from ..io import LOCK_FILE, exclusive, write_json, write_text
 from ..models import PAPER_CONTEXT, count_params, hf_config
 from ..runinfo import RUN_INFO, is_complete, write_run_info
-from ..tokenizer import load_tokenizer, tokenizer_hash, vocab_hash
+from ..tokenizer import finalize_tokenizer_config, load_tokenizer, model_context, tokenizer_hash, vocab_hash
 from .checkpoints import CheckpointMarker, last_good_checkpoint
+from .words import WordCheckpoints
 from .hardware import default_device, resolve_precision
 
 CONFIG_FILE = "babyllama_config.yaml"
@@ -102,6 +103,17 @@ class GuardedTrainer(transformers.Trainer):
         self.check_finite(out[0] if return_outputs else out)
         return out
 
+    tokens_per_step: int | None = None  # set by attach_progress: training tokens/s join every train log
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs and self.tokens_per_step:
+            now, step = time.perf_counter(), self.state.global_step
+            last = getattr(self, "_last_log", None)
+            if last and now > last[0] and step > last[1]:
+                logs["train_tokens_per_s"] = round((step - last[1]) * self.tokens_per_step / (now - last[0]), 1)
+            self._last_log = (now, step)
+        super().log(logs, start_time)
+
     def check_finite(self, loss: torch.Tensor) -> None:
         if self.model.training and not bool(torch.isfinite(loss.detach()).all()):
             last = last_good_checkpoint(self.args.output_dir, say=lambda _: None)
@@ -142,7 +154,35 @@ class EpochCallback(TrainerCallback):
         self.dataset.set_epoch(int(math.floor(state.epoch or 0)))
 
 
+class ConfigHparams(TrainerCallback):
+    """The resolved config as TensorBoard hyperparameters (the hparams dashboard), once the writer exists."""
+
+    def __init__(self, tensorboard, cfg: Config):
+        self.tensorboard, self.cfg = tensorboard, cfg
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        writer = getattr(self.tensorboard, "tb_writer", None)
+        if writer is None or not state.is_world_process_zero:
+            return
+        flat = {}
+
+        def walk(node, prefix=""):
+            for k, v in node.items():
+                if isinstance(v, dict):
+                    walk(v, f"{prefix}{k}.")
+                elif not any(p in k for p in ("dir", "corpus", "tokenizer", "teachers", "data_root")):
+                    flat[prefix + k] = v if isinstance(v, int | float | str | bool) else str(v)
+        walk(self.cfg.model_dump(mode="json"))
+        writer.add_hparams(flat, {"hparam/placeholder": 0.0}, run_name=".")
+
+
 def attach_progress(trainer: transformers.Trainer, cfg: Config) -> None:
+    from transformers.integrations import TensorBoardCallback
+
+    trainer.tokens_per_step = tokens_per_step(cfg, trainer.args.world_size)
+    for cb in list(trainer.callback_handler.callbacks):
+        if isinstance(cb, TensorBoardCallback):
+            trainer.add_callback(ConfigHparams(cb, cfg))
     if cfg.training.progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(TokenProgressCallback(tokens_per_step(cfg, trainer.args.world_size)))
@@ -281,14 +321,26 @@ def setup_run(cfg: Config, overwrite: bool = False, check: Callable[[Any], Any] 
     return RunSetup(out, resume, tokenizer, train_ds, eval_ds, prov, checked)
 
 
-def standard_callbacks(train_ds) -> list:
-    return [EpochCallback(train_ds), CheckpointMarker()]
+def standard_callbacks(train_ds, cfg: Config | None = None, provenance: dict | None = None) -> list:
+    """Epoch-dependent chunk offsets, the checkpoint marker, and checkpoints by words seen when asked for."""
+    out = [EpochCallback(train_ds), CheckpointMarker()]
+    if cfg is not None and cfg.training.save_at_words:
+        ratio = (provenance or {}).get("train_words_per_token")
+        if not ratio:
+            raise UserError(f"training.save_at_words: {cfg.data.corpus} gives no word count (its stats.json); "
+                            "prepare the corpus with `babyllama data prepare`")
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        out.append(WordCheckpoints(cfg.training.save_at_words, ratio, tokens_per_step(cfg, world),
+                                   Path(cfg.training.output_dir)))
+    return out
 
 
 def finish_run(trainer: GuardedTrainer, cfg: Config, out: Path, kind: str, prov: dict, t_start: float, train_result,
                extra_metrics: dict | None = None) -> dict:
     """Save the best model, tokenizer, metrics and provenance (run_info.json last)."""
     trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        finalize_tokenizer_config(out, model_context(trainer.model.config))
     hist = trainer.state.log_history
     evals = eval_history(hist)
     final = trainer.evaluate() if evals else {}

@@ -1,6 +1,6 @@
 import json
 
-from babyllama.train.checkpoints import MARKER, checkpoint_problem, checkpoints, last_good_checkpoint
+from babyllama.training.checkpoints import MARKER, checkpoint_problem, checkpoints, last_good_checkpoint
 
 
 def _ckpt(out, step, state=True, files=None, marker=True):

@@ -20,9 +20,9 @@ from transformers import default_data_collator
 from ..config import Config, DistillConfig
 from ..errors import UserError
 from ..losses import IGNORE_INDEX, causal_ce, ce_and_cached_kl, kl_loss, mix, reduce_kl
-from ..models import build_model
-from ..train.hardware import configure_attention
-from ..train.trainer import (GuardedTrainer, attach_progress, finish_run, setup_run, standard_callbacks,
+from ..models import build_model, resolve_model_path
+from ..training.hardware import configure_attention
+from ..training.trainer import (GuardedTrainer, attach_progress, finish_run, setup_run, standard_callbacks,
                              training_arguments, training_run)
 from .sources import LiveTeachers, cached_datasets, load_teachers
 
@@ -97,6 +97,7 @@ def distill(cfg: Config, overwrite: bool = False) -> dict:
                         "teachers; give one weight per teacher")
     if not d.teachers:
         raise UserError("no teachers: pass --teacher DIR (repeatable) or set distill.teachers")
+    d.teachers = [str(resolve_model_path(t, "teacher")) for t in d.teachers]  # hub ids: their cached snapshots
     with training_run(cfg):
         run = setup_run(cfg, overwrite, check=lambda tok: load_teachers(d.teachers, tok))
         teachers = run.checked
@@ -107,7 +108,8 @@ def distill(cfg: Config, overwrite: bool = False) -> dict:
         student = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
         trainer = DistillationTrainer(model=student, args=training_arguments(cfg, run.out), train_dataset=train_ds,
                                       eval_dataset=eval_ds, processing_class=run.tokenizer,
-                                      data_collator=default_data_collator, callbacks=standard_callbacks(train_ds),
+                                      data_collator=default_data_collator,
+                                      callbacks=standard_callbacks(train_ds, cfg, run.provenance),
                                       teachers=teachers, distill_cfg=d)
         attach_progress(trainer, cfg)
         if run.resume:

@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 from transformers.modeling_outputs import CausalLMOutput
 
 from babyllama.config import DistillConfig
-from babyllama.distill.trainer import DistillationTrainer
+from babyllama.distillation.trainer import DistillationTrainer
 
 
 class FixedLogits(torch.nn.Module):

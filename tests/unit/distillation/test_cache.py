@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from babyllama.config import ModelConfig
-from babyllama.distill.cache import CacheSpec, build_cache, sparse_entries, windows
-from babyllama.distill.sources import CachedChunkDataset
+from babyllama.distillation.cache import CacheSpec, build_cache, sparse_entries, windows
+from babyllama.distillation.sources import CachedChunkDataset
 from babyllama.losses import ensemble_log_probs, kl_per_position, kl_per_position_cached
 from babyllama.models import build_model
 

@@ -30,7 +30,8 @@ def train(cfg: Config, overwrite: bool = False) -> dict:
         model = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
         trainer = GuardedTrainer(model=model, args=training_arguments(cfg, run.out), train_dataset=run.train_ds,
                                  eval_dataset=run.eval_ds, processing_class=run.tokenizer,
-                                 data_collator=default_data_collator, callbacks=standard_callbacks(run.train_ds),
+                                 data_collator=default_data_collator,
+                                 callbacks=standard_callbacks(run.train_ds, cfg, run.provenance),
                                  compute_loss_func=trainer_causal_lm_loss)
         attach_progress(trainer, cfg)
         if run.resume:

@@ -18,9 +18,9 @@ from ..config import Config, DistillConfig
 from ..data.dataset import ChunkDataset
 from ..errors import UserError
 from ..losses import ensemble_log_probs
-from ..models import load_model
+from ..models import load_model, resolve_model_path
 from ..tokenizer import load_tokenizer, vocab_hash
-from ..train.hardware import default_device, resolve_precision
+from ..training.hardware import default_device, resolve_precision
 from .cache import CacheSpec, TeacherCache, build_cache, teacher_fingerprint
 
 
@@ -31,6 +31,7 @@ def load_teachers(dirs: list[str], student_tokenizer) -> list[torch.nn.Module]:
     want = vocab_hash(student_tokenizer)
     teachers = []
     for d in dirs:
+        d = resolve_model_path(d, "teacher")
         if not (Path(d) / "config.json").is_file():
             raise UserError(f"teacher {d}: no config.json; point to a Hugging Face model directory (a finished run)")
         tok = load_tokenizer(d)

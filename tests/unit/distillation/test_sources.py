@@ -2,7 +2,7 @@ import torch
 
 from babyllama.config import CacheConfig
 from babyllama.data.dataset import build_datasets
-from babyllama.distill.sources import LiveTeachers, cached_datasets, load_teachers
+from babyllama.distillation.sources import LiveTeachers, cached_datasets, load_teachers
 from babyllama.losses import ensemble_log_probs
 from babyllama.tokenizer import tokenizer_hash
 from helpers import save_random_teachers, tiny_config

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from babyllama.train.hardware import cpu_has_native_bf16, resolve_attention, resolve_precision
+from babyllama.training.hardware import cpu_has_native_bf16, resolve_attention, resolve_precision
 
 
 def test_auto_precision_picks_bf16_where_native():
@@ -28,7 +28,7 @@ def test_by_grad_attention_trains_eager_and_evaluates_sdpa(preset, tiny_tokenize
 
     from babyllama.config import ModelConfig
     from babyllama.models import build_model
-    from babyllama.train.hardware import set_attention
+    from babyllama.training.hardware import set_attention
 
     calls = []
     real = sdpa_mod.sdpa_attention_forward
@@ -59,7 +59,7 @@ def test_models_without_sdpa_keep_eager(tiny_tokenizer, monkeypatch):
     from babyllama.config import Config
     from babyllama.errors import UserError
     from babyllama.models import build_model
-    from babyllama.train.hardware import configure_attention
+    from babyllama.training.hardware import configure_attention
 
     def build(attention):
         cfg = Config.model_validate({"model": {"preset": "gptj-tiny"}, "training": {"attention": attention}})

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from babyllama.errors import UserError
-from babyllama.train.trainer import prepare_output_dir, relocate_best_checkpoint
+from babyllama.training.trainer import prepare_output_dir, relocate_best_checkpoint
 
 
 def test_output_dir_checks(tmp_path):

@@ -1,0 +1,97 @@
+"""The Python API: the same code the CLI calls, as small typed functions.
+
+    import babyllama
+
+    babyllama.prepare("../shared/data/corpus", "runs/corpus")
+    babyllama.train_tokenizer("runs/corpus", "runs/tok", vocab_size=8000)
+    metrics = babyllama.train({"data": {"corpus": "runs/corpus", "tokenizer": "runs/tok"},
+                               "model": {"preset": "llama-cpu-4m"}, "training": {"output_dir": "runs/m"}})
+    results = babyllama.evaluate("runs/m", suites=["blimp_fast"], eval_root="../shared/data/eval")
+    babyllama.run("recipes/smoke.yaml", data_root="../shared/data")
+
+Configs are :class:`babyllama.config.Config` objects, or plain dicts / YAML paths validated into one; errors the
+user can fix are :class:`babyllama.errors.UserError` with the same one-line messages as the CLI.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from .config import Config, EvalConfig, apply_overrides, load_config, validate_tree
+
+
+def _config(config: Config | dict | str | Path, overrides: list[str] | None = None) -> Config:
+    """A Config from a Config, a dict or a YAML path, with ``key=value`` overrides applied and validated."""
+    if isinstance(config, Config):
+        config = config.model_dump(mode="json")
+    if isinstance(config, dict):
+        return validate_tree(Config, apply_overrides(copy.deepcopy(config), overrides or []), "config")
+    return load_config(config, overrides)
+
+
+def prepare(src: str | Path, out: str | Path, *, size: str = "10M", overwrite: bool = False) -> dict:
+    """Clean a BabyLM corpus (any layout) into ``out``; returns its stats (words and lines per domain)."""
+    from .data.corpus import prepare as _prepare
+
+    return _prepare(src, out, overwrite=overwrite, size=size)
+
+
+def train_tokenizer(corpus: str | Path, out: str | Path, *, vocab_size: int = 16000, min_frequency: int = 2,
+                    overwrite: bool = False):
+    """Train the byte-level BPE on a prepared corpus; returns the Hugging Face tokenizer."""
+    from .tokenizer import train_tokenizer as _train
+
+    return _train(corpus, out, vocab_size=vocab_size, min_frequency=min_frequency, overwrite=overwrite)
+
+
+def train(config: Config | dict | str | Path, overrides: list[str] | None = None, *, overwrite: bool = False) -> dict:
+    """Pretrain a model (a teacher or a baseline); returns its metrics (also in OUTPUT_DIR/metrics.json)."""
+    from .training.pretrain import train as _train
+
+    return _train(_config(config, overrides), overwrite=overwrite)
+
+
+def distill(config: Config | dict | str | Path, teachers: list[str | Path] | None = None,
+            overrides: list[str] | None = None, *, overwrite: bool = False) -> dict:
+    """Distil ``teachers`` (model directories or cached hub ids; added to ``distill.teachers``) into the
+    config's student; returns its metrics."""
+    from .distillation.trainer import distill as _distill
+
+    cfg = _config(config, overrides)
+    cfg.distill.teachers = [*cfg.distill.teachers, *map(str, teachers or [])]
+    return _distill(cfg, overwrite=overwrite)
+
+
+def evaluate(model: Any, suites: list[str] | None = None, *, tokenizer=None, corpus: str | Path | None = None,
+             eval_root: str | Path | None = None, **settings) -> dict:
+    """Zero-shot scores of a model: a directory, a cached hub id, or a loaded model with its ``tokenizer``.
+
+    ``settings`` are :class:`~babyllama.config.EvalConfig` fields (``max_pairs``, ``bf16``, ``layout``, ...).
+    Returns ``{"suites": {name: {"macro": {"acc", "ci", ...}, "groups", "paradigms", "decisions"}},
+    "perplexity": ...}``.
+    """
+    from .eval.evaluate import evaluate as _evaluate
+    from .eval.evaluate import load_for_eval
+    from .eval.suites import default_eval_root
+
+    root = eval_root or default_eval_root()
+    cfg = validate_tree(EvalConfig, {"suites": suites or EvalConfig().suites,
+                                     "eval_root": str(root) if root else None, **settings}, "evaluate()")
+    if isinstance(model, str | Path):
+        model, tokenizer = load_for_eval(model)
+    elif tokenizer is None:
+        raise TypeError("evaluate(model, ...): a loaded model needs its tokenizer=")
+    return _evaluate(model, tokenizer, cfg, corpus)
+
+
+def run(recipe: str | Path, *, data_root: str | Path | None = None, run_dir: str | Path | None = None,
+        overrides: list[str] | None = None, only: list[str] | None = None) -> Path:
+    """Run a recipe (every stage not done yet, or ``only`` some); returns the run directory."""
+    from .config import load_recipe
+    from .runner.execute import run_recipe
+
+    run_recipe(str(recipe), overrides or [], str(data_root) if data_root else None,
+               str(run_dir) if run_dir else None, only=only)
+    return Path(run_dir or load_recipe(recipe, overrides, str(data_root) if data_root else None).run_dir)

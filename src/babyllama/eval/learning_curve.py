@@ -1,0 +1,63 @@
+"""`babyllama eval OUTPUT_DIR --all-checkpoints`: every words-* checkpoint of a training run scored, as a
+learning curve (``learning_curve.json``, ``learning_curve.md`` and ``learning_curve.png`` in OUTPUT_DIR)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import EvalConfig
+from ..errors import UserError
+from ..io import atomic_write, write_json, write_text
+from ..training.words import word_checkpoints, words_label
+from .evaluate import evaluate_models
+
+
+def learning_curve(run: str | Path, config: EvalConfig, corpus: str | Path | None = None,
+                   device: str | None = None) -> str:
+    """Score each words-* checkpoint; write the table, JSON and figure; return the markdown table."""
+    run = Path(run)
+    points = word_checkpoints(run)
+    if not points:
+        raise UserError(f"{run}: no words-* checkpoints; train with training.save_at_words: [...] first")
+    res = evaluate_models([d for _, d in points], config, corpus, names=[d.name for _, d in points], device=device)
+    rows = []
+    for target, d in points:
+        row = {"words": target, "checkpoint": d.name}
+        for suite, block in res["suites"].items():
+            row[suite] = block["per_model"][d.name]["macro"]["acc"]
+        if d.name in res["perplexity"] and "dev" in res["perplexity"][d.name]:
+            row["dev_ppl"] = res["perplexity"][d.name]["dev"]["ppl"]
+        rows.append(row)
+    cols = [c for c in rows[0] if c not in ("words", "checkpoint")]
+    table = ["| words | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
+    for r in rows:
+        cells = [f"{100 * r[c]:.1f}" if c != "dev_ppl" else f"{r[c]:.2f}" for c in cols]
+        table.append(f"| {words_label(r['words'])} | " + " | ".join(cells) + " |")
+    md = "\n".join(table)
+    write_json(run / "learning_curve.json", {"points": rows, "results": res})
+    write_text(run / "learning_curve.md", f"# Learning curve of {run.name}\n\nMacro accuracy (%) per suite.\n\n{md}\n")
+    figure(rows, [c for c in cols if c != "dev_ppl"], run / "learning_curve.png")
+    return md
+
+
+def figure(rows: list[dict], suites: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    words = [r["words"] for r in rows]
+    for s in suites:
+        ax.plot(words, [100 * r[s] for r in rows], marker="o", label=s)
+    ax.axhline(50, color="grey", lw=0.8, ls="--", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("training words seen")
+    ax.set_ylabel("macro accuracy (%)")
+    ax.set_title("learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

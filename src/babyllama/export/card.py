@@ -1,0 +1,64 @@
+"""The model card of an exported model: ``README.md`` with the Hub's YAML metadata and a ``model-index`` block of
+the evaluation results babyllama has for the model, then how it was trained."""
+
+from __future__ import annotations
+
+import yaml
+
+SUITE_NAMES = {"blimp": "BLiMP", "blimp_filtered": "BLiMP (filtered, BabyLM)", "blimp_fast": "BLiMP (BabyLM fast)",
+               "supplement": "BLiMP supplement (BabyLM)", "supplement_fast": "BLiMP supplement (BabyLM fast)",
+               "ewok": "EWoK (filtered, BabyLM)", "ewok_fast": "EWoK (BabyLM fast)"}
+
+
+def model_index(name: str, evaluation: dict | None) -> list[dict]:
+    results = []
+    for suite, s in ((evaluation or {}).get("suites") or {}).items():
+        results.append({"task": {"type": "zero-shot-classification", "name": "Zero-shot minimal pairs"},
+                        "dataset": {"name": SUITE_NAMES.get(suite, suite), "type": suite},
+                        "metrics": [{"type": "accuracy", "name": "macro accuracy", "value": round(s["macro"]["acc"], 4),
+                                     "verified": False}]})
+    ppl = (evaluation or {}).get("perplexity") or {}
+    if "dev" in ppl:
+        results.append({"task": {"type": "text-generation", "name": "Language modelling"},
+                        "dataset": {"name": "BabyLM dev split", "type": "babylm-dev"},
+                        "metrics": [{"type": "perplexity", "value": round(ppl["dev"]["ppl"], 3), "verified": False},
+                                    {"type": "bits-per-word", "value": round(ppl["dev"]["bpw"], 4),
+                                     "verified": False}]})
+    return [{"name": name, "results": results}] if results else []
+
+
+def model_card(name: str, *, license: str, datasets: list[str], info: dict, metrics: dict | None,
+               evaluation: dict | None, config_yaml: str | None, teachers: list[str]) -> str:
+    """README.md text: YAML front matter (license, language, datasets, tags, model-index), then the prose."""
+    kind = info.get("kind", "pretrain")
+    meta = {"license": license, "language": ["en"], "datasets": datasets, "library_name": "transformers",
+            "pipeline_tag": "text-generation",
+            "tags": ["babylm", "babyllama", "causal-lm", *(["knowledge-distillation"] if kind == "distill" else [])]}
+    index = model_index(name, evaluation)
+    if index:
+        meta["model-index"] = index
+    m = metrics or {}
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "", f"# {name}", "",
+             f"A {m.get('params', 0) / 1e6:.1f}M-parameter causal language model trained with babyllama "
+             + ("by distilling an ensemble of teachers" if kind == "distill" else "from scratch")
+             + " on BabyLM-style data.", "", "## Training", ""]
+    if m:
+        lines += [f"- optimizer steps: {m.get('global_step')}, training tokens: {m.get('train_tokens_seen'):,}",
+                  f"- precision: {m.get('precision')}, best dev CE: {m.get('eval_loss_best')}"]
+    if teachers:
+        lines += ["- distilled from: " + ", ".join(f"`{t}`" for t in teachers)]
+    prov = {k: info.get(k) for k in ("git_sha", "train_data_hash", "tokenizer_hash", "finished_at") if info.get(k)}
+    lines += [f"- {k}: `{v}`" for k, v in prov.items()]
+    if evaluation and evaluation.get("suites"):
+        lines += ["", "## Zero-shot evaluation (babyllama, lm-evaluation-harness's scoring)", "",
+                  "| suite | macro accuracy | 95% CI | items |", "|---|---:|---:|---:|"]
+        for suite, s in evaluation["suites"].items():
+            lo, hi = s["macro"]["ci"]
+            lines.append(f"| {suite} | {100 * s['macro']['acc']:.1f} | [{100 * lo:.1f}, {100 * hi:.1f}] | "
+                         f"{s['macro']['items']} |")
+    lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+              f'model = AutoModelForCausalLM.from_pretrained("{name}")',
+              f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```"]
+    if config_yaml:
+        lines += ["", "## Resolved training config", "", "```yaml", config_yaml.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
