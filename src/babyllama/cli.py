@@ -1,7 +1,7 @@
 """The ``babyllama`` command: one sub-command per stage.
 
     babyllama data prepare SRC OUT          clean a BabyLM corpus, write stats.json, print the table
-    babyllama data download NAME DEST       fetch an official release (resumable; sha256 recorded, checked with --sha256)
+    babyllama data download NAME DEST       fetch an official release (resumable; --sha256 verifies it)
     babyllama tokenizer train CORPUS OUT    train the byte-level BPE
     babyllama models [--json]               list the model presets with parameter counts
     babyllama train CONFIG [--set k=v]      pretrain a teacher or a baseline
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--license", default="apache-2.0", help="license in the card's metadata")
     p.add_argument("--dataset", dest="datasets", action="append", metavar="NAME",
                    help="data set named in the card's metadata (repeatable; default: BabyLM)")
+    p.add_argument("--eval-json", metavar="FILE", help="eval results for the card (`babyllama eval MODEL_DIR ... "
+                   "--json FILE`); default: the run's own eval stage, when the model is a stage of a run")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload OUT to this hub repository (network and token)")
     p.add_argument("--eval-root", help="lm-eval-tasks: folder with blimp/, blimp_filtered/, ... (default: "
                    "$BABYLLAMA_DATA/eval)")
@@ -344,12 +346,20 @@ def cmd_export(a) -> int:
         print(f"wrote {a.out}; run e.g. `lm_eval --model hf --model_args pretrained=MODEL --include_path {a.out} "
               f"--tasks {','.join(groups)}`")
         return 0
-    from .export.model import export_model, push_to_hub
+    from .export.model import evaluation_from_results, export_model, push_to_hub
+    from .io import read_json
     from .models import resolve_model_path
 
+    src = resolve_model_path(a.model)
+    evaluation = None
+    if a.eval_json:
+        results = read_json(a.eval_json)
+        if not isinstance(results, dict):
+            raise UserError(f"{a.eval_json}: not a JSON file of `babyllama eval --json`")
+        evaluation = evaluation_from_results(results, src)
     with writing(a.out):
-        out = export_model(resolve_model_path(a.model), a.out, overwrite=a.overwrite, name=a.name,
-                           license=a.license, datasets=a.datasets)
+        out = export_model(src, a.out, overwrite=a.overwrite, name=a.name, license=a.license,
+                           datasets=a.datasets, evaluation=evaluation)
     print(f"wrote {out}")
     if a.push_to_hub:
         print(f"uploaded: {push_to_hub(out, a.push_to_hub)}")

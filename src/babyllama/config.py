@@ -177,8 +177,9 @@ class DistillConfig(Section):
         "logits_mean", description="logits_mean (the papers): average teacher logits then soften; probs_mean."
     )
     teacher_weights: list[float] | None = Field(None, description="Per-teacher weights (normalised); default equal.")
-    cache: CacheConfig = Field(default_factory=CacheConfig,
-                               description="Cached teacher outputs; `cache: true` is short for `cache: {enabled: true}`.")
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig,
+        description="Cached teacher outputs; `cache: true` is short for `cache: {enabled: true}`.")
 
     @field_validator("cache", mode="before")
     @classmethod
@@ -194,7 +195,8 @@ class EvalConfig(Section):
         description="Suites to run: names from the suite registry (`babyllama eval --help`) or paths to JSONL "
         "minimal pairs.")
     eval_root: str | None = Field(
-        None, description="Folder with blimp/, blimp_filtered/, ...; default ${data_root}/eval or $BABYLLAMA_DATA/eval.")
+        None,
+        description="Folder with blimp/, blimp_filtered/, ...; default ${data_root}/eval or $BABYLLAMA_DATA/eval.")
     batch_size: int = Field(64, gt=0, description="Sentences per forward pass (perplexity: half as many chunks).")
     paradigms: list[str] | None = Field(None, description="Only these paradigms (files) of minimal-pair suites.")
     max_pairs: int | None = Field(None, gt=0, description="At most N items per paradigm (a seeded subset, for CPU).")

@@ -1,9 +1,9 @@
 """Byte-level BPE tokenizer: training, loading, hashing, fast encoding.
 
-The special tokens come from :mod:`babyllama.special_tokens`: ``<pad>`` (id 0), ``<s>`` (BOS, id 1), ``</s>`` (EOS and
-end-of-text between documents, id 2). The tokenizer is saved as a Hugging Face fast tokenizer, so
-``AutoTokenizer.from_pretrained(OUT)`` loads it with those tokens set. Like the authors' GPT-2 tokenizer it adds no special tokens when encoding; callers
-add BOS/EOS where they mean to.
+The special tokens come from :mod:`babyllama.special_tokens`: ``<pad>`` (id 0), ``<s>`` (BOS, id 1), ``</s>`` (EOS
+and end-of-text between documents, id 2). The tokenizer is saved as a Hugging Face fast tokenizer, so
+``AutoTokenizer.from_pretrained(OUT)`` loads it with those tokens set. Like the authors' GPT-2 tokenizer it adds no
+special tokens when encoding; callers add BOS/EOS where they mean to.
 
 Run: ``babyllama tokenizer train PREPARED_CORPUS OUT --vocab-size 16000``.
 """
@@ -92,6 +92,8 @@ def finalize_tokenizer_config(directory: str | Path, context: int | None) -> Non
     if not isinstance(cfg, dict):
         return
     cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for key in ("is_local", "local_files_only"):  # how this copy was loaded, not what the tokenizer is
+        cfg.pop(key, None)
     if context:
         cfg["model_max_length"] = context
     write_json(path, cfg)

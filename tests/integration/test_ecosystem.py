@@ -68,6 +68,7 @@ def test_checkpoints_by_words_and_the_learning_curve(tiny_prepared, tiny_tokeniz
         step = int(-(-target // words_per_step))  # the first step at which `target` words were seen
         assert info == {"words": round(step * words_per_step), "target": target, "step": step}, (label, info)
         assert (out / f"words-{label}" / "model.safetensors").exists()
+        assert read_json(out / f"words-{label}" / "tokenizer_config.json")["model_max_length"] == 256
     assert m["global_step"] == steps
     capsys.readouterr()
     assert main(["eval", str(out), "--all-checkpoints", "--suite", str(pairs)]) == 0

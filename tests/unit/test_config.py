@@ -74,8 +74,10 @@ def test_roundtrip_and_reference():
     assert all(doc for _, _, doc in describe() if not _.startswith("data_root")), "every field has a description"
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")) + sorted((REPO / "recipes").rglob("*.yaml")),
-                         ids=lambda p: str(p.relative_to(REPO)))
+SHIPPED_YAML = sorted((REPO / "configs").rglob("*.yaml")) + sorted((REPO / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_YAML, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_shipped_yaml_validates_without_data(path, monkeypatch):
     """Every YAML under configs/ is a Config and every one under recipes/ a Recipe, with no data on disk."""
     monkeypatch.delenv("BABYLLAMA_DATA", raising=False)

@@ -43,8 +43,10 @@ def model_card(name: str, *, license: str, datasets: list[str], info: dict, metr
              + ("by distilling an ensemble of teachers" if kind == "distill" else "from scratch")
              + " on BabyLM-style data.", "", "## Training", ""]
     if m:
+        best = m.get("eval_loss_best")
         lines += [f"- optimizer steps: {m.get('global_step')}, training tokens: {m.get('train_tokens_seen'):,}",
-                  f"- precision: {m.get('precision')}, best dev CE: {m.get('eval_loss_best')}"]
+                  f"- precision: {m.get('precision')}, best dev CE: "
+                  + (f"{best:.4f} nats/token" if isinstance(best, int | float) else "not evaluated")]
     if teachers:
         lines += ["- distilled from: " + ", ".join(f"`{t}`" for t in teachers)]
     prov = {k: info.get(k) for k in ("git_sha", "train_data_hash", "tokenizer_hash", "finished_at") if info.get(k)}

@@ -26,6 +26,20 @@ def find_evaluation(model_dir: Path) -> dict | None:
     return None
 
 
+def evaluation_from_results(results: dict, model_dir: str | Path) -> dict:
+    """One model's evaluation out of `babyllama eval --json` results (the model given by its path, or the only
+    one), in the runner's eval.json form."""
+    names = results.get("models", [])
+    match = [n for n in names if Path(n).resolve() == Path(model_dir).resolve()] or (names if len(names) == 1 else [])
+    if not match:
+        raise UserError(f"the eval results name the models {', '.join(names)}, not {model_dir}; pass the JSON of "
+                        f"`babyllama eval {model_dir} ... --json FILE`")
+    name = match[0]
+    return {"suites": {s: b["per_model"][name] for s, b in results.get("suites", {}).items()
+                       if name in b.get("per_model", {})},
+            "perplexity": results.get("perplexity", {}).get(name)}
+
+
 def export_model(model_dir: str | Path, out: str | Path, *, overwrite: bool = False, name: str | None = None,
                  license: str = "apache-2.0", datasets: list[str] | None = None,
                  evaluation: dict | None = None) -> Path:
@@ -57,4 +71,5 @@ def push_to_hub(folder: Path, repo_id: str, private: bool = False) -> str:
     constants.HF_HUB_OFFLINE = False  # babyllama runs offline; an explicit upload is the one exception
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload from babyllama").commit_url
+    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload from babyllama")
+    return commit.commit_url

@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..io import atomic_write, read_json
+from ..tokenizer import finalize_tokenizer_config, model_context
 
 WORDS_DIR = re.compile(r"^words-([0-9.]+)([kMB]?)$")
 
@@ -53,5 +54,6 @@ class WordCheckpoints(TrainerCallback):
                     model.save_pretrained(tmp, safe_serialization=True)
                     if processing_class is not None:
                         processing_class.save_pretrained(tmp)
+                        finalize_tokenizer_config(tmp, model_context(model.config))
                     (tmp / "words.json").write_text(
                         f'{{"words": {round(seen)}, "target": {target}, "step": {state.global_step}}}\n')

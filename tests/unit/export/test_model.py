@@ -75,3 +75,21 @@ def test_trained_models_save_their_tokenizer_for_their_context(tiny_prepared, ti
     cfg = json.loads((out / "tokenizer_config.json").read_text())
     assert cfg["model_max_length"] == 256 and cfg["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert AutoTokenizer.from_pretrained(out).model_max_length == 256
+
+
+def test_results_of_babyllama_eval_feed_the_card(model_dir, tmp_path):
+    from babyllama.export.model import evaluation_from_results
+
+    block = {"macro": {"acc": 0.5, "ci": [0.4, 0.6], "items": 10}}
+    results = {"models": [str(model_dir), "other"], "suites": {"blimp_fast": {"per_model": {str(model_dir): block,
+                                                                                         "other": block}}},
+               "perplexity": {}}
+    ev = evaluation_from_results(results, model_dir)
+    assert ev["suites"] == {"blimp_fast": block}
+    with pytest.raises(UserError, match="not .*elsewhere"):
+        evaluation_from_results(results, tmp_path / "elsewhere")
+    out = export_model(model_dir, tmp_path / "e2", evaluation=ev)
+    meta = front_matter((out / "README.md").read_text())
+    assert [r["dataset"]["type"] for r in meta["model-index"][0]["results"]] == ["blimp_fast"]
+    cfg = json.loads((out / "tokenizer_config.json").read_text())
+    assert "local_files_only" not in cfg and "is_local" not in cfg
