@@ -94,13 +94,19 @@ def load_suites(config: EvalConfig) -> dict[str, list[Item]]:
             for s in pair_suites(config)}
 
 
+def needs_corpus(config: EvalConfig, corpus: str | Path | None) -> bool:
+    """Whether the suites include perplexity; one clear line when they do and no corpus is given."""
+    wants = any(get_suite(s).kind == "perplexity" for s in config.suites)
+    if wants and not corpus:
+        raise UserError("the perplexity suite needs --corpus PREPARED_CORPUS (output of `babyllama data prepare`)")
+    return wants
+
+
 def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = None,
              suites: dict[str, list[Item]] | None = None, keep_chunks: bool = False) -> dict:
     """Score one loaded model: ``{"suites": {name: summary}, "perplexity": {split: ...} | None, "timing",
     "layout"}``. ``suites`` passes items loaded already (several models, one load)."""
-    wants_ppl = any(get_suite(s).kind == "perplexity" for s in config.suites)
-    if wants_ppl and not corpus:
-        raise UserError("the perplexity suite needs --corpus PREPARED_CORPUS (output of `babyllama data prepare`)")
+    wants_ppl = needs_corpus(config, corpus)
     suites = load_suites(config) if suites is None else suites
     scorer = Scorer(model, tokenizer, batch_size=config.batch_size, bf16=config.bf16,
                     tree=config.layout == "prefix_tree")
@@ -129,8 +135,7 @@ def evaluate_models(models: list[str | Path], config: EvalConfig, corpus: str | 
     if not config.suites:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
     names = names or [str(m) for m in models]
-    if any(get_suite(s).kind == "perplexity" for s in config.suites) and not corpus:
-        raise UserError("the perplexity suite needs --corpus PREPARED_CORPUS (output of `babyllama data prepare`)")
+    needs_corpus(config, corpus)  # before any model is loaded
     suites = load_suites(config)
     res: dict = {"models": names, "config": config.model_dump(mode="json"), "suites": {}, "perplexity": {},
                  "timing": {}, "layout": {}}

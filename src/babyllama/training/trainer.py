@@ -245,7 +245,7 @@ def validate_for_training(cfg: Config, tokenizer) -> None:
     t = cfg.training
     model_cfg = hf_config(cfg.model, vocab_size=len(tokenizer), bos_id=tokenizer.bos_token_id,
                           eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
-    context = getattr(model_cfg, "max_position_embeddings", None) or getattr(model_cfg, "n_positions", PAPER_CONTEXT)
+    context = model_context(model_cfg) or PAPER_CONTEXT
     if cfg.data.seq_len > context:
         raise UserError(f"data.seq_len {cfg.data.seq_len} is longer than the model's context ({context} positions); "
                         f"shorten data.seq_len or set model.max_position_embeddings >= {cfg.data.seq_len}")
