@@ -49,6 +49,13 @@ def output_folder(text: str) -> str:
     return text
 
 
+def input_file(text: str) -> str:
+    """An argparse type for a file to read: it must exist and be a file."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text} not found" if not Path(text).exists() else f"{text} is not a file")
+    return text
+
+
 def output_file(text: str) -> str:
     """An argparse type for a file to write: not a folder, and its folder must not be a file."""
     p = Path(text)
@@ -156,6 +163,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-checkpoints", action="store_true", help="score every words-* checkpoint of the "
                    "training output folder given (training.save_at_words) and write its learning curve; default "
                    "suites: blimp_fast, supplement_fast, ewok_fast")
+
+    from .config import FinetuneConfig
+    from .finetune.tasks import TASKS
+
+    ft = FinetuneConfig.model_fields
+    p = sub.add_parser("finetune", help="fine-tuning evaluation ((Super)GLUE, MSGS) of one or more models, as the "
+                       "BabyLM pipelines run it, over seeds, with CIs and paired comparisons")
+    p.add_argument("models", nargs="+", help="Hugging Face causal LMs: directories or hub ids in the local cache")
+    p.add_argument("--task", dest="tasks", action="append", default=[], choices=list(TASKS), metavar="NAME",
+                   help=f"task (repeatable): {', '.join(TASKS)}")
+    p.add_argument("--protocol", choices=["babylm2023", "babylm2024", "babylm2025"], default=ft["protocol"].default,
+                   help="whose fine-tuning script to follow")
+    p.add_argument("--seeds", nargs="+", type=int, help="fine-tuning seeds (default: the protocol's, 12; 2025: 42)")
+    p.add_argument("--data-dir", help="folder with glue_filtered/ and msgs_filtered/ (default: $BABYLLAMA_DATA/eval)")
+    p.add_argument("--hparams", type=input_file, metavar="FILE.yaml",
+                   help="per-task overrides {task or default: {learning_rate, batch_size, max_epochs, ...}}")
+    p.add_argument("--max-epochs", type=int_at_least(1), help="cap every task's epochs")
+    p.add_argument("--max-train-examples", type=int_at_least(1), help="train on a seeded subset of N examples")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 autocast where the device runs it natively, else fp32")
+    p.add_argument("--pooling", choices=["auto", "last", "first"], default="auto",
+                   help="auto: the protocol's (2023/2024: last non-pad token; 2025: first token)")
+    p.add_argument("--random-batches", action="store_true", help="random training batches instead of "
+                   "length-grouped ones (slower; the same examples per epoch)")
+    p.add_argument("--json", dest="json_out", type=output_file, help="write the full results as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
 
     p = sub.add_parser("run", help="run a recipe: data, tokenizer, teachers, baseline, student, eval, report")
     p.add_argument("recipe", help="recipe YAML (see recipes/)")
@@ -326,6 +360,29 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def cmd_finetune(a) -> int:
+    from .config import FinetuneConfig, validate_tree
+    from .finetune.markdown import markdown
+    from .finetune.run import finetune_models
+    from .io import write_json
+
+    if a.json_out and Path(a.json_out).exists() and not a.overwrite:
+        raise UserError(f"{a.json_out} exists; choose another --json file or pass --overwrite")
+    tree = {"tasks": a.tasks, "protocol": a.protocol, "seeds": a.seeds, "data_dir": a.data_dir,
+            "hparams": a.hparams, "max_epochs": a.max_epochs, "max_train_examples": a.max_train_examples,
+            "precision": a.precision, "pooling": a.pooling, "length_grouping": not a.random_batches}
+    config = validate_tree(FinetuneConfig, {k: v for k, v in tree.items() if v is not None}, "babyllama finetune")
+    if not config.tasks or not a.tasks:
+        raise UserError("no task: pass --task NAME (repeatable), e.g. --task rte --task mrpc")
+    res = finetune_models(a.models, config, names=a.models, device=a.device)
+    print(markdown(res))
+    if a.json_out:
+        with writing(Path(a.json_out).parent):
+            write_json(a.json_out, res)
+        print(f"wrote {a.json_out}")
+    return 0
+
+
 def cmd_run(a) -> int:
     from .config import overrides_from_file
     from .runner.execute import run_recipe
@@ -390,7 +447,7 @@ def cmd_report(a) -> int:
 
 
 COMMANDS = {"data": cmd_data, "tokenizer": cmd_tokenizer, "models": cmd_models, "train": cmd_train,
-            "distill": cmd_distill, "eval": cmd_eval, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+            "distill": cmd_distill, "eval": cmd_eval, "finetune": cmd_finetune, "run": cmd_run, "status": cmd_status, "report": cmd_report,
             "export": cmd_export, "generate": cmd_generate}
 
 

@@ -209,6 +209,35 @@ class EvalConfig(Section):
         "lm-eval's); padded: lm-eval's own layout and arithmetic throughout (slower).")
 
 
+class FinetuneConfig(Section):
+    """Fine-tuning evaluation ((Super)GLUE, MSGS), read by `babyllama finetune` (its flags) and a recipe's
+    finetune stages. Protocol details: :mod:`babyllama.finetune.protocols`."""
+
+    tasks: list[str] = Field(
+        ["rte", "mrpc", "wsc", "cola"],
+        description="Tasks: cola sst2 mrpc qqp mnli mnli-mm qnli rte boolq multirc wsc and the 11 MSGS subtasks.")
+    protocol: Literal["babylm2023", "babylm2024", "babylm2025"] = Field(
+        "babylm2024", description="Whose fine-tuning script to follow (head, hyperparameters, selection).")
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="Fine-tuning seeds, each a full run per task; default the protocol's "
+        "(12; 2025: 42).")
+    data_dir: str | None = Field(
+        None, description="Folder with glue_filtered/ (and msgs_filtered/); default the eval root "
+        "(${data_root}/eval or $BABYLLAMA_DATA/eval).")
+    hparams: str | dict[str, dict[str, Any]] | None = Field(
+        None, description="Per-task overrides: a YAML file or a mapping {task or default: {learning_rate, "
+        "batch_size, max_epochs, max_length, patience, weight_decay, warmup_ratio, eval_every}}.")
+    max_epochs: int | None = Field(None, gt=0, description="Cap on every task's epochs (CPU-sized recipes).")
+    max_train_examples: int | None = Field(
+        None, gt=0, description="Train on a seeded subset of at most N examples per task (CPU-sized recipes).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: the training rule (bf16 autocast where native, else fp32).")
+    pooling: Literal["auto", "last", "first"] = Field(
+        "auto", description="auto: the protocol's (2023/2024 last non-pad token; 2025 first token).")
+    length_grouping: bool = Field(True, description="Length-grouped training batches (false: random batches).")
+    eval_batch_size: int = Field(128, gt=0, description="Examples per forward pass when scoring.")
+
+
 class Config(Section):
     """One training stage: `babyllama train` (data, model, training) and `babyllama distill` (+ distill)."""
 
@@ -283,6 +312,8 @@ class Recipe(Section):
     seeds: list[int] = Field([1], min_length=1, description="Seeds of the baseline and student stages.")
     teacher_seeds: bool = Field(False, description="Also repeat the teachers per seed.")
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    finetune: FinetuneConfig | None = Field(
+        None, description="Fine-tuning evaluation of every model (a finetune stage each); none when absent.")
 
     @model_validator(mode="after")
     def _checks(self):
@@ -293,6 +324,8 @@ class Recipe(Section):
             raise ValueError("distill.teachers is set by the runner from teachers:; remove it from the recipe")
         if self.eval.eval_root is None and self.data_root:
             self.eval.eval_root = f"{self.data_root}/eval"
+        if self.finetune is not None and self.finetune.data_dir is None and self.eval.eval_root:
+            self.finetune.data_dir = self.eval.eval_root
         return self
 
 

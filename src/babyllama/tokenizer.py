@@ -142,7 +142,12 @@ def encode_text(tokenizer, text: str, lines_per_piece: int = 256) -> np.ndarray:
     by the cleaners), so the byte-level pre-tokeniser sees the same words as on the whole text: the ids equal
     those of encoding each document in one call (tested).
     """
-    backend = tokenizer.backend_tokenizer
+    from tokenizers import Tokenizer
+
+    # a private copy: a transformers call with truncation=True leaves truncation on in the shared backend
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
     eos_id = tokenizer.convert_tokens_to_ids(EOS)
     pieces: list[str] = []
     ends: list[bool] = []  # whether EOS follows the piece

@@ -263,7 +263,7 @@ def test_a_second_run_on_a_locked_run_dir_is_one_line(fx, capsys, tmp_path):
     shutil.copytree(fx.corpus, data / "corpus" / "train", ignore=shutil.ignore_patterns("dev", "test", "*.json"))
     with exclusive(tmp_path / "run", "run directory"):
         code = main(["run", str(SMOKE), "--data-root", str(data), "--run-dir", str(tmp_path / "run"),
-                     "--set", "eval.suites=[perplexity]"])
+                     "--set", "eval.suites=[perplexity]", "--set", "finetune=null"])
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and "run directory" in line and "is in use by babyllama pid" in line
 

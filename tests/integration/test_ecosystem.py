@@ -123,7 +123,7 @@ def test_run_only_and_from_select_stages(tmp_path, capsys):
         (data / "corpus" / split).mkdir(parents=True)
         (data / "corpus" / split / "a.txt").write_text("some text .\n")
     common = ["run", str(REPO / "recipes" / "smoke.yaml"), "--data-root", str(data), "--run-dir",
-              str(tmp_path / "r"), "--set", "eval.suites=[perplexity]", "--dry-run"]
+              str(tmp_path / "r"), "--set", "eval.suites=[perplexity]", "--set", "finetune=null", "--dry-run"]
     assert main([*common, "--only", "tokenizer", "--only", "teacher:gpt2-tiny"]) == 0
     plan = {line.split()[1]: line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
     assert {n for n, a in plan.items() if a != "skip"} == {"tokenizer", "teacher:gpt2-tiny"}

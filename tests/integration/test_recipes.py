@@ -16,13 +16,31 @@ RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 SMOKE = REPO / "recipes" / "smoke.yaml"
 
 
+PAPER = {"babyllama-58m.yaml", "babyllama2-345m.yaml"}
+SHARED_TASKS = "finetune.tasks=[cola,mrpc,qqp,mnli,mnli-mm,rte,wsc]"  # what the incomplete shared copy can train
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_recipe_plans_on_the_shared_data(path):
     need_shared()
-    stages = make_plan(load_recipe(path, [], str(SHARED)), Path("/tmp/unused-run-dir")).stages
+    overrides = [SHARED_TASKS] if path.name in PAPER else []
+    stages = make_plan(load_recipe(path, overrides, str(SHARED)), Path("/tmp/unused-run-dir")).stages
     names = [s.name for s in stages]
     assert names[:2] == ["prepare", "tokenizer"] and any(n.startswith("student:") for n in names)
-    assert sum(n.startswith("eval:") for n in names) == sum(s.kind in ("pretrain", "distill") for s in stages)
+    models = sum(s.kind in ("pretrain", "distill") for s in stages)
+    assert sum(n.startswith("eval:") for n in names) == models
+    assert sum(n.startswith("finetune:") for n in names) in (0, models)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_recipes_fine_tune_on_every_task_and_say_which_file_is_missing(name):
+    need_shared()
+    recipe = load_recipe(REPO / "recipes" / name, [], str(SHARED))
+    assert len(recipe.finetune.tasks) == (22 if name == "babyllama-58m.yaml" else 11)
+    assert recipe.finetune.protocol == ("babylm2023" if name == "babyllama-58m.yaml" else "babylm2024")
+    r = run_cli("run", REPO / "recipes" / name, "--data-root", SHARED, "--dry-run")
+    line = one_error_line(r)
+    assert "train" in line and "not found" in line and "osf.io" in line
 
 
 def test_paper_recipes_match_the_papers():
@@ -50,6 +68,12 @@ def test_smoke_recipe_end_to_end(tmp_path):
     assert "student - baseline" in r.stdout and "student - llama-tiny" in r.stdout
     report = (rd / "report.md").read_text()
     assert "## Verdict" in report and "dev CE" in report and "## Perplexity per domain" in report
+    assert "## Fine-tuning" in report and "| rte (acc) | wsc (acc) | **macro** |" in report
+    assert "- **student - baseline** (seeds 1; 2 pairs): rte " in report
+    assert "## Fine-tuning verdict" in r.stdout
+    fv = json.loads((rd / "finetune_verdicts.json").read_text())
+    assert {v["comparison"] for v in fv} == {"student - llama-tiny", "student - gpt2-tiny", "student - baseline"}
+    assert set(fv[0]["tasks"]) == {"rte", "wsc", "macro"} and fv[0]["tasks"]["rte"]["n"] == 2
     for fig in ("loss_curves.png", "blimp_phenomena.png", "perplexity_domains.png"):
         assert (rd / fig).stat().st_size > 10_000
     vs = json.loads((rd / "verdicts.json").read_text())
@@ -58,11 +82,16 @@ def test_smoke_recipe_end_to_end(tmp_path):
     # run again: everything is reused
     r = run_cli("run", SMOKE, *common, "--dry-run")
     actions = parse_plan_lines(r.stdout)
-    assert r.returncode == 0 and len(actions) == 10 and set(actions.values()) == {"reuse"}
+    assert r.returncode == 0 and len(actions) == 14 and set(actions.values()) == {"reuse"}
 
     # a changed distillation setting re-runs the student and its eval only
     r = run_cli("run", SMOKE, *common, "--dry-run", "--set", "distill.alpha=0.3")
-    assert [n for n, a in parse_plan_lines(r.stdout).items() if a != "reuse"] == ["student:s1", "eval:student:s1"]
+    assert [n for n, a in parse_plan_lines(r.stdout).items() if a != "reuse"] == [
+        "student:s1", "eval:student:s1", "finetune:student:s1"]
+    # a changed fine-tuning setting re-runs the finetune stages only
+    r = run_cli("run", SMOKE, *common, "--dry-run", "--set", "finetune.max_epochs=2")
+    assert [n for n, a in parse_plan_lines(r.stdout).items() if a != "reuse"] == [
+        "finetune:teacher:llama-tiny", "finetune:teacher:gpt2-tiny", "finetune:baseline:s1", "finetune:student:s1"]
 
     # an interrupted student stage resumes from its checkpoint
     plan = load_plan(rd)
@@ -74,9 +103,10 @@ def test_smoke_recipe_end_to_end(tmp_path):
     r = run_cli("status", rd)
     assert parse_status(r.stdout)["student:s1"] == "partial"
     r = run_cli("run", SMOKE, *common)
-    assert r.returncode == 0 and "resuming from" in r.stdout and "stage 6/10: student:s1" in r.stdout
-    assert "stage 10/10: eval:student:s1" in r.stdout  # the re-finished model is evaluated again
-    assert "stage 7/10" not in r.stdout and "stage 3/10" not in r.stdout  # the others are reused
+    assert r.returncode == 0 and "resuming from" in r.stdout and "stage 6/14: student:s1" in r.stdout
+    assert "stage 10/14: eval:student:s1" in r.stdout  # the re-finished model is evaluated again
+    assert "stage 14/14: finetune:student:s1" in r.stdout  # and fine-tuned again
+    assert "stage 7/14" not in r.stdout and "stage 3/14" not in r.stdout  # the others are reused
     r = run_cli("report", rd)
     assert r.returncode == 0 and "student - baseline" in r.stdout
 
@@ -128,7 +158,7 @@ def test_stage_keys_follow_corpus_content_not_file_times(tmp_path):
     for split in ("train", "dev", "test"):
         (root / "corpus" / split).mkdir(parents=True)
         (root / "corpus" / split / "a.txt").write_text(f"some {split} text\n")
-    recipe = load_recipe(SMOKE, ["eval.suites=[perplexity]"], str(root))
+    recipe = load_recipe(SMOKE, ["eval.suites=[perplexity]", "finetune=null"], str(root))
     keys = [s.key for s in make_plan(recipe, tmp_path / "r").stages]
     f = root / "corpus" / "train" / "a.txt"
     os.utime(f, (1, 1))

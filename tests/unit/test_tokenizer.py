@@ -29,6 +29,8 @@ def test_encode_text_equals_whole_document_encoding(tiny_tokenizer):
         want += tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     assert got.dtype == np.uint16
     assert got.tolist() == want
+    tokenizer(["a truncating call"], truncation=True, max_length=2)  # leaves truncation on in the backend
+    assert encode_text(tokenizer, text, lines_per_piece=64).tolist() == want
 
 
 def test_hashes_distinguish_tokenizers(tiny_prepared, tiny_tokenizer, tmp_path):

@@ -14,7 +14,8 @@ from ..runner.state import stage_state
 
 
 def collect(run_dir: str | Path) -> tuple[Plan, list[dict]]:
-    """(plan, models): each model stage as ``{name, role, seed, dir, metrics, eval}`` (None where not done)."""
+    """(plan, models): each model stage as ``{name, role, seed, dir, metrics, eval, finetune}`` (None where not
+    done)."""
     plan = load_plan(run_dir)
     names = {s.name for s in plan.stages}
     models = []
@@ -27,8 +28,12 @@ def collect(run_dir: str | Path) -> tuple[Plan, list[dict]]:
         ev = None
         if ev_name in names and stage_state(plan, plan.stage(ev_name)) == "done":
             ev = read_json(plan.path(ev_name) / "eval.json")
+        ft_name = f"finetune:{s.name}"
+        ft = None
+        if ft_name in names and stage_state(plan, plan.stage(ft_name)) == "done":
+            ft = read_json(plan.path(ft_name) / "finetune.json")
         models.append({"name": s.name, "role": s.role, "seed": s.seed, "dir": d,
-                       "metrics": read_json(d / "metrics.json") if done else None, "eval": ev})
+                       "metrics": read_json(d / "metrics.json") if done else None, "eval": ev, "finetune": ft})
     return plan, models
 
 

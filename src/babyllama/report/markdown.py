@@ -5,6 +5,7 @@ parameters and training tokens, dev CE and zero-shot accuracies with 95% CIs; lo
 figure; BLiMP accuracy per phenomenon as grouped bars; supplement and EWoK rows; perplexity per domain; and the
 verdict lines of the papers' claim — "student - teacher_i" and "student - baseline" on BLiMP macro accuracy and on
 dev CE, each with a paired-bootstrap 95% CI and p-value. Several seeds are pooled (pairs stratified by seed).
+With fine-tuning stages, a section of (Super)GLUE / MSGS scores and their verdict lines (:mod:`.finetune`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..io import write_json, write_text
 from ..runinfo import git_sha
 from .collect import collect, label, pair_suite, ppl, suite_block
 from .figures import FIGURES, domain_bars, loss_curves, phenomena_bars
+from .finetune import finetune_section
 from .verdicts import verdict_lines, verdicts
 
 
@@ -85,6 +87,8 @@ def write_report(run_dir: str | Path) -> str:
         md += ["## Loss curves", "", f"![loss curves]({FIGURES[0]})", ""]
     if FIGURES[1] in figs:
         md += ["## BLiMP per phenomenon", "", f"![BLiMP per phenomenon]({FIGURES[1]})", ""]
+    ft_lines, ft_verdicts = finetune_section(models)
+    md += ft_lines
     for suite, title in ((supp, "Supplement"), (ewok, "EWoK")):
         if suite:
             md += _table_by_paradigm(models, suite, title)
@@ -104,4 +108,8 @@ def write_report(run_dir: str | Path) -> str:
             md += [f"![perplexity per domain]({FIGURES[2]})", ""]
     write_text(rd / "report.md", "\n".join(md) + "\n")
     write_json(rd / "verdicts.json", vs)
-    return "\n".join(["", "## Models", *head, "", "## Verdict", *(vlines or ["(no distilled student yet)"])])
+    if ft_verdicts:
+        write_json(rd / "finetune_verdicts.json", ft_verdicts)
+    ft_summary = [x for x in ft_lines if x.startswith("- **student")]
+    return "\n".join(["", "## Models", *head, "", "## Verdict", *(vlines or ["(no distilled student yet)"]),
+                      *(["", "## Fine-tuning verdict", *ft_summary] if ft_summary else [])])

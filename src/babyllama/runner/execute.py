@@ -80,9 +80,22 @@ def run_eval(ctx: StageContext) -> None:
                    model=str(model_dir), model_finished_at=(read_run_info(model_dir) or {}).get("finished_at"))
 
 
+def run_finetune(ctx: StageContext) -> None:
+    from ..finetune.markdown import markdown
+    from ..finetune.run import finetune_models
+
+    model_dir = ctx.plan.path(ctx.stage.model_stage)
+    res = finetune_models([model_dir], ctx.recipe.finetune, names=[ctx.stage.model_stage],
+                          cache_dir=ctx.plan.run_dir / "cache" / "finetune")
+    write_json(ctx.dir / "finetune.json", {"model": ctx.stage.model_stage, **res})
+    print(markdown(res))
+    write_run_info(ctx.dir, "finetune", ctx.recipe.finetune.model_dump(mode="json"), run_dir=ctx.plan.run_dir,
+                   model=str(model_dir), model_finished_at=(read_run_info(model_dir) or {}).get("finished_at"))
+
+
 STAGE_RUNNERS: dict[str, Callable[[StageContext], None]] = {
     "prepare": run_prepare, "tokenizer": run_tokenizer, "pretrain": run_pretrain, "distill": run_distill,
-    "eval": run_eval,
+    "eval": run_eval, "finetune": run_finetune,
 }
 
 

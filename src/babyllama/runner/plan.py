@@ -1,12 +1,13 @@
 """The plan of a recipe: every stage, its resolved config, its key and its directory; and ``plan.json``.
 
 Stages, in order: prepare data -> tokenizer -> each teacher -> baseline student (the student's architecture and
-budget, no distillation) -> distilled student -> evaluation of every model. With ``seeds: [1, 2, 3]`` the baseline
+budget, no distillation) -> distilled student -> evaluation of every model -> with a ``finetune:`` section,
+fine-tuning evaluation of every model. With ``seeds: [1, 2, 3]`` the baseline
 and student stages (and, with ``teacher_seeds: true``, the teachers) run once per seed.
 
 Each stage lives in ``RUN_DIR/stages/<stage>-<key>``. The key hashes what decides the stage's result and nothing
 else: its resolved config without paths, and the keys of the stages it reads (the prepare stage: the corpus files'
-content; an eval stage: the eval files' content). So a finished stage is reused when the recipe runs again, a
+content; an eval or finetune stage: the content of the files it reads). So a finished stage is reused when the recipe runs again, a
 changed setting re-runs that stage and everything downstream, and a run directory moved or copied elsewhere keeps
 every key. ``plan.json`` stores stage directories relative to the run directory.
 """
@@ -28,14 +29,14 @@ PLAN_FILE = "plan.json"
 @dataclass
 class Stage:
     name: str  # e.g. teacher:llama-12m, baseline:s1
-    kind: str  # prepare | tokenizer | pretrain | distill | eval
+    kind: str  # prepare | tokenizer | pretrain | distill | eval | finetune
     key: str
     dir: Path  # relative to the run directory
     role: str = ""  # teacher | baseline | student
     seed: int | None = None
     config: Config | None = None  # training stages, when planned (not stored in plan.json)
     deps: list[str] = field(default_factory=list)
-    model_stage: str | None = None  # eval stages: the model stage they evaluate
+    model_stage: str | None = None  # eval and finetune stages: the model stage they evaluate
 
 
 @dataclass
@@ -141,6 +142,15 @@ def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
         key = short_hash([STAGE_VERSION, "eval", s.key, ev, suite_ids, pk])
         stages.append(Stage(f"eval:{s.name}", "eval", key, Path("stages") / f"eval-{s.name.replace(':', '-')}-{key}",
                             s.role, s.seed, deps=[s.name], model_stage=s.name))
+    if recipe.finetune is not None:
+        from ..finetune.run import finetune_identity
+
+        identity = finetune_identity(recipe.finetune)
+        for s in [s for s in stages if s.kind in ("pretrain", "distill")]:
+            key = short_hash([STAGE_VERSION, "finetune", s.key, identity])
+            stages.append(Stage(f"finetune:{s.name}", "finetune", key,
+                                Path("stages") / f"finetune-{s.name.replace(':', '-')}-{key}", s.role, s.seed,
+                                deps=[s.name], model_stage=s.name))
     return Plan(rd, recipe.model_dump(mode="json"), stages)
 
 

@@ -27,10 +27,15 @@ def test_stage_keys_follow_content_and_settings(data_root, tmp_path):
     keys = {s.name: s.key for s in make_plan(recipe, tmp_path / "r").stages}
     alpha = {s.name: s.key for s in make_plan(load_recipe(SMOKE, ["distill.alpha=0.3"], str(data_root)),
                                               tmp_path / "r").stages}
-    assert {n for n in keys if keys[n] != alpha[n]} == {"student:s1", "eval:student:s1"}
+    assert {n for n in keys if keys[n] != alpha[n]} == {"student:s1", "eval:student:s1", "finetune:student:s1"}
     (data_root / "eval" / "blimp_fast" / "p.jsonl").write_text('{"sentence_good": "B.", "sentence_bad": "C."}\n')
     ev = {s.name: s.key for s in make_plan(recipe, tmp_path / "r").stages}
     assert {n for n in keys if keys[n] != ev[n]} == {n for n in keys if n.startswith("eval:")}
+    # a changed fine-tuning file re-keys the finetune stages and nothing else
+    rte = data_root / "eval" / "glue_filtered" / "rte.valid.jsonl"
+    rte.write_text(rte.read_text().replace("a cat sees.", "a dog sees."))
+    ft = {s.name: s.key for s in make_plan(recipe, tmp_path / "r").stages}
+    assert {n for n in keys if ev[n] != ft[n]} == {n for n in keys if n.startswith("finetune:")} and len(ft) == 14
 
 
 def test_stage_configs_and_seeds(data_root, tmp_path):

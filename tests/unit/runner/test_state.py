@@ -21,12 +21,12 @@ def finished_run(data_root, tmp_path):
     plan = make_plan(load_recipe(SMOKE, data_root=str(data_root)), tmp_path / "run")
     write_plan(plan)
     for s in plan.stages:
-        if s.kind != "eval":
+        if s.model_stage is None:
             write_run_info(plan.path(s), s.kind, {}, run_dir=plan.run_dir)
     for s in plan.stages:
-        if s.kind == "eval":
+        if s.model_stage is not None:  # eval and finetune stages
             finished = json.loads((plan.path(s.model_stage) / "run_info.json").read_text())["finished_at"]
-            write_run_info(plan.path(s), "eval", {}, run_dir=plan.run_dir, model_finished_at=finished)
+            write_run_info(plan.path(s), s.kind, {}, run_dir=plan.run_dir, model_finished_at=finished)
     return plan
 
 
@@ -36,6 +36,7 @@ def test_states(finished_run):
     # a model trained again after its evaluation: the eval is stale, not done
     write_run_info(plan.path("student:s1"), "distill", {}, run_dir=plan.run_dir)
     assert stage_state(plan, plan.stage("eval:student:s1")) == "stale"
+    assert stage_state(plan, plan.stage("finetune:student:s1")) == "stale"
     # an interrupted training stage with a checkpoint: partial; nothing at all: todo
     (plan.path("baseline:s1") / "run_info.json").unlink()
     (plan.path("baseline:s1") / "checkpoint-10").mkdir()

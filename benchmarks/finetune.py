@@ -1,0 +1,173 @@
+"""Fine-tuning speed: our `babyllama finetune` path against the BabyLM 2024 script's set-up, same tasks and seeds.
+
+The reference is the plain Hugging Face Trainer set up as ``finetune_classification.py`` sets it up under
+``finetune_model.sh`` (BabyLM 2024): every example padded to 128 tokens (``pad_to_max_length``,
+``default_data_collator``), ``AutoModelForSequenceClassification``, lr 5e-5, batch 64, evaluation and a saved
+checkpoint every epoch, ``load_best_model_at_end`` on F1, ``EarlyStoppingCallback(3, 0.001)``, seed 12 (and the
+further seeds asked for), its ``compute_metrics`` and ``preprocess_logits_for_metrics``. Ours is
+:func:`babyllama.finetune.run.finetune_models` with the same protocol, in each precision asked for. Both run the
+same epochs (``--epochs``, the protocol's 10 capped for time) on the same files, one after the other in one process.
+
+Prints one JSON line: per path and task, examples/s (training examples processed / wall seconds of the whole run:
+tokenization, model set-up, training, every evaluation, checkpoint selection) and the validation metrics per seed;
+then the speedup of each of our precisions over the reference and whether each task's mean metric lies within
+the two paths' seed spread.
+
+    python benchmarks/finetune.py                      # RTE and MRPC, 2 epochs, seeds 12 13, llama-cpu-4m
+    python benchmarks/finetune.py --model DIR --epochs 10 --seeds 12 13 14
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_blimp import model_for  # noqa: E402
+from train_step import machine_info, peaks_for  # noqa: E402
+
+
+def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed: int, work: Path) -> dict:
+    """The 2024 script's Trainer set-up on one task and seed; its wall time and validation metrics."""
+    import torch
+    from sklearn.metrics import f1_score, matthews_corrcoef
+    from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback,
+                              PrinterCallback, Trainer, TrainingArguments, default_data_collator, set_seed)
+
+    from babyllama.finetune.tasks import load_task
+
+    t0 = time.perf_counter()
+    set_seed(seed)
+    d = load_task(task, data_dir, "babylm2024")
+    config = AutoConfig.from_pretrained(model_dir, num_labels=d.num_labels, finetuning_task=None)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, config=config)
+
+    def encode(split):
+        cols = [list(c) for c in zip(*split.texts)]
+        enc = tok(*cols, padding="max_length", max_length=128, truncation=True)
+        return [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
+                 "label": split.labels[i]} for i in range(len(split))]
+
+    train, valid = encode(d.train), encode(d.valid)
+
+    def compute_metrics(p):
+        preds = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        preds = np.argmax(preds, axis=1)
+        return {"accuracy": float((preds == p.label_ids).mean()),
+                "f1": f1_score(y_true=p.label_ids, y_pred=preds, average="binary"),
+                "mcc": matthews_corrcoef(y_true=p.label_ids, y_pred=preds)}
+
+    def preprocess_logits_for_metrics(logits, labels):
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        if labels is None:
+            labels = torch.full((logits.shape[0],), -2)
+        return logits, labels
+
+    args = TrainingArguments(
+        output_dir=str(work / f"ref-{task}-{seed}"), do_train=True, do_eval=True,
+        per_device_train_batch_size=64, learning_rate=5e-5, num_train_epochs=epochs, eval_strategy="epoch",
+        save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="f1",
+        greater_is_better=True, seed=seed, report_to=[], disable_tqdm=True, logging_strategy="no")
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=valid,
+                      compute_metrics=compute_metrics, preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+                      data_collator=default_data_collator,
+                      callbacks=[EarlyStoppingCallback(early_stopping_patience=3, early_stopping_threshold=0.001)])
+    trainer.remove_callback(PrinterCallback)  # keeps stdout to the one JSON line
+    out = trainer.train()
+    metrics = trainer.evaluate()
+    seconds = time.perf_counter() - t0
+    examples = round(out.metrics.get("epoch", epochs) * len(train))
+    return {"seconds": seconds, "examples": examples, "examples_per_s": examples / seconds,
+            "accuracy": metrics["eval_accuracy"], "f1": metrics["eval_f1"], "mcc": metrics["eval_mcc"]}
+
+
+def ours_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed: int, precision: str) -> dict:
+    from babyllama.config import FinetuneConfig
+    from babyllama.finetune.data import _MEMORY
+    from babyllama.finetune.run import finetune_models
+
+    _MEMORY.clear()  # each run pays for its own tokenization, as the reference does
+    t0 = time.perf_counter()
+    cfg = FinetuneConfig(tasks=[task], protocol="babylm2024", seeds=[seed], data_dir=str(data_dir),
+                         max_epochs=epochs, precision=precision)
+    res = finetune_models([model_dir], cfg, log=lambda s: None)
+    seconds = time.perf_counter() - t0
+    run = res["models"][0]["tasks"][task]["runs"][0]
+    return {"seconds": seconds, "examples": run["examples"], "examples_per_s": run["examples"] / seconds,
+            "padded_fraction": 1 - run["train_tokens"] / run["padded_tokens"], **run["metrics"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help="model directory (default: a fresh llama-cpu-4m with a BPE of the corpus)")
+    ap.add_argument("--preset", default="llama-cpu-4m")
+    ap.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[12, 13])
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "eval"))
+    ap.add_argument("--work", default=os.environ.get("BENCH_WORK", str(Path(tempfile.gettempdir()) / "bench")))
+    a = ap.parse_args()
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(os.cpu_count() or 1)
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(a.model) if a.model else model_for(a.preset, work)
+    data_dir = Path(a.data_dir)
+    info = machine_info()
+    line = {"benchmark": "finetune", **info, "matmul_peak_gflops": peaks_for(["fp32", "bf16"], info["native_bf16"]),
+            "model": str(model_dir), "params": None, "tasks": a.tasks, "epochs": a.epochs, "seeds": a.seeds,
+            "protocol": "babylm2024", "paths": {}}
+    from babyllama.models import load_model
+
+    line["params"] = sum(p.numel() for p in load_model(model_dir).parameters())
+    paths = {"reference": lambda t, s: reference_run(model_dir, t, data_dir, a.epochs, s, work)}
+    for prec in a.precisions:
+        paths[f"ours_{prec}"] = lambda t, s, prec=prec: ours_run(model_dir, t, data_dir, a.epochs, s, prec)
+    for name, fn in paths.items():
+        line["paths"][name] = {}
+        for task in a.tasks:
+            runs = [fn(task, s) for s in a.seeds]
+            ex = sum(r["examples"] for r in runs)
+            secs = sum(r["seconds"] for r in runs)
+            line["paths"][name][task] = {"examples_per_s": round(ex / secs, 2), "seconds": round(secs, 1),
+                                         "runs": [{k: (round(v, 4) if isinstance(v, float) else v)
+                                                   for k, v in r.items()} for r in runs]}
+            print(json.dumps({"progress": name, "task": task, **line["paths"][name][task]}), file=sys.stderr,
+                  flush=True)
+    ref = line["paths"]["reference"]
+    line["speedup"] = {n: {t: round(p[t]["examples_per_s"] / ref[t]["examples_per_s"], 2) for t in a.tasks}
+                       for n, p in line["paths"].items() if n != "reference"}
+    agree = {}
+    for n, p in line["paths"].items():
+        if n == "reference":
+            continue
+        agree[n] = {}
+        for t in a.tasks:
+            metric = "f1"  # the 2024 script selects binary tasks on F1
+            ours = [r[metric] for r in p[t]["runs"]]
+            theirs = [r[metric] for r in ref[t]["runs"]]
+            spread = max(max(ours) - min(ours), max(theirs) - min(theirs))
+            agree[n][t] = {"metric": metric, "ours_mean": round(float(np.mean(ours)), 4),
+                           "reference_mean": round(float(np.mean(theirs)), 4), "seed_spread": round(spread, 4),
+                           "within_spread": bool(abs(np.mean(ours) - np.mean(theirs)) <= spread)}
+    line["metrics_agree"] = agree
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

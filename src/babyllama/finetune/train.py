@@ -1,0 +1,187 @@
+"""One fine-tuning run (one model, task and seed) with the protocol's optimiser, schedule, evaluation and selection.
+
+The semantics are the pipelines' (see :mod:`.protocols`); what it does faster is structural: the best checkpoint is
+kept in memory rather than saved and reloaded, evaluation batches are sorted by length, training batches are
+length-grouped and padded to their longest example (:mod:`.data`), and bf16 autocast is used where the training
+precision rule says it pays. Early stopping follows ``EarlyStoppingCallback``: an evaluation counts as a gain when
+it beats the best so far by more than ``threshold``; ``patience`` evaluations without one stop the run. The kept
+model is the best evaluation (strictly better than all before it); with no evaluation at all (2023: a run shorter
+than 200 steps) the final model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .data import Encoded, collate, eval_batches, train_batches
+from .metrics import classification_metrics
+from .model import BaseModel, build_classifier
+from .protocols import Hparams
+
+
+@dataclass
+class RunResult:
+    seed: int
+    metrics: dict[str, float]  # the kept model on the validation file (MSGS: its condition == "test" rows)
+    selection: dict[str, float]  # the kept model on the whole validation file (what selected it)
+    predictions: list[int]  # the kept model's class ids on the whole validation file
+    best_epoch: float | None  # fractional with step-wise evaluation
+    epochs_run: float
+    steps: int
+    stopped_early: bool
+    examples: int  # training examples processed
+    train_tokens: int  # real (non-pad) tokens processed in training
+    padded_tokens: int  # positions processed in training, padding included
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+    extra: dict[str, dict] = field(default_factory=dict)  # other validation files scored by the kept model
+
+
+class Selection:
+    """Which evaluation is kept and when to stop, as the Trainer's ``load_best_model_at_end`` with
+    ``EarlyStoppingCallback(patience, threshold)`` decide: the kept one is strictly better than every one before;
+    the patience counter resets on a gain of more than ``threshold`` over the best before this evaluation."""
+
+    def __init__(self, patience: int | None, threshold: float):
+        self.patience, self.threshold = patience, threshold
+        self.best: float | None = None
+        self.waited = 0
+
+    def update(self, score: float) -> tuple[bool, bool]:
+        """(keep this one, stop now)."""
+        gain = self.best is None or (score > self.best and score - self.best > self.threshold)
+        keep = self.best is None or score > self.best
+        if keep:
+            self.best = score
+        self.waited = 0 if gain else self.waited + 1
+        return keep, self.patience is not None and self.waited >= self.patience
+
+
+def _autocast(precision: str, device: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device_type=device, dtype=torch.float16)
+    return nullcontext()
+
+
+@torch.inference_mode()
+def predict(model, enc: Encoded, pad_id: int, batch_size: int, precision: str, device: str) -> np.ndarray:
+    model.eval()
+    out = np.zeros(len(enc), dtype=np.int64)
+    for index in eval_batches(enc.lengths, batch_size):
+        ids, mask, _ = collate(enc, index, pad_id)
+        with _autocast(precision, device):
+            logits = model(ids.to(device), mask.to(device))
+        out[index] = logits.float().argmax(-1).cpu().numpy()
+    return out
+
+
+def _scheduler(opt, h: Hparams, total_steps: int):
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_scheduler
+
+    warmup = int(h.warmup_ratio * total_steps)
+    if h.scheduler == "cosine_min":
+        return get_cosine_with_min_lr_schedule_with_warmup(opt, warmup, total_steps, min_lr_rate=h.min_lr_rate)
+    return get_scheduler("linear", opt, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: int, h: Hparams, seed: int, *,
+                 precision: str = "fp32", device: str = "cpu", eval_batch_size: int = 128,
+                 length_grouping: bool = True, report_mask: np.ndarray | None = None,
+                 extra_valid: dict[str, Encoded] | None = None, attention: str = "sdpa",
+                 log: Callable[[str], None] | None = None, label: str = "") -> RunResult:
+    """Fine-tune a fresh classifier on ``train``, select on ``valid``; the kept model's scores and predictions."""
+    from ..training.hardware import set_attention
+
+    t0 = time.perf_counter()
+    model = build_classifier(base, h.head, num_labels, h.pooling, h.dropout, seed).to(device)
+    if getattr(model.model, "_supports_sdpa", False):
+        set_attention(model.model, attention)
+    opt = torch.optim.AdamW(model.parameters(), lr=h.learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=h.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    lengths = train.lengths
+    per_epoch = len(lengths) // h.batch_size if h.drop_last else math.ceil(len(lengths) / h.batch_size)
+    if per_epoch == 0:
+        per_epoch = 1  # fewer examples than one batch: the one short batch is kept
+        drop_last = False
+    else:
+        drop_last = h.drop_last
+    total = per_epoch * h.max_epochs
+    sched = _scheduler(opt, h, total)
+
+    selection = Selection(h.patience, h.threshold)
+    best_state, best_preds, best_at = None, None, None
+    history: list[dict] = []
+    step = examples = real_tokens = padded = 0
+    stopped = False
+
+    def evaluate(epoch: float) -> bool:
+        nonlocal best_state, best_preds, best_at
+        preds = predict(model, valid, base.pad_id, eval_batch_size, precision, device)
+        m = classification_metrics(valid.labels, preds, num_labels)
+        score = m[h.select_metric]
+        keep, stop = selection.update(score)
+        if keep:
+            best_preds, best_at = preds, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        history.append({"epoch": round(epoch, 3), "step": step, **{k: round(v, 5) for k, v in m.items()}})
+        if log:
+            rate = examples / max(time.perf_counter() - t0, 1e-9)
+            eta = (total - step) * h.batch_size / max(rate, 1e-9)
+            log(f"  {label} epoch {epoch:.2f}/{h.max_epochs} step {step}/{total}: {h.select_metric} {score:.4f} "
+                f"(best {selection.best:.4f} at epoch {best_at:.2f}) {rate:.0f} ex/s, at most {eta:.0f} s left")
+        model.train()
+        return stop
+
+    model.train()
+    for epoch in range(h.max_epochs):
+        for index in train_batches(lengths, h.batch_size, gen, drop_last, length_grouping):
+            ids, mask, labels = collate(train, index, base.pad_id)
+            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+            with _autocast(precision, device):
+                logits = model(ids, mask)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            loss.backward()
+            if h.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), h.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            examples += len(index)
+            real_tokens += int(mask.sum())
+            padded += mask.numel()
+            if h.eval_every and step % h.eval_every == 0 and evaluate(step / per_epoch):
+                stopped = True
+                break
+        if stopped:
+            break
+        if not h.eval_every and evaluate(epoch + 1.0):
+            stopped = True
+            break
+    epochs_run = step / per_epoch
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        preds = best_preds
+    else:  # no evaluation happened: the final model, as the Trainer leaves it
+        preds = predict(model, valid, base.pad_id, eval_batch_size, precision, device)
+    on_valid = classification_metrics(valid.labels, preds, num_labels)
+    if report_mask is not None and report_mask.any():
+        metrics = classification_metrics(valid.labels[report_mask], preds[report_mask], num_labels)
+    else:
+        metrics = on_valid
+    extra = {}
+    for name, enc in (extra_valid or {}).items():
+        p = predict(model, enc, base.pad_id, eval_batch_size, precision, device)
+        extra[name] = {"metrics": classification_metrics(enc.labels, p, num_labels), "predictions": p.tolist()}
+    return RunResult(seed, metrics, on_valid, preds.tolist(), best_at, round(epochs_run, 3), step, stopped,
+                     examples, real_tokens, padded, time.perf_counter() - t0, history, extra)

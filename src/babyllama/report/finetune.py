@@ -1,0 +1,93 @@
+"""The report's fine-tuning section: each model's (Super)GLUE / MSGS scores and the verdict lines on them.
+
+A verdict pairs the student with its comparator on the same fine-tuning seeds and files, per pretraining seed;
+the pairs of all seeds are pooled (each (pretraining seed, fine-tuning seed) pair is one replicate) and tested
+with a paired t-test (:func:`babyllama.finetune.stats.paired`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..finetune.markdown import METRIC_NAMES
+from ..finetune.stats import paired
+from .collect import label
+
+
+def _block(m: dict) -> dict | None:
+    ft = m.get("finetune")
+    return ft["models"][0] if ft and ft.get("models") else None
+
+
+def finetune_verdicts(models: list[dict]) -> list[dict]:
+    students = [m for m in models if m["role"] == "student" and _block(m)]
+    teachers = [m for m in models if m["role"] == "teacher" and _block(m)]
+    baselines = {m["seed"]: m for m in models if m["role"] == "baseline" and _block(m)}
+    comps: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for st in students:
+        for t in teachers:
+            if t["seed"] == st["seed"] or not any(x["seed"] == st["seed"] for x in teachers):
+                comps[f"student - {label(t).split(':')[0]}"].append((st, t))
+        if st["seed"] in baselines:
+            comps["student - baseline"].append((st, baselines[st["seed"]]))
+    out = []
+    for name, pairs in comps.items():
+        tasks = [t for t in _block(pairs[0][0])["tasks"] if all(t in _block(b)["tasks"] for _, b in pairs)]
+        row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs], "tasks": {}}
+        for t in [*tasks, "macro"]:
+            xa, xb = [], []
+            for a, b in pairs:
+                ba = _block(a)["macro"] if t == "macro" else _block(a)["tasks"][t]
+                bb = _block(b)["macro"] if t == "macro" else _block(b)["tasks"][t]
+                xa += ba["values"]
+                xb += bb["values"]
+            row["tasks"][t] = paired(xa, xb)
+        out.append(row)
+    return out
+
+
+def _ci(c) -> str:
+    return f"[{100 * c[0]:+.1f}, {100 * c[1]:+.1f}]" if c else "[no CI: one pair]"
+
+
+def finetune_section(models: list[dict]) -> tuple[list[str], list[dict]]:
+    """Markdown lines of the section (empty without finetune stages) and the verdicts."""
+    done = [m for m in models if _block(m)]
+    if not done:
+        return [], []
+    first = done[0]["finetune"]
+    tasks = list(_block(done[0])["tasks"])
+    metric = {t: _block(done[0])["tasks"][t]["metric"] for t in tasks}
+    seeds = first["seeds"]
+    md = ["## Fine-tuning", "",
+          f"Protocol `{first['protocol']}` ({first['precision']}); fine-tuning seeds {seeds}; scores x 100, mean "
+          "over fine-tuning seeds" + (" [95% t interval]." if len(seeds) > 1 else " (one seed: no interval)."), "",
+          "| model | " + " | ".join(f"{t} ({METRIC_NAMES.get(metric[t], metric[t])})" for t in tasks)
+          + " | **macro** |", "|---|" + "---:|" * (len(tasks) + 1)]
+    for m in done:
+        b = _block(m)
+        cells = []
+        for blk in [b["tasks"].get(t) for t in tasks] + [b["macro"]]:
+            if not blk:
+                cells.append("")
+            elif blk["ci"]:
+                cells.append(f"{100 * blk['mean']:.1f} [{100 * blk['ci'][0]:.1f}, {100 * blk['ci'][1]:.1f}]")
+            else:
+                cells.append(f"{100 * blk['mean']:.1f}")
+        md.append(f"| {label(m)} | " + " | ".join(cells) + " |")
+    notes = sorted({n for m in done for n in m["finetune"].get("notes", [])})
+    md += [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+    vs = finetune_verdicts(models)
+    if vs:
+        md += ["Verdicts: student minus comparator, x 100, paired over (pretraining seed, fine-tuning seed), "
+               "95% t interval, paired t-test p.", ""]
+        for v in vs:
+            parts = []
+            for t, d in v["tasks"].items():
+                p = "" if d["p"] is None else f", p = {d['p']:.3g}"
+                parts.append(f"{t} {100 * d['diff']:+.1f} {_ci(d['ci'])}{p}")
+            n = next(iter(v["tasks"].values()))["n"]
+            md.append(f"- **{v['comparison']}** (seeds {','.join(map(str, v['seeds']))}; {n} pair"
+                      f"{'s' if n != 1 else ''}): " + "; ".join(parts))
+        md.append("")
+    return md, vs

@@ -1,0 +1,190 @@
+"""`babyllama finetune` end to end on tiny models: RTE from the shared data, MSGS-format files, checkpoints without
+a pad token, the CLI's table with CIs and paired comparisons, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import SHARED_EVAL, need_shared, one_error_line, run_cli, save_random_teachers
+
+from babyllama.config import FinetuneConfig
+from babyllama.finetune.run import finetune_models
+
+WORDS = ["the cat", "a bird", "the girl", "my brother", "the old man", "a teacher", "she", "he"]
+VERBS = ["sees", "likes", "finds", "wants", "draws", "talks to", "waits for"]
+
+
+def _sentence(rng, with_dog: bool) -> str:
+    subj, obj = rng.choice(WORDS), rng.choice(WORDS)
+    if with_dog:
+        (subj, obj) = ("the dog", obj) if rng.random() < 0.5 else (subj, "the dog")
+    return f"{subj} {rng.choice(VERBS)} {obj} ."
+
+
+def write_msgs(root, task="main_verb_control", n_train=320, n_valid=80, seed=0):
+    """An MSGS-format task whose label is whether 'the dog' occurs; valid rows alternate test/control."""
+    rng = random.Random(seed)
+    folder = root / "msgs_filtered"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, conditions in (("train", n_train, ["training"]), ("valid", n_valid, ["test", "control"])):
+        rows = []
+        for i in range(n):
+            label = i % 2
+            rows.append({"sentence": _sentence(rng, bool(label)), "label": label,
+                         "condition": conditions[i % len(conditions) if split == "train" else (i // 2) % 2],
+                         "linguistic_feature_type": "syntactic", "surface_feature_type": None})
+        (folder / f"{task}.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tiny_tokenizer, tmp_path_factory):
+    return save_random_teachers(tiny_tokenizer, tmp_path_factory.mktemp("ft-models"))
+
+
+def _mcc(y, p):
+    tp = int(((y == 1) & (p == 1)).sum()); tn = int(((y == 0) & (p == 0)).sum())
+    fp = int(((y == 0) & (p == 1)).sum()); fn = int(((y == 1) & (p == 0)).sum())
+    den = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    return (tp * tn - fp * fn) / den if den else 0.0
+
+
+def _f1(y, p):
+    tp = int(((y == 1) & (p == 1)).sum()); fp = int(((y == 0) & (p == 1)).sum())
+    fn = int(((y == 1) & (p == 0)).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def test_msgs_format_is_learned_and_scored_on_its_test_rows(tiny_models, tmp_path):
+    data = write_msgs(tmp_path)
+    cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=8,
+                         precision="fp32", hparams={"default": {"learning_rate": 3e-3, "batch_size": 16}})
+    res = finetune_models(tiny_models[:1], cfg, log=lambda s: None)
+    block = res["models"][0]["tasks"]["main_verb_control"]
+    run = block["runs"][0]
+    preds = np.array([int(c) for c in run["predictions"]])
+    rows = [json.loads(x) for x in (data / "msgs_filtered" / "main_verb_control.valid.jsonl").read_text().splitlines()]
+    y = np.array([r["label"] for r in rows])
+    test = np.array([r["condition"] == "test" for r in rows])
+    assert len(preds) == len(rows) == 80
+    # the reported MCC is the hand-computed MCC of the kept model's predictions on the condition == "test" rows
+    assert run["metrics"]["mcc"] == pytest.approx(_mcc(y[test], preds[test]))
+    assert run["metrics"]["f1"] == pytest.approx(_f1(y[test], preds[test]))
+    assert run["selection"]["accuracy"] == pytest.approx((preds == y).mean())  # selected on the whole file
+    assert block["metric"] == "mcc" and block["mean"] == run["metrics"]["mcc"]
+    assert run["metrics"]["accuracy"] > 0.85, run["history"]  # the tiny model learns the surface rule
+    assert block["hparams"]["learning_rate"] == 3e-3 and run["epochs_run"] <= 8
+
+
+def test_rte_few_hundred_examples_two_seeds(teachers):
+    need_shared()
+    cfg = FinetuneConfig(tasks=["rte"], seeds=[1, 2], data_dir=str(SHARED_EVAL), max_epochs=2,
+                         max_train_examples=200, precision="fp32")
+    res = finetune_models([teachers[0]], cfg, log=lambda s: None)
+    block = res["models"][0]["tasks"]["rte"]
+    rows = [json.loads(x) for x in (SHARED_EVAL / "glue_filtered" / "rte.valid.jsonl").read_text().splitlines()]
+    y = np.array([r["label"] for r in rows])
+    for run in block["runs"]:
+        p = np.array([int(c) for c in run["predictions"]])
+        assert run["metrics"]["accuracy"] == pytest.approx((p == y).mean())  # RTE reports accuracy
+        assert run["examples"] == 200 * run["epochs_run"] and run["train_tokens"] <= run["padded_tokens"]
+    assert block["metric"] == "accuracy" and block["n"] == 2 and block["ci"] is not None
+    assert res["files"]["rte"]["train_examples"] == 2490 and res["files"]["rte"]["valid_examples"] == 139
+    assert res["models"][0]["macro"]["n"] == 2
+
+
+def test_checkpoints_without_a_pad_token_fine_tune_in_batches(tiny_tokenizer, tmp_path):
+    """LLaMA and GPT-2 whose tokenizer and config have no pad token (the pipelines' batch-size-1 failure)."""
+    import copy
+
+    dirs = save_random_teachers(tiny_tokenizer, tmp_path)
+    for d in dirs:
+        cfg = json.loads((tmp_path / d / "config.json").read_text())
+        cfg["pad_token_id"] = None
+        (tmp_path / d / "config.json").write_text(json.dumps(cfg))
+        tok = copy.deepcopy(tiny_tokenizer)
+        tok.pad_token = None
+        tok.save_pretrained(d)
+        assert json.loads((tmp_path / d / "tokenizer_config.json").read_text()).get("pad_token") is None
+    data = write_msgs(tmp_path / "data", n_train=48, n_valid=16)
+    cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=1,
+                         precision="fp32", hparams={"default": {"batch_size": 8}})
+    res = finetune_models(dirs, cfg, log=lambda s: None)
+    for m in res["models"]:
+        run = m["tasks"]["main_verb_control"]["runs"][0]
+        assert run["steps"] == 6 and run["examples"] == 48  # batches of 8
+        assert any("no pad token" in n and "EOS" in n for n in m["notes"]), m["notes"]
+
+
+def test_mnli_mm_is_scored_by_the_mnli_run_under_2024_and_trained_apart_under_2023(tiny_models, tmp_path):
+    rng = random.Random(0)
+    folder = tmp_path / "glue_filtered"
+    folder.mkdir()
+    for name, n in (("mnli.train.jsonl", 60), ("mnli.valid.jsonl", 20), ("mnli-mm.valid.jsonl", 21)):
+        rows = [{"premise": _sentence(rng, False), "hypothesis": _sentence(rng, i % 3 == 0), "label": i % 3}
+                for i in range(n)]
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for protocol, runs in (("babylm2024", 1), ("babylm2023", 2)):
+        cfg = FinetuneConfig(tasks=["mnli", "mnli-mm"], protocol=protocol, seeds=[3], data_dir=str(tmp_path),
+                             max_epochs=1, precision="fp32")
+        lines = []
+        res = finetune_models(tiny_models[:1], cfg, log=lines.append)
+        tasks = res["models"][0]["tasks"]
+        assert len(tasks["mnli-mm"]["runs"][0]["predictions"]) == 21 and tasks["mnli"]["metric"] == "accuracy"
+        assert sum(" seed 3: " in x for x in lines) == runs, lines
+        shared = "scored_by" in tasks["mnli-mm"]["runs"][0]
+        assert shared == (protocol == "babylm2024")
+
+
+def test_babylm2025_head_warns_about_first_token_pooling(tiny_models, tmp_path):
+    data = write_msgs(tmp_path, n_train=40, n_valid=10)
+    for pooling, warned in (("auto", True), ("last", False)):
+        lines = []
+        cfg = FinetuneConfig(tasks=["main_verb_control"], protocol="babylm2025", seeds=[1], data_dir=str(data),
+                             max_epochs=1, precision="fp32", pooling=pooling)
+        res = finetune_models(tiny_models[1:], cfg, log=lines.append)
+        run = res["models"][0]["tasks"]["main_verb_control"]["runs"][0]
+        assert run["examples"] == 32  # batch 32, the short last batch dropped
+        assert any("first token" in x for x in lines) == warned
+        ctx = json.loads((Path(tiny_models[1]) / "config.json").read_text())["n_positions"]
+        assert ctx < 512 and res["models"][0]["tasks"]["main_verb_control"]["hparams"]["max_length"] == ctx
+
+
+def test_cli_two_checkpoints_table_with_cis_and_paired_comparison(tiny_models, tmp_path):
+    data = write_msgs(tmp_path, n_train=64, n_valid=20)
+    out = tmp_path / "ft.json"
+    r = run_cli("finetune", *tiny_models, "--task", "main_verb_control", "--seeds", "1", "2", "--data-dir", data,
+                "--max-epochs", "1", "--precision", "fp32", "--json", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| main_verb_control | MCC |" in r.stdout and "[95% t interval]" in r.stdout
+    assert "(paired, same seeds and files)" in r.stdout and "| **macro** |" in r.stdout
+    res = json.loads(out.read_text())
+    comp = res["comparisons"][0]
+    assert comp["a"] == str(tiny_models[1]) and comp["b"] == str(tiny_models[0])
+    a = res["models"][1]["tasks"]["main_verb_control"]["values"]
+    b = res["models"][0]["tasks"]["main_verb_control"]["values"]
+    assert comp["tasks"]["main_verb_control"]["diff"] == pytest.approx(np.mean(np.subtract(a, b)))
+    assert res["protocol"] == "babylm2024" and res["versions"]["transformers"]
+    r = run_cli("finetune", tiny_models[0], "--task", "main_verb_control", "--data-dir", data, "--json", out)
+    assert "exists" in one_error_line(r)
+
+
+def test_cli_errors_are_one_line(tiny_models, tmp_path):
+    need_shared()
+    line = one_error_line(run_cli("finetune", tiny_models[0], "--task", "boolq", "--data-dir", SHARED_EVAL))
+    assert "boolq.train.jsonl not found" in line and "osf.io" in line
+    line = one_error_line(run_cli("finetune", tiny_models[0], "--task", "nope", "--data-dir", SHARED_EVAL))
+    assert "nope" in line
+    line = one_error_line(run_cli("finetune", tiny_models[0], "--data-dir", SHARED_EVAL))
+    assert "no task" in line
+    bad = tmp_path / "hp.yaml"
+    bad.write_text("rte: {learning_rat: 1e-4}\n")
+    line = one_error_line(run_cli("finetune", tiny_models[0], "--task", "rte", "--data-dir", SHARED_EVAL,
+                                  "--hparams", bad))
+    assert "learning_rat" in line and str(bad) in line
+    line = one_error_line(run_cli("finetune", tmp_path / "missing", "--task", "rte", "--data-dir", SHARED_EVAL))
+    assert "missing" in line

@@ -1,0 +1,37 @@
+"""Seed statistics: t intervals and paired t-tests, checked against scipy and by hand."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from babyllama.finetune.stats import paired, summarize, t_interval
+
+
+def test_t_interval_by_hand():
+    x = [0.60, 0.64, 0.71]
+    lo, hi = t_interval(x)
+    half = stats.t.ppf(0.975, 2) * np.std(x, ddof=1) / math.sqrt(3)
+    assert (lo, hi) == pytest.approx((np.mean(x) - half, np.mean(x) + half))
+    assert t_interval([0.5]) is None
+
+
+def test_summarize_clips_to_the_metric_range():
+    s = summarize([0.98, 0.99, 1.0], bounds=(0.0, 1.0))
+    assert s["ci"][1] == 1.0 and s["ci"][0] < 0.98 and s["n"] == 3
+
+
+def test_paired_matches_ttest_rel():
+    a, b = [0.61, 0.66, 0.70, 0.64], [0.58, 0.65, 0.66, 0.60]
+    r = paired(a, b)
+    assert r["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert r["diff"] == pytest.approx(np.mean(np.subtract(a, b)))
+    assert r["ci"][0] < r["diff"] < r["ci"][1]
+
+
+def test_paired_one_seed_and_constant_differences():
+    assert paired([0.6], [0.5])["p"] is None and paired([0.6], [0.5])["ci"] is None
+    assert paired([0.5, 0.6], [0.5, 0.6])["p"] == 1.0
+    with pytest.raises(ValueError):
+        paired([0.5, 0.6], [0.5])
