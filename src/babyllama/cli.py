@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: bf16 autocast where the device runs it natively, else fp32")
     p.add_argument("--pooling", choices=["auto", "last", "first"], default="auto",
                    help="auto: the protocol's (2023/2024: last non-pad token; 2025: first token)")
+    p.add_argument("--lora", action="store_true", help="train low-rank adapters (peft; r 8, alpha 16, dropout 0.1 "
+                   "as the 2024 pipeline's train_lora.py) and the head instead of the whole model")
     p.add_argument("--random-batches", action="store_true", help="random training batches instead of "
                    "length-grouped ones (slower; the same examples per epoch)")
     p.add_argument("--json", dest="json_out", type=output_file, help="write the full results as JSON here")
@@ -370,7 +372,8 @@ def cmd_finetune(a) -> int:
         raise UserError(f"{a.json_out} exists; choose another --json file or pass --overwrite")
     tree = {"tasks": a.tasks, "protocol": a.protocol, "seeds": a.seeds, "data_dir": a.data_dir,
             "hparams": a.hparams, "max_epochs": a.max_epochs, "max_train_examples": a.max_train_examples,
-            "precision": a.precision, "pooling": a.pooling, "length_grouping": not a.random_batches}
+            "precision": a.precision, "pooling": a.pooling, "length_grouping": not a.random_batches,
+            "lora": {} if a.lora else None}
     config = validate_tree(FinetuneConfig, {k: v for k, v in tree.items() if v is not None}, "babyllama finetune")
     if not config.tasks or not a.tasks:
         raise UserError("no task: pass --task NAME (repeatable), e.g. --task rte --task mrpc")

@@ -209,6 +209,14 @@ class EvalConfig(Section):
         "lm-eval's); padded: lm-eval's own layout and arithmetic throughout (slower).")
 
 
+class LoraSettings(Section):
+    """Low-rank adapters instead of full fine-tuning (peft); defaults: the 2024 pipeline's train_lora.py."""
+
+    r: int = Field(8, gt=0, description="Adapter rank.")
+    alpha: int = Field(16, gt=0, description="Adapter scaling (lora_alpha).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapters' input.")
+
+
 class FinetuneConfig(Section):
     """Fine-tuning evaluation ((Super)GLUE, MSGS), read by `babyllama finetune` (its flags) and a recipe's
     finetune stages. Protocol details: :mod:`babyllama.finetune.protocols`."""
@@ -236,6 +244,8 @@ class FinetuneConfig(Section):
         "auto", description="auto: the protocol's (2023/2024 last non-pad token; 2025 first token).")
     length_grouping: bool = Field(True, description="Length-grouped training batches (false: random batches).")
     eval_batch_size: int = Field(128, gt=0, description="Examples per forward pass when scoring.")
+    lora: LoraSettings | None = Field(
+        None, description="Train low-rank adapters (and the head) instead of the whole model; needs peft.")
 
 
 class Config(Section):

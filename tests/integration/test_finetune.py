@@ -188,3 +188,34 @@ def test_cli_errors_are_one_line(tiny_models, tmp_path):
     assert "learning_rat" in line and str(bad) in line
     line = one_error_line(run_cli("finetune", tmp_path / "missing", "--task", "rte", "--data-dir", SHARED_EVAL))
     assert "missing" in line
+
+
+@pytest.mark.parametrize("protocol", ["babylm2024", "babylm2025"])
+def test_lora_trains_adapters_and_the_head_only(tiny_models, tmp_path, protocol):
+    import torch
+
+    from babyllama.finetune import model as ft_model
+    from babyllama.finetune.model import load_base
+    from babyllama.finetune.protocols import protocol_hparams
+
+    pytest.importorskip("peft")
+    base = load_base(tiny_models[0])
+    h = protocol_hparams(protocol, "main_verb_control", 2)
+    m = ft_model.build_classifier(base, h.head, 2, h.pooling, h.dropout, seed=1, lora=(8, 16, 0.1))
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "score" in n or "classifier" in n for n in trainable), trainable
+    assert any("lora_" in n for n in trainable) and any("score" in n or "classifier" in n for n in trainable)
+    frozen = {n: p.detach().clone() for n, p in m.named_parameters() if not p.requires_grad}
+    data = write_msgs(tmp_path, n_train=64, n_valid=16)
+    cfg = FinetuneConfig(tasks=["main_verb_control"], protocol=protocol, seeds=[1], data_dir=str(data),
+                         max_epochs=1, precision="fp32", lora={})
+    res = finetune_models(tiny_models[:1], cfg, log=lambda s: None)
+    run = res["models"][0]["tasks"]["main_verb_control"]["runs"][0]
+    assert run["steps"] >= 1 and res["config"]["lora"] == {"r": 8, "alpha": 16, "dropout": 0.1}
+    # one optimiser step changes the adapters and the head, never the frozen body
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    torch.nn.functional.cross_entropy(m(ids, mask), torch.tensor([0, 1])).backward()
+    opt.step()
+    assert all(torch.equal(p, frozen[n]) for n, p in m.named_parameters() if not p.requires_grad)

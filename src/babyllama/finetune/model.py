@@ -134,10 +134,29 @@ class Classifier(nn.Module):
         return self.classifier(pooled)
 
 
-def build_classifier(base: BaseModel, head: str, num_labels: int, pooling: str, dropout: float, seed: int
-                     ) -> Classifier:
-    """A fresh classifier: the pretrained body's weights, a head initialised from ``seed``."""
+def add_lora(model: Classifier, r: int, alpha: int, dropout: float) -> Classifier:
+    """Low-rank adapters through peft (``train_lora.py`` of the 2024 pipeline: r 8, alpha 16, dropout 0.1): the body
+    is frozen but for the adapters; the classification head trains whole."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise UserError("LoRA fine-tuning needs peft: pip install 'babyllama[lora]' (or pip install peft)") from None
+    if model.head_kind == "sequence_classification":  # peft keeps the score head trainable (modules_to_save)
+        model.model = get_peft_model(model.model, LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=alpha,
+                                                             lora_dropout=dropout))
+    else:
+        model.model = get_peft_model(model.model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout))
+    return model
+
+
+def build_classifier(base: BaseModel, head: str, num_labels: int, pooling: str, dropout: float, seed: int,
+                     attention: str = "sdpa", lora: tuple[int, int, float] | None = None) -> Classifier:
+    """A fresh classifier: the pretrained body's weights, a head initialised from ``seed``, the attention kernel
+    ``attention`` (:func:`babyllama.training.hardware.set_attention`), and with ``lora`` = (r, alpha, dropout)
+    adapters in place of full fine-tuning."""
     from transformers import set_seed
+
+    from ..training.hardware import set_attention
 
     set_seed(seed)
     model = Classifier(head, base.config, num_labels, pooling, dropout)
@@ -145,4 +164,8 @@ def build_classifier(base: BaseModel, head: str, num_labels: int, pooling: str, 
     if missing or unexpected:
         raise UserError(f"{base.path}: the checkpoint's weights do not fit a {head} model of its config "
                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if getattr(model.model, "_supports_sdpa", False):
+        set_attention(model.model, attention)
+    if lora is not None:
+        add_lora(model, *lora)
     return model

@@ -125,6 +125,13 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     precision = resolve_precision(config.precision, device)
     attention = resolve_attention("auto", precision, device=device)
     seeds = config.seeds or [protocol_seed(config.protocol)]
+    lora = (config.lora.r, config.lora.alpha, config.lora.dropout) if config.lora else None
+    if lora:
+        try:
+            import peft  # noqa: F401 - checked before any run
+        except ImportError:
+            raise UserError("LoRA fine-tuning needs peft: pip install 'babyllama[lora]' (or pip install peft)") \
+                from None
     table = hparams_table(config.hparams)
     runs = _plan_tasks(config)
     data_dir = resolve_data_dir(config)
@@ -183,7 +190,8 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
                 label = f"[{done}/{total_runs}] {name} {run_name} seed {seed}"
                 r = finetune_run(base, train, valid, d.num_labels, h, seed, precision=precision, device=device,
                                  eval_batch_size=config.eval_batch_size, length_grouping=config.length_grouping,
-                                 report_mask=mask, extra_valid=extra, attention=attention, log=log, label=label)
+                                 report_mask=mask, extra_valid=extra, attention=attention, lora=lora, log=log,
+                                 label=label)
                 per_seed.append(r)
                 score = r.metrics[d.spec.metric]
                 elapsed = time.perf_counter() - t_all

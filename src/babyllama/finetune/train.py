@@ -97,15 +97,13 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
                  precision: str = "fp32", device: str = "cpu", eval_batch_size: int = 128,
                  length_grouping: bool = True, report_mask: np.ndarray | None = None,
                  extra_valid: dict[str, Encoded] | None = None, attention: str = "sdpa",
-                 log: Callable[[str], None] | None = None, label: str = "") -> RunResult:
+                 lora: tuple[int, int, float] | None = None, log: Callable[[str], None] | None = None,
+                 label: str = "") -> RunResult:
     """Fine-tune a fresh classifier on ``train``, select on ``valid``; the kept model's scores and predictions."""
-    from ..training.hardware import set_attention
-
     t0 = time.perf_counter()
-    model = build_classifier(base, h.head, num_labels, h.pooling, h.dropout, seed).to(device)
-    if getattr(model.model, "_supports_sdpa", False):
-        set_attention(model.model, attention)
-    opt = torch.optim.AdamW(model.parameters(), lr=h.learning_rate, betas=(0.9, 0.999), eps=1e-8,
+    model = build_classifier(base, h.head, num_labels, h.pooling, h.dropout, seed, attention, lora).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=h.learning_rate, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=h.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     lengths = train.lengths
@@ -152,7 +150,7 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
             loss.backward()
             if h.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), h.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(trainable, h.max_grad_norm)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
