@@ -5,7 +5,7 @@ The reference is the plain Hugging Face Trainer set up as ``finetune_classificat
 ``default_data_collator``), ``AutoModelForSequenceClassification``, lr 5e-5, batch 64, evaluation and a saved
 checkpoint every epoch, ``load_best_model_at_end`` on F1, ``EarlyStoppingCallback(3, 0.001)``, seed 12 (and the
 further seeds asked for), its ``compute_metrics`` and ``preprocess_logits_for_metrics``. Ours is
-:func:`babyllama.finetune.run.finetune_models` with the same protocol, in each precision asked for. Both run the
+:func:`babyllama.finetuning.run.finetune_models` with the same protocol, in each precision asked for. Both run the
 same epochs (``--epochs``, the protocol's 10 capped for time) on the same files, one after the other in one process.
 
 Prints one JSON line: per path and task, examples/s (training examples processed / wall seconds of the whole run:
@@ -42,7 +42,7 @@ def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed:
     from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback,
                               PrinterCallback, Trainer, TrainingArguments, default_data_collator, set_seed)
 
-    from babyllama.finetune.tasks import load_task
+    from babyllama.finetuning.tasks import load_task
 
     t0 = time.perf_counter()
     set_seed(seed)
@@ -93,8 +93,8 @@ def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed:
 
 def ours_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed: int, precision: str) -> dict:
     from babyllama.config import FinetuneConfig
-    from babyllama.finetune.data import _MEMORY
-    from babyllama.finetune.run import finetune_models
+    from babyllama.finetuning.data import _MEMORY
+    from babyllama.finetuning.run import finetune_models
 
     _MEMORY.clear()  # each run pays for its own tokenization, as the reference does
     t0 = time.perf_counter()

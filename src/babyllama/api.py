@@ -7,6 +7,7 @@
     metrics = babyllama.train({"data": {"corpus": "runs/corpus", "tokenizer": "runs/tok"},
                                "model": {"preset": "llama-cpu-4m"}, "training": {"output_dir": "runs/m"}})
     results = babyllama.evaluate("runs/m", suites=["blimp_fast"], eval_root="../shared/data/eval")
+    scores = babyllama.finetune("runs/m", tasks=["rte", "wsc"], data_dir="../shared/data/eval", seeds=[1, 2, 3])
     babyllama.run("recipes/smoke.yaml", data_root="../shared/data")
 
 Configs are :class:`babyllama.config.Config` objects, or plain dicts / YAML paths validated into one; errors the
@@ -84,6 +85,24 @@ def evaluate(model: Any, suites: list[str] | None = None, *, tokenizer=None, cor
     elif tokenizer is None:
         raise TypeError("evaluate(model, ...): a loaded model needs its tokenizer=")
     return _evaluate(model, tokenizer, cfg, corpus)
+
+
+def finetune(models: str | Path | list[str | Path], tasks: list[str], *, data_dir: str | Path | None = None,
+             **settings) -> dict:
+    """Fine-tuning evaluation ((Super)GLUE, MSGS) of one or more models as the BabyLM pipelines run it.
+
+    ``settings`` are :class:`~babyllama.config.FinetuneConfig` fields (``protocol``, ``seeds``, ``max_epochs``,
+    ``hparams``, ``lora``, ...); ``data_dir`` defaults to ``$BABYLLAMA_DATA/eval``. Returns the results of
+    `babyllama finetune --json`: per model and task the mean score over seeds with its 95% interval, every run,
+    and with two or more models the paired comparisons with the first.
+    """
+    from .config import FinetuneConfig
+    from .finetuning.run import finetune_models
+
+    paths = [models] if isinstance(models, str | Path) else list(models)
+    cfg = validate_tree(FinetuneConfig, {"tasks": tasks, "data_dir": str(data_dir) if data_dir else None,
+                                         **settings}, "finetune()")
+    return finetune_models([str(p) for p in paths], cfg)
 
 
 def run(recipe: str | Path, *, data_root: str | Path | None = None, run_dir: str | Path | None = None,

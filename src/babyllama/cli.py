@@ -7,6 +7,7 @@
     babyllama train CONFIG [--set k=v]      pretrain a teacher or a baseline
     babyllama distill CONFIG --teacher DIR  distil a teacher ensemble into a student
     babyllama eval MODEL_DIR --suite NAME   zero-shot evaluation (BLiMP, supplement, EWoK, perplexity)
+    babyllama finetune MODEL_DIR --task T   fine-tuning evaluation ((Super)GLUE, MSGS) as the BabyLM pipelines
     babyllama run RECIPE [--dry-run]        the whole experiment, stage by stage, resumable
     babyllama status RUN_DIR                the stages of a run and their state
     babyllama report RUN_DIR                regenerate report.md and figures
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "suites: blimp_fast, supplement_fast, ewok_fast")
 
     from .config import FinetuneConfig
-    from .finetune.tasks import TASKS
+    from .finetuning.tasks import TASKS
 
     ft = FinetuneConfig.model_fields
     p = sub.add_parser("finetune", help="fine-tuning evaluation ((Super)GLUE, MSGS) of one or more models, as the "
@@ -364,8 +365,8 @@ def cmd_eval(a) -> int:
 
 def cmd_finetune(a) -> int:
     from .config import FinetuneConfig, validate_tree
-    from .finetune.markdown import markdown
-    from .finetune.run import finetune_models
+    from .finetuning.markdown import markdown
+    from .finetuning.run import finetune_models
     from .io import write_json
 
     if a.json_out and Path(a.json_out).exists() and not a.overwrite:
@@ -450,8 +451,8 @@ def cmd_report(a) -> int:
 
 
 COMMANDS = {"data": cmd_data, "tokenizer": cmd_tokenizer, "models": cmd_models, "train": cmd_train,
-            "distill": cmd_distill, "eval": cmd_eval, "finetune": cmd_finetune, "run": cmd_run, "status": cmd_status, "report": cmd_report,
-            "export": cmd_export, "generate": cmd_generate}
+            "distill": cmd_distill, "eval": cmd_eval, "finetune": cmd_finetune, "run": cmd_run,
+            "status": cmd_status, "report": cmd_report, "export": cmd_export, "generate": cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:

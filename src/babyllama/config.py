@@ -219,7 +219,7 @@ class LoraSettings(Section):
 
 class FinetuneConfig(Section):
     """Fine-tuning evaluation ((Super)GLUE, MSGS), read by `babyllama finetune` (its flags) and a recipe's
-    finetune stages. Protocol details: :mod:`babyllama.finetune.protocols`."""
+    finetune stages. Protocol details: :mod:`babyllama.finetuning.protocols`."""
 
     tasks: list[str] = Field(
         ["rte", "mrpc", "wsc", "cola"],

@@ -12,7 +12,7 @@ import pytest
 from helpers import SHARED_EVAL, need_shared, one_error_line, run_cli, save_random_teachers
 
 from babyllama.config import FinetuneConfig
-from babyllama.finetune.run import finetune_models
+from babyllama.finetuning.run import finetune_models
 
 WORDS = ["the cat", "a bird", "the girl", "my brother", "the old man", "a teacher", "she", "he"]
 VERBS = ["sees", "likes", "finds", "wants", "draws", "talks to", "waits for"]
@@ -194,9 +194,9 @@ def test_cli_errors_are_one_line(tiny_models, tmp_path):
 def test_lora_trains_adapters_and_the_head_only(tiny_models, tmp_path, protocol):
     import torch
 
-    from babyllama.finetune import model as ft_model
-    from babyllama.finetune.model import load_base
-    from babyllama.finetune.protocols import protocol_hparams
+    from babyllama.finetuning import model as ft_model
+    from babyllama.finetuning.model import load_base
+    from babyllama.finetuning.protocols import protocol_hparams
 
     pytest.importorskip("peft")
     base = load_base(tiny_models[0])
@@ -219,3 +219,12 @@ def test_lora_trains_adapters_and_the_head_only(tiny_models, tmp_path, protocol)
     torch.nn.functional.cross_entropy(m(ids, mask), torch.tensor([0, 1])).backward()
     opt.step()
     assert all(torch.equal(p, frozen[n]) for n, p in m.named_parameters() if not p.requires_grad)
+
+
+def test_python_api(tiny_models, tmp_path):
+    import babyllama
+
+    data = write_msgs(tmp_path, n_train=32, n_valid=8)
+    res = babyllama.finetune(tiny_models[0], tasks=["main_verb_control"], data_dir=data, seeds=[1], max_epochs=1,
+                             precision="fp32")
+    assert res["models"][0]["tasks"]["main_verb_control"]["n"] == 1 and callable(babyllama.finetune)

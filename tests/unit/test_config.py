@@ -83,7 +83,7 @@ def test_every_shipped_yaml_validates_without_data(path, monkeypatch):
     under recipes/ a Recipe, with no data on disk."""
     monkeypatch.delenv("BABYLLAMA_DATA", raising=False)
     if path.parts[-2] == "finetune":
-        from babyllama.finetune.run import hparams_table
+        from babyllama.finetuning.run import hparams_table
 
         assert hparams_table(str(path))
     elif path.parts[-2] == "recipes" or "recipes" in path.parts:

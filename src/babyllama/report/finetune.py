@@ -2,16 +2,15 @@
 
 A verdict pairs the student with its comparator on the same fine-tuning seeds and files, per pretraining seed;
 the pairs of all seeds are pooled (each (pretraining seed, fine-tuning seed) pair is one replicate) and tested
-with a paired t-test (:func:`babyllama.finetune.stats.paired`).
+with a paired t-test (:func:`babyllama.finetuning.stats.paired`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-
-from ..finetune.markdown import METRIC_NAMES
-from ..finetune.stats import paired
+from ..finetuning.markdown import METRIC_NAMES
+from ..finetuning.stats import paired
 from .collect import label
+from .verdicts import comparison_pairs
 
 
 def _block(m: dict) -> dict | None:
@@ -20,17 +19,9 @@ def _block(m: dict) -> dict | None:
 
 
 def finetune_verdicts(models: list[dict]) -> list[dict]:
-    students = [m for m in models if m["role"] == "student" and _block(m)]
-    teachers = [m for m in models if m["role"] == "teacher" and _block(m)]
-    baselines = {m["seed"]: m for m in models if m["role"] == "baseline" and _block(m)}
-    comps: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
-    for st in students:
-        for t in teachers:
-            if t["seed"] == st["seed"] or not any(x["seed"] == st["seed"] for x in teachers):
-                comps[f"student - {label(t).split(':')[0]}"].append((st, t))
-        if st["seed"] in baselines:
-            comps["student - baseline"].append((st, baselines[st["seed"]]))
+    """student - teacher_i and student - baseline per task and for the macro average (paired t over replicates)."""
     out = []
+    comps = comparison_pairs(models, _block)
     for name, pairs in comps.items():
         tasks = [t for t in _block(pairs[0][0])["tasks"] if all(t in _block(b)["tasks"] for _, b in pairs)]
         row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs], "tasks": {}}

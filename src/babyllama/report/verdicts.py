@@ -10,13 +10,13 @@ from ..eval.stats import paired_comparison, paired_mean_diff
 from .collect import dev_chunks, label, suite_block
 
 
-def verdicts(models: list[dict], blimp: str | None) -> list[dict]:
-    """student - teacher_i and student - baseline, on BLiMP macro accuracy and on dev CE, pooled over seeds."""
-    students = [m for m in models if m["role"] == "student" and m["eval"]]
-    if not students:
-        return []
-    teachers = [m for m in models if m["role"] == "teacher" and m["eval"]]
-    baselines = {m["seed"]: m for m in models if m["role"] == "baseline" and m["eval"]}
+def comparison_pairs(models: list[dict], has) -> dict[str, list[tuple[dict, dict]]]:
+    """{"student - <teacher>" / "student - baseline": [(student, comparator), ...]} over the models for which
+    ``has(model)`` is true: a student is paired with the baseline of its seed and with each teacher of its seed (or
+    of the one teacher set, when the teachers are not repeated per seed)."""
+    students = [m for m in models if m["role"] == "student" and has(m)]
+    teachers = [m for m in models if m["role"] == "teacher" and has(m)]
+    baselines = {m["seed"]: m for m in models if m["role"] == "baseline" and has(m)}
     comps: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for st in students:
         for t in teachers:
@@ -24,6 +24,12 @@ def verdicts(models: list[dict], blimp: str | None) -> list[dict]:
                 comps[f"student - {label(t).split(':')[0]}"].append((st, t))
         if st["seed"] in baselines:
             comps["student - baseline"].append((st, baselines[st["seed"]]))
+    return comps
+
+
+def verdicts(models: list[dict], blimp: str | None) -> list[dict]:
+    """student - teacher_i and student - baseline, on BLiMP macro accuracy and on dev CE, pooled over seeds."""
+    comps = comparison_pairs(models, lambda m: m["eval"])
     out = []
     for name, pairs in comps.items():
         row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs]}

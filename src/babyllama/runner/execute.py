@@ -81,8 +81,8 @@ def run_eval(ctx: StageContext) -> None:
 
 
 def run_finetune(ctx: StageContext) -> None:
-    from ..finetune.markdown import markdown
-    from ..finetune.run import finetune_models
+    from ..finetuning.markdown import markdown
+    from ..finetuning.run import finetune_models
 
     model_dir = ctx.plan.path(ctx.stage.model_stage)
     res = finetune_models([model_dir], ctx.recipe.finetune, names=[ctx.stage.model_stage],

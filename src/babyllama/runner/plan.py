@@ -143,7 +143,7 @@ def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
         stages.append(Stage(f"eval:{s.name}", "eval", key, Path("stages") / f"eval-{s.name.replace(':', '-')}-{key}",
                             s.role, s.seed, deps=[s.name], model_stage=s.name))
     if recipe.finetune is not None:
-        from ..finetune.run import finetune_identity
+        from ..finetuning.run import finetune_identity
 
         identity = finetune_identity(recipe.finetune)
         for s in [s for s in stages if s.kind in ("pretrain", "distill")]:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from babyllama.finetune.metrics import classification_metrics
+from babyllama.finetuning.metrics import classification_metrics
 
 
 def test_confusion_matrix_by_hand():

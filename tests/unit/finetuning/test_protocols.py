@@ -3,7 +3,7 @@
 import pytest
 
 from babyllama.errors import UserError
-from babyllama.finetune.protocols import (TaskOverrides, apply_overrides, overrides_for, protocol_hparams,
+from babyllama.finetuning.protocols import (TaskOverrides, apply_overrides, overrides_for, protocol_hparams,
                                           protocol_seed)
 
 

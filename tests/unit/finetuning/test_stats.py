@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from babyllama.finetune.stats import paired, summarize, t_interval
+from babyllama.finetuning.stats import paired, summarize, t_interval
 
 
 def test_t_interval_by_hand():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from babyllama.finetune.train import Selection
+from babyllama.finetuning.train import Selection
 
 
 @pytest.mark.parametrize("scores", [

@@ -5,7 +5,7 @@ from helpers import REPO
 
 from babyllama.config import FinetuneConfig
 from babyllama.errors import UserError
-from babyllama.finetune.run import _plan_tasks, hparams_table
+from babyllama.finetuning.run import _plan_tasks, hparams_table
 
 
 def test_mnli_mm_shares_the_mnli_run_except_under_2023():

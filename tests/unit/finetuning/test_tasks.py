@@ -5,7 +5,7 @@ import json
 import pytest
 
 from babyllama.errors import UserError
-from babyllama.finetune.tasks import MSGS_AMBIGUOUS, MSGS_CONTROLS, TASKS, load_task
+from babyllama.finetuning.tasks import MSGS_AMBIGUOUS, MSGS_CONTROLS, TASKS, load_task
 
 
 def _write(path, rows):

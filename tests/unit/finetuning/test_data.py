@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from babyllama.finetune.data import Encoded, collate, encode_split, eval_batches, train_batches
-from babyllama.finetune.tasks import Split
+from babyllama.finetuning.data import Encoded, collate, encode_split, eval_batches, train_batches
+from babyllama.finetuning.tasks import Split
 
 
 def _lengths(n=500, seed=0):
@@ -51,7 +51,7 @@ def test_encoding_is_the_tokenizer_pair_call_and_cached(tiny_tokenizer, tmp_path
     want = tiny_tokenizer(["the cat sees", "she reads"], ["a dog", "the ball"], truncation=True, max_length=128)
     assert [x.tolist() for x in enc.ids] == want["input_ids"]
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    from babyllama.finetune import data
+    from babyllama.finetuning import data
 
     data._MEMORY.clear()
     again = encode_split(tiny_tokenizer, "tok", "rte", split, 128, cache_dir=tmp_path)  # from disk
