@@ -337,7 +337,6 @@ def eval_config_from_args(a):
 def cmd_eval(a) -> int:
     from .eval.evaluate import evaluate_models
     from .eval.markdown import markdown
-    from .io import write_json
 
     if a.all_checkpoints:
         from .eval.learning_curve import learning_curve
@@ -349,17 +348,28 @@ def cmd_eval(a) -> int:
         return 0
     if not a.suite:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
-    if a.json_out and Path(a.json_out).exists() and not a.overwrite:
-        raise UserError(f"{a.json_out} exists; choose another --json file or pass --overwrite")
+    refuse_existing_json(a)
     from .models import resolve_model_path
 
     res = evaluate_models([resolve_model_path(m) for m in a.models], eval_config_from_args(a), a.corpus,
                           names=a.models, device=a.device)
-    print(markdown(res))
-    if a.json_out:
-        with writing(Path(a.json_out).parent):
-            write_json(a.json_out, res)
-        print(f"wrote {a.json_out}")
+    return show_results(markdown(res), res, a.json_out)
+
+
+def refuse_existing_json(a) -> None:
+    """--json never overwrites a results file unless --overwrite (checked before any work)."""
+    if a.json_out and Path(a.json_out).exists() and not a.overwrite:
+        raise UserError(f"{a.json_out} exists; choose another --json file or pass --overwrite")
+
+
+def show_results(table: str, res: dict, json_out: str | None) -> int:
+    from .io import write_json
+
+    print(table)
+    if json_out:
+        with writing(Path(json_out).parent):
+            write_json(json_out, res)
+        print(f"wrote {json_out}")
     return 0
 
 
@@ -367,10 +377,8 @@ def cmd_finetune(a) -> int:
     from .config import FinetuneConfig, validate_tree
     from .finetuning.markdown import markdown
     from .finetuning.run import finetune_models
-    from .io import write_json
 
-    if a.json_out and Path(a.json_out).exists() and not a.overwrite:
-        raise UserError(f"{a.json_out} exists; choose another --json file or pass --overwrite")
+    refuse_existing_json(a)
     tree = {"tasks": a.tasks, "protocol": a.protocol, "seeds": a.seeds, "data_dir": a.data_dir,
             "hparams": a.hparams, "max_epochs": a.max_epochs, "max_train_examples": a.max_train_examples,
             "precision": a.precision, "pooling": a.pooling, "length_grouping": not a.random_batches,
@@ -379,12 +387,7 @@ def cmd_finetune(a) -> int:
     if not config.tasks or not a.tasks:
         raise UserError("no task: pass --task NAME (repeatable), e.g. --task rte --task mrpc")
     res = finetune_models(a.models, config, names=a.models, device=a.device)
-    print(markdown(res))
-    if a.json_out:
-        with writing(Path(a.json_out).parent):
-            write_json(a.json_out, res)
-        print(f"wrote {a.json_out}")
-    return 0
+    return show_results(markdown(res), res, a.json_out)
 
 
 def cmd_run(a) -> int:
