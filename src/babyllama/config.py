@@ -385,10 +385,13 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     return tree
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, what: str = "config file",
+              top_level: str = "a mapping of sections (data:, model:, training:, ...)") -> dict:
+    """A YAML mapping from ``path``; one line naming the file for a missing file, bad syntax or another top level
+    (``what`` and ``top_level`` word those lines)."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"config file not found: {p}; pass a YAML file (see configs/ and recipes/)")
+        raise UserError(f"{what} not found: {p}; pass a YAML file (see configs/ and recipes/)")
     try:
         tree = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -397,7 +400,7 @@ def read_yaml(path: str | Path) -> dict:
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):
-        raise UserError(f"{p}: the top level must be a mapping of sections (data:, model:, training:, ...)")
+        raise UserError(f"{p}: the top level must be {top_level}")
     return tree
 
 

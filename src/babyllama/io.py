@@ -138,6 +138,30 @@ def read_json(path: str | Path) -> Any | None:
         return None
 
 
+def read_jsonl(path: str | Path, expect: str) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a UTF-8 JSON-lines file the user gave; one line naming the
+    file (and line) otherwise, ending with ``expect`` (what each line must be) where a line is wrong."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8; re-export the file as UTF-8 JSON lines") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not JSON ({e.msg}); {expect}") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{n}: not a JSON object; {expect}")
+        rows.append((n, row))
+    return rows
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     h = hashlib.sha256()

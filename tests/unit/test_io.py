@@ -56,3 +56,20 @@ def test_read_json_and_short_hash(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     assert read_json(tmp_path / "bad.json") is None
     assert short_hash({"b": 1, "a": 2}) == short_hash({"a": 2, "b": 1}) != short_hash({"a": 1, "b": 2})
+
+
+def test_read_jsonl_numbers_lines_and_names_bad_ones(tmp_path):
+    import pytest
+
+    from babyllama.errors import UserError
+    from babyllama.io import read_jsonl
+
+    f = tmp_path / "a.jsonl"
+    f.write_text('{"x": 1}\n\n{"x": 2}\n')
+    assert read_jsonl(f, "each line: an object") == [(1, {"x": 1}), (3, {"x": 2})]
+    f.write_text('{"x": 1}\n[1]\n')
+    with pytest.raises(UserError, match=r"a\.jsonl:2: not a JSON object; each line: an object"):
+        read_jsonl(f, "each line: an object")
+    f.write_bytes(b'{"x": "\xff"}\n')
+    with pytest.raises(UserError, match=r"a\.jsonl: not UTF-8"):
+        read_jsonl(f, "each line: an object")

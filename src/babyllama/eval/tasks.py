@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..io import read_jsonl
 
 EWOK_PASSWORD = b"BabyLM2025"  # published by BabyLM with the EWoK zips; the data must stay zipped (terms of use)
 
@@ -30,29 +31,17 @@ class Item:
     group: str = ""  # BLiMP linguistics_term (phenomenon); EWoK domain
 
 
+PAIR_LINE = "each line must be a JSON object with string fields sentence_good and sentence_bad"
+
+
 def _bad(path, line_no, what) -> UserError:
-    return UserError(f"{path}:{line_no}: {what}; each line must be a JSON object with string fields "
-                     "sentence_good and sentence_bad")
+    return UserError(f"{path}:{line_no}: {what}; {PAIR_LINE}")
 
 
 def read_minimal_pairs(path: str | Path) -> list[Item]:
     path = Path(path)
     items = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8; re-export the file as UTF-8 JSON lines") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise _bad(path, n, f"not JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise _bad(path, n, "not a JSON object")
+    for n, row in read_jsonl(path, PAIR_LINE):
         good, bad = row.get("sentence_good"), row.get("sentence_bad")
         if not isinstance(good, str) or not isinstance(bad, str):
             raise _bad(path, n, "missing sentence_good or sentence_bad")

@@ -9,7 +9,8 @@ def _num(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _cell(block: dict) -> str:
+def score_cell(block: dict) -> str:
+    """A mean x 100 with its interval, or the mean alone without one."""
     ci = block.get("ci")
     return f"{_num(block['mean'])} [{_num(ci[0])}, {_num(ci[1])}]" if ci else _num(block["mean"])
 
@@ -33,9 +34,9 @@ def markdown(res: dict) -> str:
         blocks = [m["tasks"].get(t) for m in res["models"]]
         metric = next((b["metric"] for b in blocks if b), "")
         lines.append(f"| {t} | {METRIC_NAMES.get(metric, metric)} | "
-                     + " | ".join(_cell(b) if b else "-" for b in blocks) + " |")
+                     + " | ".join(score_cell(b) if b else "-" for b in blocks) + " |")
     if all(m.get("macro") for m in res["models"]):
-        lines.append("| **macro** | | " + " | ".join(f"**{_cell(m['macro'])}**" for m in res["models"]) + " |")
+        lines.append("| **macro** | | " + " | ".join(f"**{score_cell(m['macro'])}**" for m in res["models"]) + " |")
     for c in res.get("comparisons", []):
         lines += ["", f"### {c['a']} - {c['b']} (paired, same seeds and files)", "",
                   "| task | diff x 100 | 95% CI | p (paired t) |", "|---|---:|---|---:|"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,21 +27,14 @@ def hparams_table(spec: str | dict | None) -> dict[str, TaskOverrides]:
     """The per-task override table from a YAML file or a mapping, validated (one line per bad key)."""
     if spec is None:
         return {}
+    from ..config import read_yaml, validate_tree
+
     source = "finetune.hparams"
     if isinstance(spec, str):
-        import yaml
-
-        path = Path(spec)
-        if not path.is_file():
-            raise UserError(f"hyperparameter table {path} not found")
-        try:
-            spec = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        source = str(path)
+        spec, source = read_yaml(spec, "hyperparameter table", "a mapping of task names (or 'default') to "
+                                 "settings"), spec
     if not isinstance(spec, dict):
         raise UserError(f"{source}: must map task names (or 'default') to settings")
-    from ..config import validate_tree
 
     table = {}
     for task, row in spec.items():
@@ -65,8 +58,9 @@ def resolve_data_dir(config: FinetuneConfig) -> Path:
     return Path(d)
 
 
-def _plan_tasks(config: FinetuneConfig) -> list[tuple[str, str, list[str]]]:
-    """(run name, training task, tasks whose scores it gives) for the requested tasks."""
+def _plan_tasks(config: FinetuneConfig) -> list[tuple[str, list[str]]]:
+    """(run name, tasks whose scores it gives) for the requested tasks (a run's training file is its task's, or
+    the ``train_as`` task's: :func:`.tasks.find_file`)."""
     tasks = list(dict.fromkeys(config.tasks))
     if not tasks:
         raise UserError("no task: pass --task NAME (repeatable)")
@@ -78,9 +72,9 @@ def _plan_tasks(config: FinetuneConfig) -> list[tuple[str, str, list[str]]]:
         if t == "mnli-mm" and shared_mm:
             continue
         gives = [t] + (["mnli-mm"] if t == "mnli" and shared_mm and "mnli-mm" in tasks else [])
-        runs.append((t, get_task(t).train_as or t, gives))
+        runs.append((t, gives))
     if "mnli-mm" in tasks and shared_mm and "mnli" not in tasks:
-        runs.append(("mnli", "mnli", ["mnli-mm"]))
+        runs.append(("mnli", ["mnli-mm"]))
     return runs
 
 
@@ -92,7 +86,7 @@ def finetune_identity(config: FinetuneConfig) -> list:
 
     data_dir = resolve_data_dir(config)
     files = []
-    for run_name, _train_task, gives in _plan_tasks(config):
+    for run_name, gives in _plan_tasks(config):
         for t in dict.fromkeys([run_name, *gives]):
             spec = get_task(t)
             files.append((t, *(sha256_file(find_file(spec, data_dir, split, config.protocol))
@@ -136,7 +130,7 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     runs = _plan_tasks(config)
     data_dir = resolve_data_dir(config)
     data: dict[str, TaskData] = {}
-    for run_name, train_task, gives in runs:
+    for run_name, gives in runs:
         data[run_name] = load_task(run_name, data_dir, config.protocol)
         for g in gives:
             if g != run_name:
@@ -168,13 +162,13 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
         for n in base.notes:
             log(f"note: {n}")
         model_block = {"name": name, "path": str(path), "notes": base.notes, "tasks": {}}
-        for run_name, _train_task, gives in runs:
+        for run_name, gives in runs:
             d = data[run_name]
             h = protocol_hparams(config.protocol, run_name, d.num_labels, config.pooling)
             h = apply_overrides(h, overrides_for(table, run_name), config.max_epochs)
             context = base.context
             if context and h.max_length > context:
-                h = type(h)(**{**asdict(h), "max_length": context})
+                h = replace(h, max_length=context)
             if h.head == "babylm2025" and h.pooling == "first" and base.is_causal:
                 log(f"warning: {name}: protocol babylm2025 pools the first token, which in a causal decoder sees "
                     "only the first word; --pooling last scores the last token instead")
@@ -215,6 +209,11 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     return results
 
 
+def _compact(predictions: list[int]):
+    """Class ids as one string of digits when they fit (every task has fewer than ten classes), else the list."""
+    return "".join(map(str, predictions)) if max(predictions, default=0) < 10 else predictions
+
+
 def _task_block(metric: str, h, runs, metrics_of, extra_of: tuple[str, str] | None = None) -> dict:
     scores = [metrics_of(r)[metric] for r in runs]
     bounds = (-1.0, 1.0) if metric == "mcc" else (0.0, 1.0)
@@ -225,12 +224,10 @@ def _task_block(metric: str, h, runs, metrics_of, extra_of: tuple[str, str] | No
             row.update(selection=r.selection, best_epoch=r.best_epoch, epochs_run=r.epochs_run, steps=r.steps,
                        stopped_early=r.stopped_early, examples=r.examples, train_tokens=r.train_tokens,
                        padded_tokens=r.padded_tokens, seconds=round(r.seconds, 3), history=r.history,
-                       predictions="".join(map(str, r.predictions)) if max(r.predictions, default=0) < 10
-                       else r.predictions)
+                       predictions=_compact(r.predictions))
         else:
             row["scored_by"] = f"the {extra_of[0]} run's kept model"
-            preds = r.extra[extra_of[1]]["predictions"]
-            row["predictions"] = "".join(map(str, preds)) if max(preds, default=0) < 10 else preds
+            row["predictions"] = _compact(r.extra[extra_of[1]]["predictions"])
         block["runs"].append(row)
     return block
 

@@ -16,12 +16,11 @@ the validation rows with ``condition == "test"`` (the models are selected on the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from ..io import sha256_file
+from ..io import read_jsonl, sha256_file
 
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "mnli", "mnli-mm", "qnli", "rte", "boolq", "multirc", "wsc")
 MSGS_CONTROLS = ("main_verb_control", "control_raising_control", "syntactic_category_control",
@@ -142,18 +141,10 @@ def _text(row: dict, keys: tuple[str, ...], template: str | None, path: Path, li
 
 def read_rows(path: Path) -> list[dict]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{i}: not JSON ({e.msg}); the file must hold one JSON object per line") \
-                    from None
-            if not isinstance(row, dict) or "label" not in row:
-                raise UserError(f"{path}:{i}: each line must be a JSON object with a 'label'")
-            rows.append(row)
+    for i, row in read_jsonl(path, "the file must hold one JSON object per line"):
+        if "label" not in row:
+            raise UserError(f"{path}:{i}: each line must be a JSON object with a 'label'")
+        rows.append(row)
     if not rows:
         raise UserError(f"{path}: no examples")
     return rows

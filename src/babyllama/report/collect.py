@@ -18,22 +18,19 @@ def collect(run_dir: str | Path) -> tuple[Plan, list[dict]]:
     done)."""
     plan = load_plan(run_dir)
     names = {s.name for s in plan.stages}
+
+    def finished(stage: str, file: str) -> dict | None:
+        """The result file of a stage that is done, else None."""
+        if stage in names and stage_state(plan, plan.stage(stage)) == "done":
+            return read_json(plan.path(stage) / file)
+        return None
+
     models = []
     for s in plan.stages:
-        if s.kind not in ("pretrain", "distill"):
-            continue
-        d = plan.path(s)
-        done = stage_state(plan, s) == "done"
-        ev_name = f"eval:{s.name}"
-        ev = None
-        if ev_name in names and stage_state(plan, plan.stage(ev_name)) == "done":
-            ev = read_json(plan.path(ev_name) / "eval.json")
-        ft_name = f"finetune:{s.name}"
-        ft = None
-        if ft_name in names and stage_state(plan, plan.stage(ft_name)) == "done":
-            ft = read_json(plan.path(ft_name) / "finetune.json")
-        models.append({"name": s.name, "role": s.role, "seed": s.seed, "dir": d,
-                       "metrics": read_json(d / "metrics.json") if done else None, "eval": ev, "finetune": ft})
+        if s.kind in ("pretrain", "distill"):
+            models.append({"name": s.name, "role": s.role, "seed": s.seed, "dir": plan.path(s),
+                           "metrics": finished(s.name, "metrics.json"), "eval": finished(f"eval:{s.name}", "eval.json"),
+                           "finetune": finished(f"finetune:{s.name}", "finetune.json")})
     return plan, models
 
 

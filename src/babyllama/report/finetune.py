@@ -7,7 +7,7 @@ with a paired t-test (:func:`babyllama.finetuning.stats.paired`).
 
 from __future__ import annotations
 
-from ..finetuning.markdown import METRIC_NAMES
+from ..finetuning.markdown import METRIC_NAMES, score_cell
 from ..finetuning.stats import paired
 from .collect import label
 from .verdicts import comparison_pairs
@@ -57,14 +57,7 @@ def finetune_section(models: list[dict]) -> tuple[list[str], list[dict]]:
           + " | **macro** |", "|---|" + "---:|" * (len(tasks) + 1)]
     for m in done:
         b = _block(m)
-        cells = []
-        for blk in [b["tasks"].get(t) for t in tasks] + [b["macro"]]:
-            if not blk:
-                cells.append("")
-            elif blk["ci"]:
-                cells.append(f"{100 * blk['mean']:.1f} [{100 * blk['ci'][0]:.1f}, {100 * blk['ci'][1]:.1f}]")
-            else:
-                cells.append(f"{100 * blk['mean']:.1f}")
+        cells = [score_cell(blk) if blk else "" for blk in [b["tasks"].get(t) for t in tasks] + [b["macro"]]]
         md.append(f"| {label(m)} | " + " | ".join(cells) + " |")
     notes = sorted({n for m in done for n in m["finetune"].get("notes", [])})
     md += [""] + [f"- {n}" for n in notes] + ([""] if notes else [])

@@ -10,11 +10,11 @@ from babyllama.finetuning.run import _plan_tasks, hparams_table
 
 def test_mnli_mm_shares_the_mnli_run_except_under_2023():
     cfg = FinetuneConfig(tasks=["mnli", "mnli-mm", "rte"], protocol="babylm2024")
-    assert _plan_tasks(cfg) == [("mnli", "mnli", ["mnli", "mnli-mm"]), ("rte", "rte", ["rte"])]
+    assert _plan_tasks(cfg) == [("mnli", ["mnli", "mnli-mm"]), ("rte", ["rte"])]
     cfg = FinetuneConfig(tasks=["mnli-mm"], protocol="babylm2025")
-    assert _plan_tasks(cfg) == [("mnli", "mnli", ["mnli-mm"])]
+    assert _plan_tasks(cfg) == [("mnli", ["mnli-mm"])]
     cfg = FinetuneConfig(tasks=["mnli", "mnli-mm"], protocol="babylm2023")
-    assert _plan_tasks(cfg) == [("mnli", "mnli", ["mnli"]), ("mnli-mm", "mnli", ["mnli-mm"])]
+    assert _plan_tasks(cfg) == [("mnli", ["mnli"]), ("mnli-mm", ["mnli-mm"])]
 
 
 def test_unknown_task_is_one_line():
@@ -34,7 +34,7 @@ def test_the_shipped_table_and_bad_tables(tmp_path):
         hparams_table({"rte": 3})
     bad = tmp_path / "t.yaml"
     bad.write_text("rte: [1\n")
-    with pytest.raises(UserError, match="not valid YAML"):
+    with pytest.raises(UserError, match="not valid UTF-8 YAML"):
         hparams_table(str(bad))
     with pytest.raises(UserError, match="not found"):
         hparams_table(str(tmp_path / "none.yaml"))
