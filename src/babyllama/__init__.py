@@ -7,7 +7,7 @@ Each stage is one `babyllama` sub-command; `babyllama run RECIPE.yaml` runs them
 
 __version__ = "0.1.0"
 
-API = ("prepare", "train_tokenizer", "train", "distill", "evaluate", "finetune", "run")
+API = ("prepare", "train_tokenizer", "train", "distill", "evaluate", "finetune", "run", "sweep")
 __all__ = ["__version__", *API]
 
 

@@ -114,3 +114,16 @@ def run(recipe: str | Path, *, data_root: str | Path | None = None, run_dir: str
     run_recipe(str(recipe), overrides or [], str(data_root) if data_root else None,
                str(run_dir) if run_dir else None, only=only)
     return Path(run_dir or load_recipe(recipe, overrides, str(data_root) if data_root else None).run_dir)
+
+
+def sweep(sweep_file: str | Path, *, data_root: str | Path | None = None, sweep_dir: str | Path | None = None,
+          trials: int | None = None, workers: int = 1, storage: str | None = None,
+          overrides: list[str] | None = None):
+    """Run (or continue) a sweep file's study (see ``recipes/studies/``); returns its Optuna study, whose trials
+    carry their parameter values (``user_attrs["values"]``), overrides and run directories."""
+    from .sweep.command import run_sweep, study_of
+    from .sweep.config import load_sweep
+
+    out = run_sweep(sweep_file, trials=trials, workers=workers, storage=storage, sweep_dir=sweep_dir,
+                    data_root=str(data_root) if data_root else None, overrides=overrides)
+    return study_of(out, load_sweep(sweep_file, trials, overrides)[0], storage)

@@ -70,6 +70,12 @@ def output_file(text: str) -> str:
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Help that shows every default and keeps the top-level description's layout."""
 
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, []):  # said in words already, or nothing to say
+            return text
+        return super()._get_help_string(action)
+
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one `babyllama: error:` line (exit 2) like every other error, and every
@@ -207,6 +213,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only this stage (repeatable; its inputs must be done): a user's scheduler can send "
                    "stages to different machines sharing the run directory")
     p.add_argument("--from", dest="from_stage", metavar="STAGE", help="run this stage and every one after it")
+    p = sub.add_parser("sweep", help="studies and sweeps of a recipe on Optuna: `sweep SWEEP.yaml` (short for "
+                       "`sweep run`), `sweep report DIR`, `sweep best DIR --out FILE.yaml`")
+    ssub = p.add_subparsers(dest="sweep_command", metavar="{run,report,best}", help="what to do with a sweep")
+    ssub.required = True
+    q = ssub.add_parser("run", help="run (or continue) the trials of a sweep file")
+    q.add_argument("sweep_file", type=input_file, help="sweep YAML (see recipes/studies/)")
+    q.add_argument("--trials", type=int_at_least(1), help="trials in the study, all workers together and failed "
+                   "ones included (default: the file's trials, or the grid's size)")
+    q.add_argument("--workers", type=int_at_least(1), default=1, help="worker processes to start here")
+    q.add_argument("--storage", metavar="URL", help="Optuna storage URL shared by workers on many machines "
+                   "(default: sqlite:///SWEEP_DIR/study.db)")
+    q.add_argument("--sweep-dir", help="where trials and the stage store live (default: the file's sweep_dir)")
+    q.add_argument("--data-root", help="data root of the recipe (default: $BABYLLAMA_DATA)")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a fixed recipe override for every trial, after the file's set: (repeatable)")
+    q.add_argument("--no-final", action="store_true", help="skip the final run of a `final: true` sweep")
+    q.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    q = ssub.add_parser("report", help="write SWEEP_DIR/report.md: trials, the best configuration, figures")
+    q.add_argument("sweep_dir", help="a sweep directory (made by babyllama sweep)")
+    q.add_argument("--storage", metavar="URL", help="the study's storage when sweep.json holds no usable URL")
+    q = ssub.add_parser("best", help="export the best trial's overrides for `babyllama run RECIPE --set-file`")
+    q.add_argument("sweep_dir", help="a sweep directory (made by babyllama sweep)")
+    q.add_argument("--out", required=True, type=output_file, metavar="FILE.yaml", help="where to write them")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    q.add_argument("--storage", metavar="URL", help="the study's storage when sweep.json holds no usable URL")
+
     p = sub.add_parser("status", help="show the stages of a run directory")
     p.add_argument("run_dir", help="a run directory (made by babyllama run)")
     p = sub.add_parser("report", help="regenerate report.md and figures of a run directory")
@@ -438,6 +470,12 @@ def cmd_generate(a) -> int:
     return 0
 
 
+def cmd_sweep(a) -> int:
+    from .sweep import command
+
+    return {"run": command.run, "report": command.report, "best": command.best}[a.sweep_command](a)
+
+
 def cmd_status(a) -> int:
     from .runner.plan import load_plan
     from .runner.state import status_table
@@ -455,13 +493,16 @@ def cmd_report(a) -> int:
 
 COMMANDS = {"data": cmd_data, "tokenizer": cmd_tokenizer, "models": cmd_models, "train": cmd_train,
             "distill": cmd_distill, "eval": cmd_eval, "finetune": cmd_finetune, "run": cmd_run,
-            "status": cmd_status, "report": cmd_report, "export": cmd_export, "generate": cmd_generate}
+            "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report, "export": cmd_export, "generate": cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["sweep"] and len(argv) > 1 and argv[1] not in ("run", "report", "best", "-h", "--help"):
+            argv.insert(1, "run")  # `babyllama sweep SWEEP.yaml` is `babyllama sweep run SWEEP.yaml`
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UserError as e:

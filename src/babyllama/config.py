@@ -50,6 +50,9 @@ class DataConfig(Section):
     max_train_tokens: int | None = Field(
         None, gt=0, description="Use only the first N tokens of each training domain, in proportion (CPU recipes)."
     )
+    train_fraction: float = Field(
+        1.0, gt=0, le=1, description="Train on the first fraction of each training domain's tokens (after "
+        "max_train_tokens): the data-size ablation. The tokenizer still sees the whole prepared corpus.")
     max_eval_tokens: int | None = Field(None, gt=0, description="Use only the first N tokens of the eval split.")
     eval_samples: int | None = Field(
         None, gt=0, description="Seeded random subset of this many eval chunks (the papers use 8192)."
@@ -72,6 +75,9 @@ class ModelConfig(Section):
     tie_word_embeddings: bool | None = Field(None, description="Share input and output embeddings.")
     rotary_dim: int | None = Field(None, gt=0, description="GPT-J rotary dimension per head.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Dropout on residual/attention/embeddings.")
+    attention_dropout: float | None = Field(
+        None, ge=0, lt=1, description="Dropout on the attention probabilities; default: dropout. (LLaMA has no "
+        "other dropout, so there both are the same.)")
     init_from: str | None = Field(
         None, description="Start from these weights (a model directory, or a hub id already in the local Hugging "
         "Face cache) instead of a random initialisation; its vocabulary must be the tokenizer's.")
@@ -304,6 +310,28 @@ class ModelSpec(_Partial):
     data: DataConfig = Field(default_factory=DataConfig, description="data.* keys that differ from base.data.")
 
 
+BASELINE_MODEL_KEYS = ("dropout", "attention_dropout")
+
+
+class BaselineSpec(_Partial):
+    """Settings of the baseline that differ from the student's: its training (a tuned baseline) and dropout.
+    The architecture stays the student's, so "student - baseline" always compares models of one size."""
+
+    training: TrainingConfig = Field(default_factory=TrainingConfig,
+                                     description="training.* keys of the baseline that differ from the student's.")
+    model: ModelConfig = Field(default_factory=ModelConfig,
+                               description=f"Only {', '.join(BASELINE_MODEL_KEYS)}: the architecture is the "
+                               "student's.")
+
+    @model_validator(mode="after")
+    def _same_architecture(self):
+        other = sorted(set(self.model.model_fields_set) - set(BASELINE_MODEL_KEYS))
+        if other:
+            raise ValueError(f"baseline.model may set only {', '.join(BASELINE_MODEL_KEYS)} (the baseline has the "
+                             f"student's architecture); remove {', '.join(other)}")
+        return self
+
+
 class Recipe(Section):
     """`babyllama run RECIPE`: prepare -> tokenizer -> teachers -> baseline -> student -> eval -> report."""
 
@@ -318,6 +346,10 @@ class Recipe(Section):
                                description="Partial data: and training: shared by all training stages.")
     teachers: list[ModelSpec] = Field(min_length=1, description="Teachers, pretrained from scratch.")
     student: ModelSpec = Field(description="Student architecture and budget (also used for the baseline).")
+    baseline: BaselineSpec = Field(
+        default_factory=BaselineSpec,
+        description="Baseline settings that differ from the student's (training keys, dropout); a sweep's "
+        "tuned-baseline study writes here.")
     distill: DistillConfig = Field(default_factory=DistillConfig, description="Distillation settings.")
     seeds: list[int] = Field([1], min_length=1, description="Seeds of the baseline and student stages.")
     teacher_seeds: bool = Field(False, description="Also repeat the teachers per seed.")
@@ -504,21 +536,30 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, dat
     return validate_tree(cls, tree, str(path) if path else "--set", data_root, run_dir=find_run_dir(path))
 
 
-def overrides_from_file(path: str | Path) -> list[str]:
-    """A YAML mapping of keys to values (dotted keys or nested sections) as ``key=value`` overrides."""
-    import json
+def yaml_value(value: Any) -> str:
+    """``value`` as the one-line YAML text of an override (floats such as 1e-06 as 1.0e-06, which YAML 1.1 reads
+    back as a number, not a string)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, sort_keys=False).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
 
-    tree = read_yaml(path)
+
+def overrides_from_tree(tree: dict) -> list[str]:
+    """A mapping of keys to values (dotted keys or nested sections) as ``key=value`` overrides."""
 
     def flat(node: dict, prefix: str = "") -> list[str]:
         out = []
         for k, v in node.items():
-            if isinstance(v, dict):
+            if isinstance(v, dict) and v:
                 out += flat(v, f"{prefix}{k}.")
             else:
-                out.append(f"{prefix}{k}={json.dumps(v)}")
+                out.append(f"{prefix}{k}={yaml_value(v)}")
         return out
     return flat(tree)
+
+
+def overrides_from_file(path: str | Path) -> list[str]:
+    """A YAML mapping of keys to values (dotted keys or nested sections) as ``key=value`` overrides."""
+    return overrides_from_tree(read_yaml(path))
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, data_root: str | None = None) -> Recipe:

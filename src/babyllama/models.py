@@ -97,6 +97,7 @@ def hf_config(cfg: ModelConfig, vocab_size: int | None = None, bos_id: int = 1, 
         raise UserError(f"model.vocab_size={cfg.vocab_size} is smaller than the tokenizer's {vocab_size}")
     ctx = r.get("max_position_embeddings", PAPER_CONTEXT)
     drop = r.get("dropout", 0.0)
+    attn_drop = r.get("attention_dropout", drop)
     ids = dict(bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id)
     arch = r["architecture"]
     act = r.get("activation", "silu" if arch == "llama" else FAST_GELU)
@@ -112,19 +113,19 @@ def hf_config(cfg: ModelConfig, vocab_size: int | None = None, bos_id: int = 1, 
         return LlamaConfig(
             vocab_size=vocab, hidden_size=r["hidden_size"], intermediate_size=r.get("intermediate_size",
             4 * r["hidden_size"]), num_hidden_layers=r["num_layers"], num_attention_heads=r["num_heads"],
-            num_key_value_heads=kv, max_position_embeddings=ctx, attention_dropout=drop,
+            num_key_value_heads=kv, max_position_embeddings=ctx, attention_dropout=attn_drop,
             tie_word_embeddings=r.get("tie_word_embeddings", False), hidden_act=act, **ids)
     if arch == "gpt2":
         return GPT2Config(
             vocab_size=vocab, n_positions=ctx, n_embd=r["hidden_size"], n_layer=r["num_layers"],
             n_head=r["num_heads"], n_inner=r.get("intermediate_size"), resid_pdrop=drop, embd_pdrop=drop,
-            attn_pdrop=drop, tie_word_embeddings=r.get("tie_word_embeddings", True), activation_function=act,
+            attn_pdrop=attn_drop, tie_word_embeddings=r.get("tie_word_embeddings", True), activation_function=act,
             **ids)
     if arch == "gptj":
         return GPTJConfig(
             vocab_size=vocab, n_positions=ctx, n_embd=r["hidden_size"], n_layer=r["num_layers"],
             n_head=r["num_heads"], rotary_dim=r.get("rotary_dim", r["hidden_size"] // r["num_heads"]),
-            n_inner=r.get("intermediate_size"), resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=drop,
+            n_inner=r.get("intermediate_size"), resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=attn_drop,
             tie_word_embeddings=r.get("tie_word_embeddings", False), activation_function=act, **ids)
     raise UserError(f"model.architecture '{arch}' is not one of llama, gpt2, gptj")  # pragma: no cover
 

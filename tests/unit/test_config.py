@@ -80,12 +80,18 @@ SHIPPED_YAML = sorted((REPO / "configs").rglob("*.yaml")) + sorted((REPO / "reci
 @pytest.mark.parametrize("path", SHIPPED_YAML, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_shipped_yaml_validates_without_data(path, monkeypatch):
     """Every YAML under configs/ is a Config (configs/finetune/: a fine-tuning hyperparameter table) and every one
-    under recipes/ a Recipe, with no data on disk."""
+    under recipes/ a Recipe (recipes/studies/: a sweep file), with no data on disk."""
     monkeypatch.delenv("BABYLLAMA_DATA", raising=False)
     if path.parts[-2] == "finetune":
         from babyllama.finetuning.run import hparams_table
 
         assert hparams_table(str(path))
+    elif path.parts[-2] == "studies":
+        from babyllama.sweep.config import load_sweep
+
+        cfg, recipe = load_sweep(path)
+        assert recipe.is_file() and cfg.space
+        assert path.read_text().startswith("#"), "a study starts with a comment saying what it shows"
     elif path.parts[-2] == "recipes" or "recipes" in path.parts:
         r = load_recipe(path, data_root="/nonexistent/data")
         assert r.corpus.startswith("/nonexistent/data") and r.eval.eval_root == "/nonexistent/data/eval"

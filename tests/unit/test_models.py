@@ -94,3 +94,11 @@ def test_a_student_can_start_from_given_weights(tmp_path, tiny_tokenizer):
         build_model(ModelConfig(preset="llama-tiny", init_from=str(tmp_path / "other")), tiny_tokenizer)
     with pytest.raises(UserError, match="not in the local Hugging Face cache|neither a directory"):
         build_model(ModelConfig(preset="llama-tiny", init_from="nobody/nothing"), tiny_tokenizer)
+
+
+def test_attention_dropout_defaults_to_dropout_and_can_differ():
+    llama = hf_config(ModelConfig(preset="llama-tiny", dropout=0.1))
+    assert llama.attention_dropout == 0.1
+    assert hf_config(ModelConfig(preset="llama-tiny", dropout=0.1, attention_dropout=0.3)).attention_dropout == 0.3
+    gpt2 = hf_config(ModelConfig(preset="gpt2-tiny", dropout=0.1, attention_dropout=0.3))
+    assert (gpt2.attn_pdrop, gpt2.resid_pdrop, gpt2.embd_pdrop) == (0.3, 0.1, 0.1)

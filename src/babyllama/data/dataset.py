@@ -68,8 +68,10 @@ class TokenSplit:
 
 
 def load_split(corpus_dir: str | Path, split: str, tokenizer, domains: list[str] | None = None,
-               max_tokens: int | None = None, cache_dir: str | Path | None = None) -> TokenSplit:
-    """Tokens of one split, per domain. ``max_tokens`` keeps the first tokens of each domain, in proportion."""
+               max_tokens: int | None = None, cache_dir: str | Path | None = None,
+               fraction: float = 1.0) -> TokenSplit:
+    """Tokens of one split, per domain. ``max_tokens`` keeps the first tokens of each domain, in proportion;
+    ``fraction`` then keeps that fraction of each domain's first tokens."""
     texts = load_prepared(corpus_dir, split, domains)
     cache = Path(cache_dir) if cache_dir else Path(corpus_dir) / ".token_cache"
     th = tokenizer_hash(tokenizer)
@@ -83,6 +85,9 @@ def load_split(corpus_dir: str | Path, split: str, tokenizer, domains: list[str]
         if max_tokens < total:
             arrays = {d: a[: max(1, int(len(a) * max_tokens / total))] for d, a in arrays.items()}
             keys.append(f"max_tokens={max_tokens}")
+    if fraction < 1:
+        arrays = {d: a[: max(1, int(len(a) * fraction))] for d, a in arrays.items()}
+        keys.append(f"fraction={fraction!r}")
     return TokenSplit(arrays, hashlib.sha256("|".join(keys).encode()).hexdigest(), total)
 
 
@@ -137,7 +142,7 @@ def build_datasets(data_cfg, tokenizer, seed: int):
     if not data_cfg.corpus:
         raise UserError("data.corpus is not set; point it at a prepared corpus (`babyllama data prepare`)")
     train = load_split(data_cfg.corpus, data_cfg.train_split, tokenizer, data_cfg.domains,
-                       data_cfg.max_train_tokens, data_cfg.cache_dir)
+                       data_cfg.max_train_tokens, data_cfg.cache_dir, data_cfg.train_fraction)
     ev = load_split(data_cfg.corpus, data_cfg.eval_split, tokenizer, data_cfg.domains,
                     data_cfg.max_eval_tokens, data_cfg.cache_dir)
     train_ds = ChunkDataset(train.flat(), data_cfg.seq_len, random_offset=True, seed=seed)

@@ -49,7 +49,7 @@ import torch
 from tqdm import tqdm
 
 from ..distributed import process_group
-from ..io import atomic_write, sha256_file
+from ..io import atomic_write, exclusive, sha256_file
 from ..losses import ensemble_log_probs
 
 CACHE_VERSION = 5
@@ -142,8 +142,21 @@ def sparse_entries(logp: torch.Tensor, k: int, sampled: int, generator: torch.Ge
 @torch.inference_mode()
 def build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out_dir: str | Path, spec: CacheSpec,
                 progress: bool = True) -> TeacherCache:
-    """Run the ensemble over ``tokens`` and write the cache ``spec`` describes into ``out_dir`` (atomically)."""
+    """Run the ensemble over ``tokens`` and write the cache ``spec`` describes into ``out_dir`` (atomically).
+
+    A single process holds a lock beside ``out_dir`` while it checks and builds, so that a second one wanting the
+    same cache (two sweep trials distilling from the same teachers at the same time) waits and loads it instead of
+    building it again. (Under DDP the ranks already build one cache together.)
+    """
     out = Path(out_dir)
+    if process_group().world_size > 1:
+        return _build_cache(teachers, tokens, out, spec, progress)
+    with exclusive(out.parent, "teacher cache", wait=True, name=f".{out.name}.lock"):
+        return _build_cache(teachers, tokens, out, spec, progress)
+
+
+def _build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out: Path, spec: CacheSpec,
+                 progress: bool) -> TeacherCache:
     group = process_group()
     if (out / "meta.json").is_file():
         try:

@@ -88,7 +88,7 @@ class DistillationTrainer(GuardedTrainer):
         super().log(logs, start_time)
 
 
-def distill(cfg: Config, overwrite: bool = False) -> dict:
+def distill(cfg: Config, overwrite: bool = False, callbacks: list | None = None) -> dict:
     """Train ``cfg.model`` (the student) from ``cfg.distill.teachers``; returns metrics."""
     t_start = time.time()
     d = cfg.distill
@@ -109,7 +109,7 @@ def distill(cfg: Config, overwrite: bool = False) -> dict:
         trainer = DistillationTrainer(model=student, args=training_arguments(cfg, run.out), train_dataset=train_ds,
                                       eval_dataset=eval_ds, processing_class=run.tokenizer,
                                       data_collator=default_data_collator,
-                                      callbacks=standard_callbacks(train_ds, cfg, run.provenance),
+                                      callbacks=[*standard_callbacks(train_ds, cfg, run.provenance), *(callbacks or [])],
                                       teachers=teachers, distill_cfg=d)
         attach_progress(trainer, cfg)
         if run.resume:

@@ -10,7 +10,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Recipe, load_recipe
@@ -27,6 +27,7 @@ class StageContext:
     recipe: Recipe
     plan: Plan
     stage: Stage
+    callbacks: list = field(default_factory=list)  # extra TrainerCallbacks of a training stage
 
     @property
     def dir(self) -> Path:
@@ -60,13 +61,13 @@ def run_tokenizer(ctx: StageContext) -> None:
 def run_pretrain(ctx: StageContext) -> None:
     from ..training.pretrain import train
 
-    train(ctx.stage.config)
+    train(ctx.stage.config, callbacks=ctx.callbacks)
 
 
 def run_distill(ctx: StageContext) -> None:
     from ..distillation.trainer import distill
 
-    distill(ctx.stage.config)
+    distill(ctx.stage.config, callbacks=ctx.callbacks)
 
 
 def run_eval(ctx: StageContext) -> None:
@@ -134,15 +135,40 @@ def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: 
     recipe = load_recipe(path, overrides, data_root)
     plan = make_plan(recipe, run_dir or recipe.run_dir)
     selected = select_stages(plan, only or [], from_stage)
+    print_plan(recipe, plan, selected)
+    if dry_run:
+        return 0
+    t0 = time.time()
+    summary = run_stages(recipe, plan, selected, stage_locks="try" if only else "none")
+    if summary is None:
+        print(f"\nselected stages done in {_fmt(time.time() - t0)}; once every stage is done, "
+              f"`babyllama report {plan.run_dir}` writes the report")
+        return 0
+    print(summary)
+    print(f"\nall stages done in {_fmt(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
+    return 0
+
+
+def print_plan(recipe: Recipe, plan: Plan, selected: list[Stage]) -> None:
     states = {s.name: stage_state(plan, s) for s in plan.stages}
     print(f"recipe {recipe.name}: {len(plan.stages)} stages in {plan.run_dir}")
     width = max(len(s.name) for s in plan.stages)
     for s in plan.stages:
         action = ACTIONS[states[s.name]] if s in selected else "skip"
         print(f"  {action:<7} {s.name:<{width}}  {s.dir}")
-    if dry_run:
-        return 0
-    whole_run = exclusive(plan.run_dir, "run directory") if not only else nullcontext()
+
+
+def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: str = "none",
+               callbacks: dict[str, list] | None = None) -> str | None:
+    """Run the selected stages that are not done, in order; write the report once every stage is done and return
+    its summary (else None).
+
+    ``stage_locks``: ``none`` - the whole run holds the run directory; ``try`` - each stage holds its own lock and a
+    stage another process holds is one error line (``--only``, a user's scheduler); ``wait`` - each stage waits for
+    its lock, then reuses the stage if the holder finished it (sweep trials sharing one stage store).
+    ``callbacks``: extra ``TrainerCallback`` objects for named training stages (a sweep's pruning reporter).
+    """
+    whole_run = exclusive(plan.run_dir, "run directory") if stage_locks == "none" else nullcontext()
     t0 = time.time()
     with whole_run, writing(plan.run_dir):
         write_plan(plan)
@@ -154,21 +180,22 @@ def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: 
                 raise UserError(f"stage {s.name} needs {', '.join(waiting)}, not done yet; run those first "
                                 f"(--only {' --only '.join(waiting)}) or without --only")
             check_inputs(plan, s)
-            print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {_fmt(time.time() - t0)}) ==", flush=True)
-            ts = time.time()
-            # training stages lock their own folder; the others are locked beside theirs (they replace it whole)
-            own_lock = only and s.kind not in ("pretrain", "distill")
-            lock = exclusive(plan.run_dir / "stages", f"stage {s.name} in", name=f".{s.dir.name}.lock")
-            with writing(plan.path(s)), lock if own_lock else nullcontext():
-                STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s))
-            print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {_fmt(time.time() - t0)}) ==",
-                  flush=True)
+            # training stages lock their own folder (``try``); the others are locked beside theirs (they replace it
+            # whole); a shared stage store (``wait``) locks every stage beside its folder and waits for it
+            lock = nullcontext()
+            if stage_locks == "wait" or (stage_locks == "try" and s.kind not in ("pretrain", "distill")):
+                lock = exclusive(plan.path(s).parent, f"stage {s.name} in", wait=stage_locks == "wait",
+                                 name=f".{s.dir.name}.lock")
+            with lock:
+                if stage_state(plan, s) == "done":  # another worker finished it while this one waited
+                    print(f"== {s.name}: finished by another worker, reused ==", flush=True)
+                    continue
+                print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {_fmt(time.time() - t0)}) ==",
+                      flush=True)
+                ts = time.time()
+                with writing(plan.path(s)):
+                    STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s, (callbacks or {}).get(s.name, [])))
+                print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {_fmt(time.time() - t0)}) ==",
+                      flush=True)
         all_done = all(stage_state(plan, s) == "done" for s in plan.stages)
-        summary = write_report(plan.run_dir) if all_done else None
-    if summary is None:
-        print(f"\nselected stages done in {_fmt(time.time() - t0)}; once every stage is done, "
-              f"`babyllama report {plan.run_dir}` writes the report")
-        return 0
-    print(summary)
-    print(f"\nall stages done in {_fmt(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
-    return 0
+        return write_report(plan.run_dir) if all_done else None

@@ -55,6 +55,16 @@ class Plan:
                 return s
         raise KeyError(name)
 
+    def closure(self, names: list[str]) -> list[Stage]:
+        """These stages and every stage they read, directly or not, in execution order."""
+        need, todo = set(), list(names)
+        while todo:
+            n = todo.pop()
+            if n not in need:
+                need.add(n)
+                todo += self.stage(n).deps
+        return [s for s in self.stages if s.name in need]
+
 
 def source_fingerprint(src: Path) -> list:
     """Identity of a raw corpus: relative paths, sizes and content hashes of its files.
@@ -98,6 +108,17 @@ def stage_config(recipe: Recipe, spec: ModelSpec, run_dir: Path, corpus: Path, t
     return validate_tree(Config, tree, f"recipe {spec.name}")
 
 
+def baseline_spec(recipe: Recipe) -> ModelSpec:
+    """The student's spec with the recipe's ``baseline:`` keys on top (none: the student's spec itself)."""
+    b = recipe.baseline
+    if not written(b.training) and not written(b.model):
+        return recipe.student
+    tree = recipe.student.model_dump(mode="json", exclude_unset=True)
+    tree["training"] = {**written(recipe.student.training), **written(b.training)}
+    tree["model"] = {**recipe.student.model.model_dump(mode="json", exclude_none=True), **written(b.model)}
+    return validate_tree(ModelSpec, tree, "recipe baseline")
+
+
 def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
     """Every stage with its key and directory, in execution order."""
     rd = Path(run_dir).resolve()
@@ -129,7 +150,7 @@ def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
                                                "teacher", seed, []) for t in recipe.teachers]
         stages += teacher_stages[seed]
     for seed in recipe.seeds:
-        stages.append(training_stage(f"baseline:s{seed}", f"baseline-s{seed}", recipe.student, "pretrain",
+        stages.append(training_stage(f"baseline:s{seed}", f"baseline-s{seed}", baseline_spec(recipe), "pretrain",
                                      "baseline", seed, []))
     for seed in recipe.seeds:
         ts = teacher_stages[seed if recipe.teacher_seeds else recipe.seeds[0]]

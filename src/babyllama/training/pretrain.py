@@ -22,8 +22,9 @@ from .trainer import (GuardedTrainer, attach_progress, finish_run, setup_run, st
                       training_arguments, training_run)
 
 
-def train(cfg: Config, overwrite: bool = False) -> dict:
-    """Pretrain ``cfg.model`` on ``cfg.data`` with ``cfg.training``; returns metrics."""
+def train(cfg: Config, overwrite: bool = False, callbacks: list | None = None) -> dict:
+    """Pretrain ``cfg.model`` on ``cfg.data`` with ``cfg.training``; returns metrics. ``callbacks``: extra
+    ``TrainerCallback`` objects (a sweep's pruning reporter)."""
     t_start = time.time()
     with training_run(cfg):
         run = setup_run(cfg, overwrite)
@@ -31,7 +32,7 @@ def train(cfg: Config, overwrite: bool = False) -> dict:
         trainer = GuardedTrainer(model=model, args=training_arguments(cfg, run.out), train_dataset=run.train_ds,
                                  eval_dataset=run.eval_ds, processing_class=run.tokenizer,
                                  data_collator=default_data_collator,
-                                 callbacks=standard_callbacks(run.train_ds, cfg, run.provenance),
+                                 callbacks=[*standard_callbacks(run.train_ds, cfg, run.provenance), *(callbacks or [])],
                                  compute_loss_func=trainer_causal_lm_loss)
         attach_progress(trainer, cfg)
         if run.resume:

@@ -55,3 +55,14 @@ def test_load_split_max_tokens_proportional(tiny_prepared, tiny_tokenizer, tmp_p
         assert list(cut.domains[d]) == list(full.domains[d][: len(cut.domains[d])])
     assert cut.data_hash != full.data_hash
     assert full.flat().dtype == np.uint16
+
+
+def test_train_fraction_keeps_the_first_part_of_each_domain(tiny_prepared, tiny_tokenizer, tmp_path):
+    full = load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path)
+    eighth = load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path, fraction=0.125)
+    for d, a in full.domains.items():
+        assert len(eighth.domains[d]) == int(len(a) * 0.125)
+        assert list(eighth.domains[d]) == list(a[: len(eighth.domains[d])])
+    assert eighth.data_hash != full.data_hash
+    assert load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path, fraction=1.0).data_hash \
+        == full.data_hash

@@ -61,3 +61,23 @@ def test_plan_json_stores_relative_directories(data_root, tmp_path):
     (tmp_path / "r").rename(tmp_path / "r2")
     again = load_plan(tmp_path / "r2")
     assert again.path("tokenizer") == (tmp_path / "r2").resolve() / plan.stage("tokenizer").dir
+
+
+def test_baseline_keys_tune_the_baseline_alone_and_keep_the_students_architecture(data_root, tmp_path):
+    plain = {s.name: s for s in make_plan(load_recipe(SMOKE, data_root=str(data_root)), tmp_path / "r").stages}
+    tuned = {s.name: s for s in make_plan(load_recipe(SMOKE, ["baseline.training.learning_rate=0.001",
+                                                              "baseline.model.attention_dropout=0.2"],
+                                                      str(data_root)), tmp_path / "r").stages}
+    assert {n for n in plain if plain[n].key != tuned[n].key} == {"baseline:s1", "eval:baseline:s1",
+                                                                  "finetune:baseline:s1"}
+    b = tuned["baseline:s1"].config
+    assert b.training.learning_rate == 0.001 and b.model.attention_dropout == 0.2
+    assert b.model.num_layers == 1 and b.training.max_steps == 24  # the student's own and base keys stay
+    assert tuned["student:s1"].config.training.learning_rate == plain["student:s1"].config.training.learning_rate
+    import pytest
+
+    from babyllama.errors import UserError
+
+    with pytest.raises(UserError, match="baseline.model may set only dropout, attention_dropout .* remove "
+                                        "hidden_size"):
+        load_recipe(SMOKE, ["baseline.model.hidden_size=64"], str(data_root))
