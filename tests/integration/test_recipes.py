@@ -59,8 +59,23 @@ def test_paper_recipes_match_the_papers():
 
 
 @pytest.mark.slow
-def test_smoke_recipe_end_to_end(tmp_path):
+def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     need_shared()
+
+    def here(*args, cwd=None):
+        """The read-only commands run in this process (no interpreter start-up), from ``cwd``."""
+        from types import SimpleNamespace
+
+        from babyllama.cli import main
+
+        capsys.readouterr()
+        with monkeypatch.context() as m:
+            if cwd is not None:
+                m.chdir(cwd)
+            code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
     rd = tmp_path / "run"
     common = ["--data-root", str(SHARED), "--run-dir", str(rd)]
     r = run_cli("run", SMOKE, *common)
@@ -80,16 +95,16 @@ def test_smoke_recipe_end_to_end(tmp_path):
     assert {v["comparison"] for v in vs} == {"student - llama-tiny", "student - gpt2-tiny", "student - baseline"}
 
     # run again: everything is reused
-    r = run_cli("run", SMOKE, *common, "--dry-run")
+    r = here("run", SMOKE, *common, "--dry-run")
     actions = parse_plan_lines(r.stdout)
     assert r.returncode == 0 and len(actions) == 14 and set(actions.values()) == {"reuse"}
 
     # a changed distillation setting re-runs the student and its eval only
-    r = run_cli("run", SMOKE, *common, "--dry-run", "--set", "distill.alpha=0.3")
+    r = here("run", SMOKE, *common, "--dry-run", "--set", "distill.alpha=0.3")
     assert [n for n, a in parse_plan_lines(r.stdout).items() if a != "reuse"] == [
         "student:s1", "eval:student:s1", "finetune:student:s1"]
     # a changed fine-tuning setting re-runs the finetune stages only
-    r = run_cli("run", SMOKE, *common, "--dry-run", "--set", "finetune.max_epochs=2")
+    r = here("run", SMOKE, *common, "--dry-run", "--set", "finetune.max_epochs=2")
     assert [n for n, a in parse_plan_lines(r.stdout).items() if a != "reuse"] == [
         "finetune:teacher:llama-tiny", "finetune:teacher:gpt2-tiny", "finetune:baseline:s1", "finetune:student:s1"]
 
@@ -100,32 +115,32 @@ def test_smoke_recipe_end_to_end(tmp_path):
     assert len(last) == 2
     shutil.rmtree(last[-1])
     (student / "run_info.json").unlink()
-    r = run_cli("status", rd)
+    r = here("status", rd)
     assert parse_status(r.stdout)["student:s1"] == "partial"
     r = run_cli("run", SMOKE, *common)
     assert r.returncode == 0 and "resuming from" in r.stdout and "stage 6/14: student:s1" in r.stdout
     assert "stage 10/14: eval:student:s1" in r.stdout  # the re-finished model is evaluated again
     assert "stage 14/14: finetune:student:s1" in r.stdout  # and fine-tuned again
     assert "stage 7/14" not in r.stdout and "stage 3/14" not in r.stdout  # the others are reused
-    r = run_cli("report", rd)
+    r = here("report", rd)
     assert r.returncode == 0 and "student - baseline" in r.stdout
 
     # the run directory works from another directory, and after it was moved: nothing to redo, same verdicts
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    r = run_cli("status", rd, cwd=elsewhere)
+    r = here("status", rd, cwd=elsewhere)
     assert set(parse_status(r.stdout).values()) == {"done"}, r.stdout
     before = (rd / "report.md").read_text()
-    r = run_cli("report", rd, cwd=elsewhere)
+    r = here("report", rd, cwd=elsewhere)
     assert r.returncode == 0 and "not trained" not in (rd / "report.md").read_text()
     assert json.loads((rd / "verdicts.json").read_text()) == vs  # seeded bootstrap: the same numbers
     moved = tmp_path / "moved"
     os.rename(rd, moved)
-    r = run_cli("status", moved, cwd=elsewhere)
+    r = here("status", moved, cwd=elsewhere)
     assert set(parse_status(r.stdout).values()) == {"done"}, r.stdout
-    r = run_cli("run", SMOKE, "--data-root", SHARED, "--run-dir", moved, "--dry-run")
+    r = here("run", SMOKE, "--data-root", SHARED, "--run-dir", moved, "--dry-run")
     assert set(parse_plan_lines(r.stdout).values()) == {"reuse"}, r.stdout
-    r = run_cli("report", moved, cwd=elsewhere)
+    r = here("report", moved, cwd=elsewhere)
     assert r.returncode == 0 and "student - baseline" in r.stdout
     assert (moved / "report.md").read_text().split("## Models")[1] == before.split("## Models")[1]
     saved = (moved / "stages" / plan.path("student:s1").name / "babyllama_config.yaml").read_text()
