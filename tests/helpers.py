@@ -26,6 +26,16 @@ def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env)
 
 
+def run_here(capsys, *args) -> subprocess.CompletedProcess:
+    """`babyllama ARGS` in this process (no interpreter start-up), reported as :func:`run_cli` reports it."""
+    from babyllama.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess([str(a) for a in args], code, out.out, out.err)
+
+
 def one_error_line(r: subprocess.CompletedProcess) -> str:
     """The single `babyllama: error:` line of a failed command (asserts exit 2, no traceback, nothing else)."""
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])

@@ -67,7 +67,9 @@ def distill(config: Config | dict | str | Path, teachers: list[str | Path] | Non
 
 def evaluate(model: Any, suites: list[str] | None = None, *, tokenizer=None, corpus: str | Path | None = None,
              eval_root: str | Path | None = None, **settings) -> dict:
-    """Zero-shot scores of a model: a directory, a cached hub id, or a loaded model with its ``tokenizer``.
+    """Zero-shot scores of a model: a directory, a cached hub id, a loaded model with its ``tokenizer``, or a list of
+    model directories scored as their ensemble (the distillation's logits mean at T = 1; see
+    :mod:`babyllama.eval.ensemble`).
 
     ``settings`` are :class:`~babyllama.config.EvalConfig` fields (``max_pairs``, ``bf16``, ``layout``, ...).
     Returns ``{"suites": {name: {"macro": {"acc", "ci", ...}, "groups", "paradigms", "decisions"}},
@@ -80,7 +82,11 @@ def evaluate(model: Any, suites: list[str] | None = None, *, tokenizer=None, cor
     root = eval_root or default_eval_root()
     cfg = validate_tree(EvalConfig, {"suites": suites or EvalConfig().suites,
                                      "eval_root": str(root) if root else None, **settings}, "evaluate()")
-    if isinstance(model, str | Path):
+    if isinstance(model, list | tuple):
+        from .eval.ensemble import EnsembleSpec
+
+        model, tokenizer = load_for_eval(EnsembleSpec(tuple(str(m) for m in model)))
+    elif isinstance(model, str | Path):
         model, tokenizer = load_for_eval(model)
     elif tokenizer is None:
         raise TypeError("evaluate(model, ...): a loaded model needs its tokenizer=")

@@ -10,7 +10,7 @@
     babyllama finetune MODEL_DIR --task T   fine-tuning evaluation ((Super)GLUE, MSGS) as the BabyLM pipelines
     babyllama run RECIPE [--dry-run]        the whole experiment, stage by stage, resumable
     babyllama status RUN_DIR                the stages of a run and their state
-    babyllama report RUN_DIR                regenerate report.md and figures
+    babyllama report RUN_DIR                regenerate report.md, figures, tables/
     babyllama export MODEL_DIR OUT          a clean Hugging Face folder with a model card (--push-to-hub REPO)
     babyllama export lm-eval-tasks OUT      lm-evaluation-harness task YAMLs for the local eval data
     babyllama generate MODEL --prompt TEXT  sample a continuation
@@ -149,8 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = EvalConfig.model_fields
     p = sub.add_parser("eval", help="zero-shot evaluation of one or more models")
-    p.add_argument("models", nargs="+", help="Hugging Face causal LMs: directories or hub ids in the local cache "
+    p.add_argument("models", nargs="*", help="Hugging Face causal LMs: directories or hub ids in the local cache "
                    "(with --all-checkpoints: a training output folder)")
+    p.add_argument("--ensemble", nargs="+", metavar="DIR", help="also score these models as one: the ensemble of "
+                   "distillation at T = 1 (--ensemble-rule), no merged checkpoint written; they must share a "
+                   "tokenizer (name single models before this flag: it takes every directory after it)")
+    p.add_argument("--ensemble-rule", choices=["logits_mean", "probs_mean"], default="logits_mean",
+                   help="logits_mean: softmax of the mean logits (distill.ensemble's default); probs_mean: the mean "
+                   "of the distributions")
     p.add_argument("--suite", action="append", default=[], help=f"suite name or a path to a folder/file of JSONL "
                    f"minimal pairs (repeatable). {suite_help()}")
     p.add_argument("--eval-root", help="folder with blimp/, blimp_filtered/, ... (default: $BABYLLAMA_DATA/eval)")
@@ -162,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sentences per forward pass")
     p.add_argument("--ppl-max-tokens", type=int_at_least(2), help="perplexity: at most N tokens per domain and split")
     p.add_argument("--bf16", action="store_true", help="score under bf16 autocast")
+    p.add_argument("--resamples", type=int_at_least(99), default=ev["resamples"].default,
+                   help="bootstrap resamples behind the CIs and paired p-values (the smallest p is 2/(B+1))")
     p.add_argument("--padded", action="store_true", help="one padded row per sentence, lm-eval's own layout and "
                    "arithmetic (slower; by default shared prefixes are scored once, near-ties re-scored this way)")
     p.add_argument("--json", dest="json_out", type=output_file, help="write the full results as JSON here")
@@ -241,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="show the stages of a run directory")
     p.add_argument("run_dir", help="a run directory (made by babyllama run)")
-    p = sub.add_parser("report", help="regenerate report.md and figures of a run directory")
+    p = sub.add_parser("report", help="regenerate report.md, its figures and tables/ (CSV, LaTeX) of a run directory")
     p.add_argument("run_dir", help="a run directory (made by babyllama run)")
 
     p = sub.add_parser("export", help="a clean Hugging Face folder with a model card, or lm-eval task files")
@@ -362,7 +370,7 @@ def eval_config_from_args(a):
     root = a.eval_root or default_eval_root()
     tree = {"suites": a.suite, "eval_root": str(root) if root else None, "batch_size": a.batch_size,
             "paradigms": a.paradigms, "max_pairs": a.max_pairs, "ppl_max_tokens": a.ppl_max_tokens,
-            "bf16": a.bf16, "layout": "padded" if a.padded else "prefix_tree"}
+            "bf16": a.bf16, "layout": "padded" if a.padded else "prefix_tree", "resamples": a.resamples}
     return validate_tree(EvalConfig, {k: v for k, v in tree.items() if v is not None}, "babyllama eval")
 
 
@@ -374,17 +382,27 @@ def cmd_eval(a) -> int:
         from .eval.learning_curve import learning_curve
 
         a.suite = a.suite or ["blimp_fast", "supplement_fast", "ewok_fast"]
-        if len(a.models) != 1:
-            raise UserError("--all-checkpoints takes one training output folder")
+        if len(a.models) != 1 or a.ensemble:
+            raise UserError("--all-checkpoints takes one training output folder (and no --ensemble)")
         print(learning_curve(a.models[0], eval_config_from_args(a), a.corpus, device=a.device))
         return 0
     if not a.suite:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
+    if not a.models and not a.ensemble:
+        raise UserError("no model: pass model directories, --ensemble DIR DIR ..., or both")
+    if a.ensemble and len(a.ensemble) < 2:
+        raise UserError("--ensemble needs at least two model directories")
     refuse_existing_json(a)
+    from .eval.ensemble import EnsembleSpec
     from .models import resolve_model_path
 
-    res = evaluate_models([resolve_model_path(m) for m in a.models], eval_config_from_args(a), a.corpus,
-                          names=a.models, device=a.device)
+    models: list = [resolve_model_path(m) for m in a.models]
+    names = list(a.models)
+    if a.ensemble:
+        spec = EnsembleSpec(tuple(str(resolve_model_path(m)) for m in a.ensemble), a.ensemble_rule)
+        models.append(spec)
+        names.append(spec.label)
+    res = evaluate_models(models, eval_config_from_args(a), a.corpus, names=names, device=a.device)
     return show_results(markdown(res), res, a.json_out)
 
 
@@ -504,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["sweep"] and len(argv) > 1 and argv[1] not in ("run", "report", "best", "-h", "--help"):
             argv.insert(1, "run")  # `babyllama sweep SWEEP.yaml` is `babyllama sweep run SWEEP.yaml`
         args = build_parser().parse_args(argv)
+        if args.command in ("run", "train", "distill", "eval", "finetune", "sweep"):
+            from .progress import quiet_library_bars
+
+            quiet_library_bars()  # a stage shows one bar of its own, not the loader's and the writer's
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"babyllama: error: {e}", file=sys.stderr)

@@ -208,6 +208,9 @@ class EvalConfig(Section):
     max_pairs: int | None = Field(None, gt=0, description="At most N items per paradigm (a seeded subset, for CPU).")
     ppl_max_tokens: int | None = Field(None, gt=0, description="Perplexity: at most N tokens per domain and split.")
     ppl_seq_len: int = Field(128, gt=1, description="Perplexity: tokens per fixed chunk.")
+    resamples: int = Field(
+        1000, ge=99, description="Bootstrap resamples B behind every CI and paired bootstrap p-value (the report's "
+        "verdicts too); the smallest p a bootstrap can give is 2 / (B + 1).")
     bf16: bool = Field(False, description="Score under bf16 autocast (faster; decisions may differ from lm-eval's).")
     layout: Literal["prefix_tree", "padded"] = Field(
         "prefix_tree",

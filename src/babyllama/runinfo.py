@@ -48,11 +48,37 @@ def git_sha() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     import torch
 
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    from .training.hardware import cpu_has_native_bf16
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() \
+        else []
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpu": cpu_model(),
+            "cpus": os.cpu_count(), "cpu_native_bf16": cpu_has_native_bf16(), "torch_threads": torch.get_num_threads(),
+            "cuda": bool(gpus), "gpus": gpus}
+
+
+def hardware_line(m: dict | None) -> str:
+    """``2 x Intel Xeon (bf16 native)`` / ``1 x NVIDIA H200``: what a stage ran on, for the report."""
+    if not m:
+        return "-"
+    if m.get("gpus"):
+        return f"{len(m['gpus'])} x {m['gpus'][0]}"
+    bf16 = {True: ", bf16 native", False: ", no native bf16"}.get(m.get("cpu_native_bf16"), "")
+    return f"{m.get('cpus')} cores {m.get('cpu') or m.get('processor') or 'CPU'}{bf16}"
 
 
 def _manifest_files(out_dir: Path) -> list[Path]:

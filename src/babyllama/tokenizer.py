@@ -20,6 +20,7 @@ import numpy as np
 from .errors import UserError
 from .io import atomic_write
 from .special_tokens import BOS, EOS, PAD, SPECIAL_TOKENS
+from .progress import interactive
 
 DEFAULT_VOCAB_SIZE = 16000  # both papers
 
@@ -57,7 +58,7 @@ def train_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = D
         min_frequency=min_frequency,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=True,
+        show_progress=interactive(),  # its bar in a log file is blank lines
     )
     tok.train_from_iterator(_line_batches(texts), trainer=trainer)
     if tok.get_vocab_size() < vocab_size:

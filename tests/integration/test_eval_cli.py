@@ -30,15 +30,41 @@ def test_eval_two_models(teachers, prepared, tmp_path):
     assert set(ppl) == {"dev", "test"} and ppl["dev"]["bpw"] > 0 and len(ppl["dev"]["domains"]) == 6
 
 
-def test_eval_bad_inputs(tmp_path):
+@pytest.mark.slow
+def test_eval_scores_the_ensemble_beside_its_members(teachers, tmp_path, capsys):
+    need_shared()
+    out = tmp_path / "res.json"
+    r = subprocess.run([sys.executable, "-m", "babyllama.cli", "eval", str(teachers[0]), "--ensemble", str(teachers[0]),
+                        str(teachers[1]), "--suite", "blimp_fast", "--eval-root", str(SHARED / "eval"),
+                        "--max-pairs", "10", "--resamples", "200", "--json", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ensemble(llama-tiny+gpt2-tiny) - llama-tiny" in r.stdout
+    res = json.loads(out.read_text())
+    block = res["suites"]["blimp_fast"]
+    ens = block["per_model"]["ensemble(llama-tiny+gpt2-tiny)"]
+    assert ens["macro"]["items"] == block["per_model"][str(teachers[0])]["macro"]["items"] == 67 * 10
+    assert ens["macro"]["resamples"] == 200
+    assert block["paired"]["ensemble(llama-tiny+gpt2-tiny)"]["resamples"] == 200
+    from babyllama.cli import main
+
+    assert main(["eval", "--ensemble", str(teachers[0]), "--suite", "blimp_fast"]) == 2
+    err = capsys.readouterr().err
+    assert "--ensemble needs at least two" in err and "Traceback" not in err
+
+
+def test_eval_bad_inputs(tmp_path, capsys):
+    from babyllama.cli import main
+
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"sentence_good": 1}\n')
     model = tmp_path / "m"
     model.mkdir()
-    r = subprocess.run([sys.executable, "-m", "babyllama.cli", "eval", str(model), "--suite", str(bad)],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and "bad.jsonl:1" in r.stderr and "Traceback" not in r.stderr
+    assert main(["eval", str(model), "--suite", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl:1" in err and "Traceback" not in err
     (tmp_path / "ok.jsonl").write_text('{"sentence_good": "a", "sentence_bad": "b"}\n')
-    r = subprocess.run([sys.executable, "-m", "babyllama.cli", "eval", str(model), "--suite",
-                        str(tmp_path / "ok.jsonl")], capture_output=True, text=True)
-    assert r.returncode == 2 and "no config.json" in r.stderr and "Traceback" not in r.stderr
+    assert main(["eval", str(model), "--suite", str(tmp_path / "ok.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "no config.json" in err and "Traceback" not in err
+    assert main(["eval", "--suite", str(tmp_path / "ok.jsonl")]) == 2
+    assert "no model: pass model directories, --ensemble" in capsys.readouterr().err

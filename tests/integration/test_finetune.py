@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SHARED_EVAL, need_shared, one_error_line, run_cli, save_random_teachers
+from helpers import SHARED_EVAL, need_shared, one_error_line, run_cli, run_here, save_random_teachers
 
 from babyllama.config import FinetuneConfig
 from babyllama.finetuning.run import finetune_models
@@ -173,20 +173,21 @@ def test_cli_two_checkpoints_table_with_cis_and_paired_comparison(tiny_models, t
     assert "exists" in one_error_line(r)
 
 
-def test_cli_errors_are_one_line(tiny_models, tmp_path):
+def test_cli_errors_are_one_line(tiny_models, tmp_path, capsys):
     need_shared()
-    line = one_error_line(run_cli("finetune", tiny_models[0], "--task", "boolq", "--data-dir", SHARED_EVAL))
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "boolq", "--data-dir", SHARED_EVAL))
     assert "boolq.train.jsonl not found" in line and "osf.io" in line
-    line = one_error_line(run_cli("finetune", tiny_models[0], "--task", "nope", "--data-dir", SHARED_EVAL))
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "nope", "--data-dir", SHARED_EVAL))
     assert "nope" in line
-    line = one_error_line(run_cli("finetune", tiny_models[0], "--data-dir", SHARED_EVAL))
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--data-dir", SHARED_EVAL))
     assert "no task" in line
     bad = tmp_path / "hp.yaml"
     bad.write_text("rte: {learning_rat: 1e-4}\n")
-    line = one_error_line(run_cli("finetune", tiny_models[0], "--task", "rte", "--data-dir", SHARED_EVAL,
-                                  "--hparams", bad))
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "rte", "--data-dir", SHARED_EVAL,
+                                   "--hparams", bad))
     assert "learning_rat" in line and str(bad) in line
-    line = one_error_line(run_cli("finetune", tmp_path / "missing", "--task", "rte", "--data-dir", SHARED_EVAL))
+    line = one_error_line(run_here(capsys, "finetune", tmp_path / "missing", "--task", "rte", "--data-dir",
+                                   SHARED_EVAL))
     assert "missing" in line
 
 

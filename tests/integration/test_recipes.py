@@ -28,7 +28,10 @@ def test_recipe_plans_on_the_shared_data(path):
     names = [s.name for s in stages]
     assert names[:2] == ["prepare", "tokenizer"] and any(n.startswith("student:") for n in names)
     models = sum(s.kind in ("pretrain", "distill") for s in stages)
-    assert sum(n.startswith("eval:") for n in names) == models
+    ensembles = len({s.seed for s in stages if s.role == "teacher"}) if sum(s.role == "teacher" for s in stages) > 1 \
+        else 0
+    assert sum(n.startswith("eval:") for n in names) == models + ensembles
+    assert [s.name for s in stages if s.role == "ensemble"] == (["eval:ensemble"] if ensembles else [])
     assert sum(n.startswith("finetune:") for n in names) in (0, models)
 
 
@@ -81,6 +84,7 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     r = run_cli("run", SMOKE, *common)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "student - baseline" in r.stdout and "student - llama-tiny" in r.stdout
+    assert "student - ensemble" in r.stdout and "| ensemble | ensemble |" in r.stdout
     report = (rd / "report.md").read_text()
     assert "## Verdict" in report and "dev CE" in report and "## Perplexity per domain" in report
     assert "## Fine-tuning" in report and "| rte (acc) | wsc (acc) | **macro** |" in report
@@ -91,13 +95,21 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     assert set(fv[0]["tasks"]) == {"rte", "wsc", "macro"} and fv[0]["tasks"]["rte"]["n"] == 2
     for fig in ("loss_curves.png", "blimp_phenomena.png", "perplexity_domains.png"):
         assert (rd / fig).stat().st_size > 10_000
+    # what each figure was measured on, what it cost, what every model was, and the tables for a paper
+    assert "minimal pairs over" in report and "**dev CE** (the one used in this report" in report
+    assert "(one seed (1): the CIs cover item sampling only" in report
+    assert "## Compute" in report and "| student:s1 | distill |" in report and "Total wall time" in report
+    assert "## Hyperparameters" in report and "## Appendix: accuracy per paradigm" in report
+    for stem in ("models", "verdicts", "compute", "hyperparameters"):
+        assert (rd / "tables" / f"{stem}.csv").is_file() and (rd / "tables" / f"{stem}.tex").is_file()
     vs = json.loads((rd / "verdicts.json").read_text())
-    assert {v["comparison"] for v in vs} == {"student - llama-tiny", "student - gpt2-tiny", "student - baseline"}
+    assert {v["comparison"] for v in vs} == {"student - llama-tiny", "student - gpt2-tiny", "student - ensemble",
+                                             "student - baseline"}
 
     # run again: everything is reused
     r = here("run", SMOKE, *common, "--dry-run")
     actions = parse_plan_lines(r.stdout)
-    assert r.returncode == 0 and len(actions) == 14 and set(actions.values()) == {"reuse"}
+    assert r.returncode == 0 and len(actions) == 15 and set(actions.values()) == {"reuse"}
 
     # a changed distillation setting re-runs the student and its eval only
     r = here("run", SMOKE, *common, "--dry-run", "--set", "distill.alpha=0.3")
@@ -118,10 +130,11 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     r = here("status", rd)
     assert parse_status(r.stdout)["student:s1"] == "partial"
     r = run_cli("run", SMOKE, *common)
-    assert r.returncode == 0 and "resuming from" in r.stdout and "stage 6/14: student:s1" in r.stdout
-    assert "stage 10/14: eval:student:s1" in r.stdout  # the re-finished model is evaluated again
-    assert "stage 14/14: finetune:student:s1" in r.stdout  # and fine-tuned again
-    assert "stage 7/14" not in r.stdout and "stage 3/14" not in r.stdout  # the others are reused
+    assert r.returncode == 0 and "resuming from" in r.stdout and "stage 6/15: student:s1" in r.stdout
+    assert "stage 10/15: eval:student:s1" in r.stdout  # the re-finished model is evaluated again
+    assert "stage 15/15: finetune:student:s1" in r.stdout  # and fine-tuned again
+    assert "stage 7/15" not in r.stdout and "stage 3/15" not in r.stdout  # the others are reused
+    assert "eval:ensemble" not in r.stdout.split("resuming from")[1]  # its teachers did not change
     r = here("report", rd)
     assert r.returncode == 0 and "student - baseline" in r.stdout
 

@@ -190,6 +190,9 @@ def test_pruned_crashed_and_non_finite_trials_are_recorded_and_the_final_run_com
     assert re.search(r"reuse\s+baseline:s1", out)
     report = (sweep_dir / "report.md").read_text()
     assert "**student - baseline**" in report and "best/report.md" in report
+    # the final run's models side by side: dev eval loss and BLiMP accuracy of the tuned baseline and the student
+    assert re.search(r"\| baseline:s1 \| baseline \| \d+(\.\d+)? \| \d+(\.\d+)? \|", report), report
+    assert re.search(r"\| student:s1 \| student \| \d+(\.\d+)? \| \d+(\.\d+)? \|", report), report
     assert f"{len(pruned)} pruned, 2 failed" in report
     assert "training loss is nan" in report and "| oops |" in report
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import Bar
 
 from ..distributed import process_group
 from ..io import atomic_write, exclusive, sha256_file
@@ -186,9 +185,8 @@ def _build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out: Path,
         group.barrier()
         mms = {a: np.load(tmp / f"{a}.npy", mmap_mode="r+") for a in TeacherCache.ARRAYS}
         t0 = time.perf_counter()
-        bar = tqdm(mine, desc="teacher cache", unit="batch", disable=not progress or group.rank != 0,
-                   mininterval=0.5 if sys.stderr.isatty() else 30)
-        for bi in bar:
+        bar = Bar(len(mine), "teacher cache", "batches", enabled=progress and group.rank == 0)
+        for bi in mine:
             batch = all_batches[bi]
             x = torch.from_numpy(np.stack([tokens[s : s + seq_len].astype(np.int64) for s, _ in batch])).to(device)
             # Only the positions this batch records get logits (sliding windows: the second half of each window),
@@ -214,8 +212,8 @@ def _build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out: Path,
                 for a, v in zip(TeacherCache.ARRAYS, ent):
                     mms[a][first : s + seq_len] = v[at : at + m]
                 at += m
-            bar.set_postfix_str(f"{(bar.n + 1) * len(batch) * seq_len / (time.perf_counter() - t0):,.0f} tok/s",
-                                refresh=False)
+            bar.update(1, f"{(bar.n + 1) * len(batch) * seq_len / (time.perf_counter() - t0):,.0f} tok/s")
+        bar.close()
         for mm in mms.values():
             mm.flush()
         del mms

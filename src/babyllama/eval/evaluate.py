@@ -21,8 +21,9 @@ from ..config import EvalConfig
 from ..errors import UserError
 from ..models import load_model
 from ..training.hardware import default_device
+from .ensemble import EnsembleSpec, load_ensemble
 from .scoring import Scorer
-from .stats import bootstrap_ci, macro_bootstrap, paired_comparison
+from .stats import N_BOOT, bootstrap_ci, macro_bootstrap, paired_comparison
 from .suites import get_suite, load_items
 from .tasks import Item
 
@@ -46,7 +47,7 @@ def subsample(items: list[Item], max_pairs: int | None, seed: int = 0) -> list[I
     return out
 
 
-def summarize(items: list[Item], correct: list[bool]) -> dict:
+def summarize(items: list[Item], correct: list[bool], n_boot: int = N_BOOT) -> dict:
     by_p: dict[str, list[bool]] = defaultdict(list)
     by_g: dict[str, list[bool]] = defaultdict(list)
     group_of = {}
@@ -55,16 +56,17 @@ def summarize(items: list[Item], correct: list[bool]) -> dict:
         group_of[it.paradigm] = it.group
     for p, cs in by_p.items():
         by_g[group_of[p] or p].append(float(np.mean(cs)))
-    macro, macro_ci = macro_bootstrap(by_p)
-    paradigms = {p: {"acc": float(np.mean(cs)), "ci": bootstrap_ci(cs), "n": len(cs), "group": group_of[p]}
+    macro, macro_ci = macro_bootstrap(by_p, n_boot)
+    paradigms = {p: {"acc": float(np.mean(cs)), "ci": bootstrap_ci(cs, n_boot), "n": len(cs), "group": group_of[p]}
                  for p, cs in sorted(by_p.items())}
     # phenomenon = unweighted mean of its paradigms, CI by the stratified bootstrap within the group
     groups = {}
     for g in sorted(by_g):
         members = {p: by_p[p] for p in by_p if (group_of[p] or p) == g}
-        acc, ci = macro_bootstrap(members)
+        acc, ci = macro_bootstrap(members, n_boot)
         groups[g] = {"acc": acc, "ci": ci, "paradigms": len(members)}
-    return {"macro": {"acc": macro, "ci": macro_ci, "paradigms": len(by_p), "items": len(items)},
+    return {"macro": {"acc": macro, "ci": macro_ci, "paradigms": len(by_p), "items": len(items),
+                      "resamples": n_boot},
             "groups": groups, "paradigms": paradigms,
             "decisions": {p: "".join("1" if c else "0" for c in cs) for p, cs in by_p.items()}}
 
@@ -73,10 +75,13 @@ def decisions_of(summary: dict) -> dict[str, list[bool]]:
     return {p: [c == "1" for c in s] for p, s in summary["decisions"].items()}
 
 
-def load_for_eval(path: str | Path, device: str | None = None):
+def load_for_eval(path, device: str | None = None):
+    """(model, tokenizer) on the device: a model directory or hub id, or an :class:`EnsembleSpec`."""
+    from ..models import resolve_model_path
     from ..tokenizer import load_tokenizer
 
-    from ..models import resolve_model_path
+    if isinstance(path, EnsembleSpec):
+        return load_ensemble(path, device or default_device())
 
     path = resolve_model_path(path)
     model = load_model(path)
@@ -114,7 +119,7 @@ def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = N
     for s, items in suites.items():
         t0 = time.perf_counter()
         correct, _ = scorer.score_items(items)
-        out["suites"][s] = summarize(items, correct)
+        out["suites"][s] = summarize(items, correct, config.resamples)
         out["timing"][s] = time.perf_counter() - t0
         out["rescored_near_ties"][s] = scorer.rescored
     out["layout"] = "prefix_tree" if scorer.tree_ok() else "padded"
@@ -129,12 +134,13 @@ def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = N
     return out
 
 
-def evaluate_models(models: list[str | Path], config: EvalConfig, corpus: str | Path | None = None,
+def evaluate_models(models: list, config: EvalConfig, corpus: str | Path | None = None,
                     names: list[str] | None = None, device: str | None = None) -> dict:
-    """Load and score each model directory; with two or more, paired comparisons against the first."""
+    """Load and score each model (a directory, or an :class:`~.ensemble.EnsembleSpec`); with two or more, paired
+    comparisons against the first."""
     if not config.suites:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
-    names = names or [str(m) for m in models]
+    names = names or [m.label if isinstance(m, EnsembleSpec) else str(m) for m in models]
     needs_corpus(config, corpus)  # before any model is loaded
     suites = load_suites(config)
     res: dict = {"models": names, "config": config.model_dump(mode="json"), "suites": {}, "perplexity": {},
@@ -152,5 +158,6 @@ def evaluate_models(models: list[str | Path], config: EvalConfig, corpus: str | 
     if len(names) > 1:
         for block in res["suites"].values():
             base = decisions_of(block["per_model"][names[0]])
-            block["paired"] = {n: paired_comparison(decisions_of(block["per_model"][n]), base) for n in names[1:]}
+            block["paired"] = {n: paired_comparison(decisions_of(block["per_model"][n]), base, config.resamples)
+                               for n in names[1:]}
     return res

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .stats import format_p
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
@@ -36,7 +38,8 @@ def markdown(res: dict) -> str:
             out.append("|---|---:|---:|---:|---:|")
             for n, c in block["paired"].items():
                 out.append(f"| {Path(n).name} - {short[0]} | {100 * c['diff']:+.2f} | "
-                           f"[{100 * c['ci'][0]:+.2f}, {100 * c['ci'][1]:+.2f}] | {c['p_bootstrap']:.3g} | "
+                           f"[{100 * c['ci'][0]:+.2f}, {100 * c['ci'][1]:+.2f}] | "
+                           f"{format_p(c['p_bootstrap'], c.get('resamples')).removeprefix('p = ')} | "
                            f"{c['p_mcnemar']:.3g} |")
             out.append("")
     if res.get("perplexity"):

@@ -15,7 +15,7 @@ from ..runner.state import stage_state
 
 def collect(run_dir: str | Path) -> tuple[Plan, list[dict]]:
     """(plan, models): each model stage as ``{name, role, seed, dir, metrics, eval, finetune}`` (None where not
-    done)."""
+    done), then the teacher ensemble of each teacher set (role ``ensemble``: an eval, no training)."""
     plan = load_plan(run_dir)
     names = {s.name for s in plan.stages}
 
@@ -31,6 +31,11 @@ def collect(run_dir: str | Path) -> tuple[Plan, list[dict]]:
             models.append({"name": s.name, "role": s.role, "seed": s.seed, "dir": plan.path(s),
                            "metrics": finished(s.name, "metrics.json"), "eval": finished(f"eval:{s.name}", "eval.json"),
                            "finetune": finished(f"finetune:{s.name}", "finetune.json")})
+    for s in plan.stages:
+        if s.kind == "eval" and s.role == "ensemble":
+            models.append({"name": s.name.removeprefix("eval:"), "role": "ensemble", "seed": s.seed,
+                           "dir": plan.path(s), "metrics": None, "eval": finished(s.name, "eval.json"),
+                           "finetune": None})
     return plan, models
 
 

@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..eval.evaluate import decisions_of
-from ..eval.stats import paired_comparison, paired_mean_diff
+from ..eval.stats import N_BOOT, format_p, paired_comparison, paired_mean_diff
 from .collect import dev_chunks, label, suite_block
+from .tables import Table
 
 
 def comparison_pairs(models: list[dict], has) -> dict[str, list[tuple[dict, dict]]]:
-    """{"student - <teacher>" / "student - baseline": [(student, comparator), ...]} over the models for which
-    ``has(model)`` is true: a student is paired with the baseline of its seed and with each teacher of its seed (or
-    of the one teacher set, when the teachers are not repeated per seed)."""
+    """{"student - <teacher>" / "student - ensemble" / "student - baseline": [(student, comparator), ...]} over the
+    models for which ``has(model)`` is true: a student is paired with the baseline of its seed and with each teacher
+    and the teachers' ensemble of its seed (or of the one teacher set, when the teachers are not repeated per
+    seed)."""
     students = [m for m in models if m["role"] == "student" and has(m)]
-    teachers = [m for m in models if m["role"] == "teacher" and has(m)]
+    teachers = [m for m in models if m["role"] in ("teacher", "ensemble") and has(m)]
     baselines = {m["seed"]: m for m in models if m["role"] == "baseline" and has(m)}
     comps: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for st in students:
@@ -27,8 +29,9 @@ def comparison_pairs(models: list[dict], has) -> dict[str, list[tuple[dict, dict
     return comps
 
 
-def verdicts(models: list[dict], blimp: str | None) -> list[dict]:
-    """student - teacher_i and student - baseline, on BLiMP macro accuracy and on dev CE, pooled over seeds."""
+def verdicts(models: list[dict], blimp: str | None, n_boot: int = N_BOOT) -> list[dict]:
+    """student - teacher_i and student - baseline, on BLiMP macro accuracy and on dev CE, pooled over seeds;
+    ``n_boot`` bootstrap resamples for each CI and p-value."""
     comps = comparison_pairs(models, lambda m: m["eval"])
     out = []
     for name, pairs in comps.items():
@@ -43,7 +46,7 @@ def verdicts(models: list[dict], blimp: str | None) -> list[dict]:
                     b_dec[f"s{a['seed']}:{p}"] = v
         if a_dec:
             # pooled over seeds: the macro mean over (seed, paradigm) strata = the mean over seeds of macro means
-            row["blimp"] = paired_comparison(a_dec, b_dec)
+            row["blimp"] = paired_comparison(a_dec, b_dec, n_boot)
         ca, cb = [], []
         for a, b in pairs:
             xa, xb = dev_chunks(a), dev_chunks(b)
@@ -51,7 +54,7 @@ def verdicts(models: list[dict], blimp: str | None) -> list[dict]:
                 ca += xa
                 cb += xb
         if ca:
-            row["dev_ce"] = paired_mean_diff(ca, cb)
+            row["dev_ce"] = paired_mean_diff(ca, cb, n_boot)
         out.append(row)
     return out
 
@@ -63,10 +66,30 @@ def verdict_lines(vs: list[dict], blimp: str | None) -> list[str]:
         if "blimp" in v:
             b = v["blimp"]
             parts.append(f"{blimp} macro {100 * b['diff']:+.2f} pp [{100 * b['ci'][0]:+.2f}, {100 * b['ci'][1]:+.2f}]"
-                         f", p = {b['p_bootstrap']:.3g} (McNemar {b['p_mcnemar']:.3g})")
+                         f", {format_p(b['p_bootstrap'], b.get('resamples'))} (McNemar exact p = "
+                         f"{b['p_mcnemar']:.3g}, {b['only_a_right']} vs {b['only_b_right']} discordant items)")
         if "dev_ce" in v:
             c = v["dev_ce"]
-            parts.append(f"dev CE {c['diff']:+.4f} [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}], p = {c['p_bootstrap']:.3g}")
-        seeds = ",".join(str(s) for s in v["seeds"])
-        lines.append(f"- **{v['comparison']}** (seeds {seeds}): " + "; ".join(parts))
+            parts.append(f"dev CE {c['diff']:+.4f} [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}], "
+                         f"{format_p(c['p_bootstrap'], c.get('resamples'))}")
+        seeds = sorted(set(v["seeds"]))
+        who = (f"one seed ({seeds[0]}): the CIs cover item sampling only, not a second training run"
+               if len(seeds) == 1 else f"{len(seeds)} seeds ({','.join(map(str, seeds))}) pooled")
+        lines.append(f"- **{v['comparison']}** ({who}): " + "; ".join(parts))
     return lines
+
+
+def verdict_table(vs: list[dict], blimp: str | None) -> Table:
+    """The verdicts as one table (for the CSV and LaTeX exports)."""
+    t = Table(["comparison", "seeds", f"{blimp or 'BLiMP'} diff (pp)", "95% CI", "p (bootstrap)", "p (McNemar)",
+               "dev CE diff", "95% CI", "p (bootstrap)"], numeric={2, 4, 5, 6, 8})
+    for v in vs:
+        b, c = v.get("blimp"), v.get("dev_ce")
+        t.add(v["comparison"], ",".join(map(str, sorted(set(v["seeds"])))),
+              f"{100 * b['diff']:+.2f}" if b else "",
+              f"[{100 * b['ci'][0]:+.2f}, {100 * b['ci'][1]:+.2f}]" if b else "",
+              format_p(b["p_bootstrap"], b.get("resamples")).removeprefix("p = ") if b else "",
+              f"{b['p_mcnemar']:.3g}" if b else "",
+              f"{c['diff']:+.4f}" if c else "", f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]" if c else "",
+              format_p(c["p_bootstrap"], c.get("resamples")).removeprefix("p = ") if c else "")
+    return t

@@ -17,9 +17,10 @@ from ..config import Recipe, load_recipe
 from ..errors import UserError, writing
 from ..io import exclusive, write_json
 from ..report.markdown import write_report
-from ..runinfo import manifest_problem, read_run_info, write_run_info
+from ..runinfo import manifest_problem, write_run_info
 from .plan import Plan, Stage, make_plan, write_plan
-from .state import ACTIONS, stage_state
+from .clock import RunClock
+from .state import ACTIONS, finish_stamps, stage_state
 
 
 @dataclass
@@ -28,6 +29,11 @@ class StageContext:
     plan: Plan
     stage: Stage
     callbacks: list = field(default_factory=list)  # extra TrainerCallbacks of a training stage
+    started: float = field(default_factory=time.time)
+
+    def wall_s(self) -> float:
+        """Seconds since the stage started: the report's compute table reads it from run_info.json."""
+        return round(time.time() - self.started, 2)
 
     @property
     def dir(self) -> Path:
@@ -46,7 +52,7 @@ def run_prepare(ctx: StageContext) -> None:
     r = ctx.recipe
     stats = prepare(r.corpus, ctx.corpus, size=r.corpus_size)
     write_run_info(ctx.dir, "prepare", {"source": r.corpus, "size": r.corpus_size}, run_dir=ctx.plan.run_dir,
-                   stats=stats)
+                   stats=stats, wall_s=ctx.wall_s())
 
 
 def run_tokenizer(ctx: StageContext) -> None:
@@ -55,7 +61,8 @@ def run_tokenizer(ctx: StageContext) -> None:
     spec = ctx.recipe.tokenizer
     train_tokenizer(ctx.corpus, ctx.dir, vocab_size=spec.vocab_size, min_frequency=spec.min_frequency,
                     overwrite=True)
-    write_run_info(ctx.dir, "tokenizer", spec.model_dump(), run_dir=ctx.plan.run_dir, corpus=str(ctx.corpus))
+    write_run_info(ctx.dir, "tokenizer", spec.model_dump(), run_dir=ctx.plan.run_dir, corpus=str(ctx.corpus),
+                   wall_s=ctx.wall_s())
 
 
 def run_pretrain(ctx: StageContext) -> None:
@@ -71,14 +78,40 @@ def run_distill(ctx: StageContext) -> None:
 
 
 def run_eval(ctx: StageContext) -> None:
+    from ..eval.ensemble import EnsembleSpec
     from ..eval.evaluate import evaluate, load_for_eval
 
-    model_dir = ctx.plan.path(ctx.stage.model_stage)
+    s, d = ctx.stage, ctx.recipe.distill
+    if s.role == "ensemble":
+        model_dir = EnsembleSpec(tuple(str(ctx.plan.path(m)) for m in s.evaluated), d.ensemble,
+                                 None if d.teacher_weights is None else tuple(d.teacher_weights),
+                                 name=s.name.removeprefix("eval:"))
+        what = {"members": s.evaluated, "rule": d.ensemble, "temperature": 1.0}
+    else:
+        model_dir, what = ctx.plan.path(s.model_stage), {}
     model, tok = load_for_eval(model_dir)
     res = evaluate(model, tok, ctx.recipe.eval, ctx.corpus, keep_chunks=True)
-    write_json(ctx.dir / "eval.json", {"model": ctx.stage.model_stage, **res})
+    for line in eval_lines(res):
+        print(f"  {line}", flush=True)
+    write_json(ctx.dir / "eval.json", {"model": s.model_stage or s.name.removeprefix("eval:"), **what, **res})
     write_run_info(ctx.dir, "eval", ctx.recipe.eval.model_dump(mode="json"), run_dir=ctx.plan.run_dir,
-                   model=str(model_dir), model_finished_at=(read_run_info(model_dir) or {}).get("finished_at"))
+                   model=str(model_dir) if not what else what, model_finished_at=finish_stamps(ctx.plan, s),
+                   wall_s=ctx.wall_s())
+
+
+def eval_lines(res: dict) -> list[str]:
+    """One line per suite of an eval stage: ``blimp_fast: 53.3% [52.2, 54.4] macro, 6,700 pairs / 67 paradigms,
+    7.8 s``."""
+    out = []
+    for name, s in res["suites"].items():
+        m = s["macro"]
+        out.append(f"{name}: {100 * m['acc']:.1f}% [{100 * m['ci'][0]:.1f}, {100 * m['ci'][1]:.1f}] macro, "
+                   f"{m['items']:,} pairs / {m['paradigms']} paradigms, {res['timing'][name]:.1f} s")
+    for split, p in (res.get("perplexity") or {}).items():
+        took = f", {res['timing']['perplexity']:.1f} s" if split == "dev" else ""
+        out.append(f"perplexity {split}: CE {p['ce']:.4f} nats/token ({p['bpw']:.3f} bits/word) over "
+                   f"{len(p['domains'])} domains{took}")
+    return out
 
 
 def run_finetune(ctx: StageContext) -> None:
@@ -91,7 +124,7 @@ def run_finetune(ctx: StageContext) -> None:
     write_json(ctx.dir / "finetune.json", {"model": ctx.stage.model_stage, **res})
     print(markdown(res))
     write_run_info(ctx.dir, "finetune", ctx.recipe.finetune.model_dump(mode="json"), run_dir=ctx.plan.run_dir,
-                   model=str(model_dir), model_finished_at=(read_run_info(model_dir) or {}).get("finished_at"))
+                   model=str(model_dir), model_finished_at=finish_stamps(ctx.plan, ctx.stage), wall_s=ctx.wall_s())
 
 
 STAGE_RUNNERS: dict[str, Callable[[StageContext], None]] = {
@@ -169,7 +202,7 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
     ``callbacks``: extra ``TrainerCallback`` objects for named training stages (a sweep's pruning reporter).
     """
     whole_run = exclusive(plan.run_dir, "run directory") if stage_locks == "none" else nullcontext()
-    t0 = time.time()
+    run = RunClock(plan, [s for s in selected if stage_state(plan, s) != "done"])
     with whole_run, writing(plan.run_dir):
         write_plan(plan)
         for i, s in enumerate(plan.stages, 1):
@@ -189,13 +222,15 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
             with lock:
                 if stage_state(plan, s) == "done":  # another worker finished it while this one waited
                     print(f"== {s.name}: finished by another worker, reused ==", flush=True)
+                    run.skipped(s)
                     continue
-                print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {_fmt(time.time() - t0)}) ==",
+                print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {run.elapsed()}, {run.eta()}) ==",
                       flush=True)
                 ts = time.time()
                 with writing(plan.path(s)):
                     STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s, (callbacks or {}).get(s.name, [])))
-                print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {_fmt(time.time() - t0)}) ==",
-                      flush=True)
+                run.finished(s, time.time() - ts)
+                print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {run.elapsed()}"
+                      + (f", {run.eta()}" if run.todo else "") + ") ==", flush=True)
         all_done = all(stage_state(plan, s) == "done" for s in plan.stages)
         return write_report(plan.run_dir) if all_done else None

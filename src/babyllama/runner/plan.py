@@ -32,11 +32,18 @@ class Stage:
     kind: str  # prepare | tokenizer | pretrain | distill | eval | finetune
     key: str
     dir: Path  # relative to the run directory
-    role: str = ""  # teacher | baseline | student
+    role: str = ""  # teacher | baseline | student | ensemble (the teachers' ensemble eval stage)
     seed: int | None = None
     config: Config | None = None  # training stages, when planned (not stored in plan.json)
     deps: list[str] = field(default_factory=list)
     model_stage: str | None = None  # eval and finetune stages: the model stage they evaluate
+
+    @property
+    def evaluated(self) -> list[str]:
+        """The training stages whose models an eval or finetune stage scores (an ensemble: all its members)."""
+        if self.model_stage:
+            return [self.model_stage]
+        return list(self.deps) if self.role == "ensemble" else []
 
 
 @dataclass
@@ -163,6 +170,17 @@ def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
         key = short_hash([STAGE_VERSION, "eval", s.key, ev, suite_ids, pk])
         stages.append(Stage(f"eval:{s.name}", "eval", key, Path("stages") / f"eval-{s.name.replace(':', '-')}-{key}",
                             s.role, s.seed, deps=[s.name], model_stage=s.name))
+    # the teacher ensemble as a model of its own (paper 1 compares the student with it): the distillation's rule
+    # over the teachers at T = 1, scored by every suite; nothing is trained or merged for it
+    d = recipe.distill
+    for seed, ts in teacher_stages.items():
+        if len(ts) < 2:
+            continue
+        name = "eval:ensemble" + (f":s{seed}" if recipe.teacher_seeds else "")
+        key = short_hash([STAGE_VERSION, "eval-ensemble", [t.key for t in ts], d.ensemble, d.teacher_weights, ev,
+                          suite_ids, pk])
+        stages.append(Stage(name, "eval", key, Path("stages") / f"{name.replace(':', '-')}-{key}", "ensemble", seed,
+                            deps=[t.name for t in ts]))
     if recipe.finetune is not None:
         from ..finetuning.run import finetune_identity
 

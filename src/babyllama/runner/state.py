@@ -1,7 +1,7 @@
 """The state of a stage, defined once (``babyllama run`` decides by it, ``babyllama status`` prints it).
 
-* ``done``: the stage directory's ``run_info.json`` says complete and, for an eval stage, the model it evaluated is
-  the one its model stage holds now (same finish stamp);
+* ``done``: the stage directory's ``run_info.json`` says complete and, for an eval stage, the model(s) it evaluated
+  are the ones their stages hold now (same finish stamps; an ensemble's are all its members');
 * ``stale``: an eval stage whose model was trained again after it ran;
 * ``partial``: a training stage with checkpoints to resume from;
 * ``todo``: nothing usable yet.
@@ -18,14 +18,21 @@ ACTIONS = {"done": "reuse", "stale": "rerun", "partial": "resume", "todo": "run"
 def stage_state(plan: Plan, stage: Stage) -> str:
     d = plan.path(stage)
     if is_complete(d):
-        if stage.model_stage is None:
+        if not stage.evaluated:
             return "done"
-        model = read_run_info(plan.path(stage.model_stage)) or {}
+        now = finish_stamps(plan, stage)
         ran_on = (read_run_info(d) or {}).get("model_finished_at")
-        return "done" if ran_on is not None and ran_on == model.get("finished_at") else "stale"
+        return "done" if ran_on is not None and ran_on == now else "stale"
     if d.is_dir() and any(d.glob("checkpoint-*")):
         return "partial"
     return "todo"
+
+
+def finish_stamps(plan: Plan, stage: Stage):
+    """The finish stamp of the model an eval/finetune stage scores (a list of them for an ensemble): recorded by
+    the stage, compared by :func:`stage_state`."""
+    stamps = [(read_run_info(plan.path(m)) or {}).get("finished_at") for m in stage.evaluated]
+    return stamps if stage.role == "ensemble" else stamps[0]
 
 
 def status_table(plan: Plan) -> str:

@@ -34,7 +34,7 @@ def run_sweep(path: str | Path, *, trials: int | None = None, workers: int = 1, 
                         "another --sweep-dir")
     sweep.check()  # the recipe, the overrides and the objective's stage, before anything is written
     sweep.dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(cfg, sweep.storage, worker_index)
+    study = sweep.study(worker_index)
     if worker_index == 0:
         sweep.record()
     started = len(study.get_trials(deepcopy=False))
@@ -62,7 +62,7 @@ def run_sweep(path: str | Path, *, trials: int | None = None, workers: int = 1, 
                   "(run the same command again once they end)", flush=True)
     from .report import write_sweep_report
 
-    print(write_sweep_report(sweep.dir, cfg, study_of(sweep.dir, cfg, storage)), flush=True)
+    print(write_sweep_report(sweep.dir, cfg, study), flush=True)
     print(f"\nsweep wall time here {time.time() - t0:.0f} s; report: {sweep.dir / 'report.md'}")
     return sweep.dir
 

@@ -96,7 +96,8 @@ def optuna_figures(study, cfg: SweepConfig, out: Path) -> list[tuple[str, str]]:
 
 
 def grid_figure(study, cfg: SweepConfig, out: Path) -> tuple[str, str] | None:
-    """Heatmap (two grid parameters) or a line with CIs (one), of the completed trials' objective."""
+    """Heatmap (two grid parameters) or the objective with CIs against one (a line when its values are ordered),
+    of the completed trials."""
     if cfg.sampler.type != "grid" or len(cfg.space) > 2:
         return None
     import matplotlib
@@ -142,7 +143,11 @@ def grid_figure(study, cfg: SweepConfig, out: Path) -> tuple[str, str] | None:
     cis = [pts[xs[i]].user_attrs.get("ci") for i in pos]
     lo = [y - c[0] if c else 0 for y, c in zip(ys, cis)]
     hi = [c[1] - y if c else 0 for y, c in zip(ys, cis)]
-    ax.errorbar(pos, ys, yerr=[lo, hi], marker="o", capsize=4)
+    # a line only joins ordered values (data fractions, temperatures); named variants (teacher sets) are points
+    ordered = all(isinstance(v, int | float) and not isinstance(v, bool) for v in xs)
+    ax.errorbar(pos, ys, yerr=[lo, hi], marker="o", capsize=4, ls="-" if ordered else "none")
+    if cfg.objective.stage == "verdicts":  # a paired difference: 0 is "no difference"
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_xlabel(names[0])
     ax.set_ylabel(cfg.objective.metric)
@@ -159,22 +164,20 @@ def final_section(sweep_dir: Path, cfg: SweepConfig, best_value: float | None) -
     info = read_json(best_dir / "best_trial.json") or {}
     if verdicts is None:
         return []
+    from ..report.collect import collect, pair_suite, suite_block
     from ..report.verdicts import verdict_lines
 
     lines = ["", "## The best trial's overrides in the whole experiment", "",
              f"`best/` ran the recipe with trial {info.get('number')}'s overrides (objective {best_value:.6g}); its "
              "report is [best/report.md](best/report.md). Pooled paired verdicts of that run:", ""]
-    plan = read_json(best_dir / "plan.json") or {}
-    rows, suite = [], "BLiMP"
-    for s in plan.get("stages", []):
-        if s["kind"] in ("pretrain", "distill") and s["role"] in ("baseline", "student"):
-            m = read_json(best_dir / s["dir"] / "metrics.json") or {}
-            ev = next((x for x in plan["stages"] if x.get("model_stage") == s["name"] and x["kind"] == "eval"), None)
-            e = read_json(best_dir / ev["dir"] / "eval.json") if ev else None
-            suite, block = next(iter((e or {}).get("suites", {}).items()), (suite, {}))
-            blimp = block.get("macro", {})
-            rows.append(f"| {s['name']} | {s['role']} | {_fmt(m.get('eval_loss'))} | "
-                        f"{_fmt(100 * blimp['acc']) if 'acc' in blimp else '-'} |")
+    _, models = collect(best_dir)
+    models = [m for m in models if m["role"] in ("baseline", "student")]
+    suite = pair_suite(models, "blimp") or "BLiMP"
+    rows = []
+    for m in models:
+        blimp = (suite_block(m, suite) or {}).get("macro", {})
+        rows.append(f"| {m['name']} | {m['role']} | {_fmt((m['metrics'] or {}).get('eval_loss'))} | "
+                    f"{_fmt(100 * blimp['acc']) if 'acc' in blimp else '-'} |")
     if rows:
         lines += [f"| stage | role | dev eval loss | {suite} macro acc (%) |", "|---|---|---|---|", *rows, ""]
     lines += verdict_lines(verdicts, suite)

@@ -2,7 +2,8 @@
 
 Storage is Optuna's ``RDBStorage`` with its heartbeat on: a running trial beats every ``heartbeat.interval``
 seconds, and a trial whose last beat is older than ``heartbeat.grace`` (its worker was killed) is marked failed by
-the next trial any worker starts, and queued once more with the same parameters. SQLite waits up to a minute for a lock another worker holds instead of failing.
+the next trial any worker starts, and queued once more with the same parameters. SQLite waits up to a minute for a
+lock another worker holds instead of failing.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ def open_storage(url: str, cfg: SweepConfig):
         if isinstance(e, ImportError):
             first += (f" - no module {e.__cause__.name!r}" if isinstance(e.__cause__, ImportError) else "") + \
                 "; for PostgreSQL: pip install 'babyllama[postgres]'"
-        raise UserError(f"study storage {_safe(url)}: cannot open the study storage ({type(e).__name__}: {first}); "
+        raise UserError(f"study storage {safe_url(url)}: cannot open the study storage ({type(e).__name__}: {first}); "
                         "pass a database URL Optuna accepts (sqlite:///PATH, postgresql://USER@HOST/DB, "
                         "mysql://...) whose server is up and whose driver is installed") from None
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password."""
     from sqlalchemy.engine import make_url
 
@@ -92,9 +93,9 @@ def open_study(cfg: SweepConfig, storage_url: str, worker: int = 0, create: bool
         else:
             study = optuna.load_study(**kw)
     except KeyError:
-        raise UserError(f"no study '{cfg.name}' in {_safe(storage_url)}; run `babyllama sweep SWEEP.yaml` "
+        raise UserError(f"no study '{cfg.name}' in {safe_url(storage_url)}; run `babyllama sweep SWEEP.yaml` "
                         "first") from None
     if study.direction.name.lower() != cfg.objective.direction:
-        raise UserError(f"study '{cfg.name}' in {_safe(storage_url)} {study.direction.name.lower()}s its objective, "
+        raise UserError(f"study '{cfg.name}' in {safe_url(storage_url)} {study.direction.name.lower()}s its objective, "
                         f"the sweep file says {cfg.objective.direction}; use another name: or sweep directory")
     return study

@@ -32,8 +32,8 @@ from ..runner.execute import _fmt, print_plan, run_stages
 from ..runner.plan import Plan, make_plan
 from ..training.trainer import METRICS_FILE
 from .config import SweepConfig
-from .space import draw, overrides_for, value_of
-from .study import default_storage, open_study
+from .space import draw, overrides_for
+from .study import default_storage, open_study, safe_url
 
 SWEEP_FILE = "sweep.json"
 INTERRUPTED = "interrupted"  # the error line of a trial stopped by Ctrl-C: the next run retries it
@@ -205,6 +205,13 @@ class Sweep:
         self.cfg, self.recipe, self.dir, self.data_root = cfg, recipe, sweep_dir.resolve(), data_root
         self.storage = storage or default_storage(self.dir)
         self.store = Path(cfg.stage_store).resolve() if cfg.stage_store else self.dir / "stages"
+        self._study = None
+
+    def study(self, worker: int = 0):
+        """The study, opened (and created on first use) once per Sweep: a poll reads it, it does not reconnect."""
+        if self._study is None:
+            self._study = open_study(self.cfg, self.storage, worker)
+        return self._study
 
     @property
     def n_trials(self) -> int:
@@ -212,11 +219,9 @@ class Sweep:
 
     def record(self) -> None:
         """sweep.json: what `sweep report` and `sweep best` read (the config, recipe, storage URL)."""
-        from .study import _safe
-
         # a password never goes to disk: `sweep report --storage URL` then names the storage again
         write_json(self.dir / SWEEP_FILE, {"sweep": self.cfg.model_dump(mode="json"), "recipe": str(self.recipe),
-                                          "storage": _safe(self.storage), "data_root": self.data_root,
+                                          "storage": safe_url(self.storage), "data_root": self.data_root,
                                           "trials": self.n_trials})
 
     def plan_for(self, overrides: list[str], run_dir: Path) -> tuple[Any, Plan]:
@@ -242,13 +247,14 @@ class Sweep:
         trial.set_user_attr("run_dir", os.path.relpath(run_dir, self.dir))
         trial.set_user_attr("host", f"{os.uname().nodename}:{os.getpid()}")
         trial.set_user_attr("error", "")  # a retry starts with the attributes of the trial it retries
-        print(f"\n=== trial {trial.number} of {self.n_trials} ({', '.join(f'{k}={_short(v)}' for k, v in values.items())})"
-              f" in {run_dir} ===", flush=True)
+        drawn = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+        print(f"\n=== trial {trial.number} of {self.n_trials} ({drawn}) in {run_dir} ===", flush=True)
         try:
             recipe, plan = self.plan_for(overrides, run_dir)
             check_stages(self.cfg, plan)
             link_stage_store(run_dir, self.store)
-            selected = plan.stages if self.cfg.objective.stage == "verdicts" else plan.closure([self.cfg.objective.stage])
+            stage = self.cfg.objective.stage
+            selected = plan.stages if stage == "verdicts" else plan.closure([stage])
             callbacks = {}
             prune_at = pruned_stage(self.cfg, plan)
             if prune_at:
@@ -288,7 +294,7 @@ class Sweep:
         import optuna
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        study = open_study(self.cfg, self.storage, worker)
+        study = self.study(worker)
         lock, ran = AskLock(self.dir), 0
         while True:
             lock.acquire()
@@ -310,15 +316,14 @@ class Sweep:
         import optuna
 
         st = optuna.trial.TrialState
-        trials = open_study(self.cfg, self.storage, create=False).get_trials(deepcopy=False)
+        trials = self.study().get_trials(deepcopy=False)
         done = [t for t in counted(trials) if t.state in (st.COMPLETE, st.PRUNED, st.FAIL)]
         return len(done) >= self.n_trials and not any(t.state in (st.RUNNING, st.WAITING) for t in trials)
 
     def final_run(self) -> str | None:
         """``final: true``: the whole recipe with the best trial's overrides in SWEEP_DIR/best; its report."""
-        study = open_study(self.cfg, self.storage, create=False)
         try:
-            best = study.best_trial
+            best = self.study().best_trial
         except ValueError:
             print("no trial completed: no final run", flush=True)
             return None
@@ -379,11 +384,7 @@ class Sweep:
         import optuna
 
         st = optuna.trial.TrialState
-        try:
-            trials = open_study(self.cfg, self.storage, create=False).get_trials(deepcopy=False)
-        except UserError:
-            return
-        for t in trials:
+        for t in self.study().get_trials(deepcopy=False):
             if t.number not in seen and t.state in (st.COMPLETE, st.PRUNED, st.FAIL):
                 seen.add(t.number)
                 print(trial_line(t), flush=True)
@@ -395,7 +396,3 @@ def _last_of(study):
     mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("host") == me]
     return (mine or study.get_trials(deepcopy=False))[-1]
 
-
-def quantile_values(cfg: SweepConfig, params: dict) -> dict:
-    """Parameter values from a trial's stored draws (quantiles for the W&B priors)."""
-    return {k: value_of(cfg.space[k], v) for k, v in params.items() if k in cfg.space}

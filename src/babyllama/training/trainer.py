@@ -21,13 +21,14 @@ from typing import Any
 import torch
 import transformers
 from transformers import TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..config import Config, dump_yaml, location_free
 from ..data.dataset import ChunkDataset, build_datasets
 from ..errors import UserError
 from ..io import LOCK_FILE, exclusive, write_json, write_text
 from ..models import PAPER_CONTEXT, count_params, hf_config
+from ..progress import Bar, clock, number, say
 from ..runinfo import RUN_INFO, is_complete, write_run_info
 from ..tokenizer import finalize_tokenizer_config, load_tokenizer, model_context, tokenizer_hash, vocab_hash
 from .checkpoints import CheckpointMarker, last_good_checkpoint
@@ -122,26 +123,72 @@ class GuardedTrainer(transformers.Trainer):
                             f"run again (it resumes from {last or 'the start'})")
 
 
-class TokenProgressCallback(ProgressCallback):
-    """The Trainer's progress bar (steps, ETA) plus training tokens/s."""
+# Trainer log keys as people read them, in this order; the rest of a log dict is not printed (it is in
+# metrics.json and TensorBoard)
+TRAIN_KEYS = (("loss", "loss"), ("ce", "CE"), ("kl", "KL"), ("learning_rate", "lr"), ("grad_norm", "grad norm"))
+EVAL_KEYS = (("eval_loss", "CE"), ("eval_kl", "KL"), ("eval_objective", "objective"))
+
+
+class ReadableProgress(TrainerCallback):
+    """One progress bar for the stage (on a terminal) and one line per log and per evaluation, with the figures
+    formatted: ``step 40/220 (epoch 0.91) | loss 3.907 | CE 6.692 | KL 0.2807 | lr 0.00234 | 5,918 tok/s |
+    ETA 0:02:01``. It replaces the Trainer's ProgressCallback, which prints raw dicts with numbers as strings and
+    opens a second bar for every evaluation."""
 
     def __init__(self, tokens_per_step: int):
-        super().__init__()
         self.tokens_per_step = tokens_per_step
-        self._t0 = None
-        self._step0 = 0
+        self.bar = None
+        self._t0, self._step0 = None, 0
+        self.ended = False
+
+    def _rate(self, state) -> tuple[float | None, float | None]:
+        """(tokens/s, seconds left) over the steps this process ran."""
+        if self._t0 is None:
+            return None, None
+        dt, done = time.perf_counter() - self._t0, state.global_step - self._step0
+        if dt <= 0 or done <= 0:
+            return None, None
+        return done * self.tokens_per_step / dt, (state.max_steps - state.global_step) * dt / done
+
+    def _where(self, state) -> str:
+        return f"step {state.global_step}/{state.max_steps} (epoch {state.epoch or 0:.2f})"
 
     def on_train_begin(self, args, state, control, **kwargs):
-        super().on_train_begin(args, state, control, **kwargs)
+        if not state.is_world_process_zero:
+            return
         self._t0, self._step0 = time.perf_counter(), state.global_step
+        self.bar = Bar(state.max_steps, "training", "steps", initial=state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
-        super().on_step_end(args, state, control, **kwargs)
-        if self.training_bar is not None and self._t0 is not None:
-            dt = time.perf_counter() - self._t0
-            if dt > 0:
-                rate = (state.global_step - self._step0) * self.tokens_per_step / dt
-                self.training_bar.set_postfix_str(f"{rate:,.0f} tok/s", refresh=False)
+        if self.bar is not None:
+            rate, _ = self._rate(state)
+            self.bar.update(state.global_step - self.bar.n, f"{rate:,.0f} tok/s" if rate else None)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if "eval_loss" in logs:
+            parts = [f"{name} {number(logs[k])}" for k, name in EVAL_KEYS if k in logs]
+            if "eval_runtime" in logs:
+                parts.append(f"{logs['eval_runtime']:.1f} s")
+            # after training, the evaluation is of the best checkpoint, which the stage keeps
+            where = "best checkpoint" if self.ended else self._where(state)
+            say(f"eval   {where} | " + " | ".join(parts))
+        elif "loss" in logs:
+            rate, left = self._rate(state)
+            parts = [f"{name} {number(logs[k])}" for k, name in TRAIN_KEYS if k in logs]
+            if rate:
+                parts += [f"{rate:,.0f} tok/s", f"ETA {clock(left)}"]
+            say(f"train  {self._where(state)} | " + " | ".join(parts))
+        elif "train_runtime" in logs:
+            say(f"training done: {state.global_step} steps in {clock(logs['train_runtime'])}"
+                + (f", mean training loss {number(logs['train_loss'])}" if "train_loss" in logs else ""))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.ended = True
+        if self.bar is not None:
+            self.bar.bar.close()  # the summary is the "training done" line
+            self.bar = None
 
 
 class EpochCallback(TrainerCallback):
@@ -183,9 +230,10 @@ def attach_progress(trainer: transformers.Trainer, cfg: Config) -> None:
     for cb in list(trainer.callback_handler.callbacks):
         if isinstance(cb, TensorBoardCallback):
             trainer.add_callback(ConfigHparams(cb, cfg))
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)  # what the Trainer adds instead with disable_tqdm
     if cfg.training.progress:
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(TokenProgressCallback(tokens_per_step(cfg, trainer.args.world_size)))
+        trainer.add_callback(ReadableProgress(tokens_per_step(cfg, trainer.args.world_size)))
 
 
 def relocate_best_checkpoint(checkpoint: str | Path, out: Path) -> None:

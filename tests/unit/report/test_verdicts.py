@@ -28,8 +28,22 @@ def test_student_against_teacher_and_baseline_pooled_over_seeds():
     # one teacher trained once serves every seed's student
     assert vs["student - t"]["seeds"] == [1, 2]
     lines = verdict_lines(list(vs.values()), "blimp_filtered")
-    assert any(line.startswith("- **student - baseline** (seeds 1,2): blimp_filtered macro +50.00 pp")
+    assert any(line.startswith("- **student - baseline** (2 seeds (1,2) pooled): blimp_filtered macro +50.00 pp")
                for line in lines)
+    # McNemar counts the pooled discordant items: the student alone right on 4 of 8, the baseline alone on none
+    (line,) = [x for x in lines if x.startswith("- **student - baseline**")]
+    assert "(McNemar exact p = 0.125, 4 vs 0 discordant items)" in line
+
+
+def test_one_seed_says_so_and_the_resamples_are_a_setting():
+    models = [model("baseline:s1", "baseline", 1, {"p": "0" * 40}, [3.2] * 20),
+              model("student:s1", "student", 1, {"p": "1" * 40}, [3.0] * 20)]
+    (v,) = verdicts(models, "blimp_filtered", n_boot=199)
+    assert v["blimp"]["resamples"] == 199 and v["dev_ce"]["resamples"] == 199
+    (line,) = verdict_lines([v], "blimp_filtered")
+    assert "(one seed (1): the CIs cover item sampling only" in line
+    # every resample favours the student: the p-value is at the floor of 199 resamples, printed as a bound
+    assert line.count("p <= 0.01 (B = 199)") == 2, line
 
 
 def test_no_student_no_verdict():

@@ -20,8 +20,9 @@ def test_a_truncated_teacher_is_named_before_the_student_trains(data_root, tmp_p
         if s.name == "teacher:llama-tiny":
             (d / "model.safetensors").write_bytes(b"w" * 1000)
         if s.kind == "eval" and s.model_stage != "student:s1":
-            model_info = json.loads((plan.path(s.model_stage) / "run_info.json").read_text())
-            write_run_info(d, "eval", {}, run_dir=plan.run_dir, model_finished_at=model_info["finished_at"])
+            stamps = [json.loads((plan.path(m) / "run_info.json").read_text())["finished_at"] for m in s.evaluated]
+            write_run_info(d, "eval", {}, run_dir=plan.run_dir,
+                           model_finished_at=stamps if s.role == "ensemble" else stamps[0])
         elif s.kind != "eval" and s.name != "student:s1":
             write_run_info(d, s.kind, {}, run_dir=plan.run_dir)
     teacher = plan.path("teacher:llama-tiny")

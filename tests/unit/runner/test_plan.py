@@ -35,7 +35,34 @@ def test_stage_keys_follow_content_and_settings(data_root, tmp_path):
     rte = data_root / "eval" / "glue_filtered" / "rte.valid.jsonl"
     rte.write_text(rte.read_text().replace("a cat sees.", "a dog sees."))
     ft = {s.name: s.key for s in make_plan(recipe, tmp_path / "r").stages}
-    assert {n for n in keys if ev[n] != ft[n]} == {n for n in keys if n.startswith("finetune:")} and len(ft) == 14
+    assert {n for n in keys if ev[n] != ft[n]} == {n for n in keys if n.startswith("finetune:")} and len(ft) == 15
+
+
+def test_the_teacher_ensemble_is_an_eval_stage_of_its_own(data_root, tmp_path):
+    recipe = load_recipe(SMOKE, data_root=str(data_root))
+    plan = make_plan(recipe, tmp_path / "r")
+    ens = plan.stage("eval:ensemble")
+    assert (ens.kind, ens.role, ens.model_stage) == ("eval", "ensemble", None)
+    assert ens.deps == ens.evaluated == ["teacher:llama-tiny", "teacher:gpt2-tiny"]
+    keys = {s.name: s.key for s in plan.stages}
+
+    def changed(*overrides):
+        other = {s.name: s.key for s in make_plan(load_recipe(SMOKE, list(overrides), str(data_root)),
+                                                  tmp_path / "r").stages}
+        return {n for n in keys if keys[n] != other.get(n)}
+
+    # the combination rule changes the student and the ensemble, not the teachers
+    assert changed("distill.ensemble=probs_mean") == {"student:s1", "eval:student:s1", "finetune:student:s1",
+                                                      "eval:ensemble"}
+    assert "eval:ensemble" in changed("teachers.1.training.learning_rate=0.005")
+    assert "eval:ensemble" not in changed("distill.alpha=0.3")
+    # one teacher: no ensemble; teachers per seed: one ensemble per seed
+    one = make_plan(load_recipe(SMOKE, ["teachers=[{name: t, model: {preset: llama-tiny}}]"], str(data_root)),
+                    tmp_path / "r")
+    assert not [s for s in one.stages if s.role == "ensemble"]
+    per_seed = make_plan(load_recipe(SMOKE, ["seeds=[1, 2]", "teacher_seeds=true"], str(data_root)), tmp_path / "r")
+    assert [s.name for s in per_seed.stages if s.role == "ensemble"] == ["eval:ensemble:s1", "eval:ensemble:s2"]
+    assert per_seed.stage("eval:ensemble:s2").deps == ["teacher:llama-tiny:s2", "teacher:gpt2-tiny:s2"]
 
 
 def test_stage_configs_and_seeds(data_root, tmp_path):

@@ -21,12 +21,13 @@ def finished_run(data_root, tmp_path):
     plan = make_plan(load_recipe(SMOKE, data_root=str(data_root)), tmp_path / "run")
     write_plan(plan)
     for s in plan.stages:
-        if s.model_stage is None:
+        if not s.evaluated:
             write_run_info(plan.path(s), s.kind, {}, run_dir=plan.run_dir)
     for s in plan.stages:
-        if s.model_stage is not None:  # eval and finetune stages
-            finished = json.loads((plan.path(s.model_stage) / "run_info.json").read_text())["finished_at"]
-            write_run_info(plan.path(s), s.kind, {}, run_dir=plan.run_dir, model_finished_at=finished)
+        if s.evaluated:  # eval and finetune stages, the teachers' ensemble among them
+            stamps = [json.loads((plan.path(m) / "run_info.json").read_text())["finished_at"] for m in s.evaluated]
+            write_run_info(plan.path(s), s.kind, {}, run_dir=plan.run_dir,
+                           model_finished_at=stamps if s.role == "ensemble" else stamps[0])
     return plan
 
 
@@ -37,6 +38,11 @@ def test_states(finished_run):
     write_run_info(plan.path("student:s1"), "distill", {}, run_dir=plan.run_dir)
     assert stage_state(plan, plan.stage("eval:student:s1")) == "stale"
     assert stage_state(plan, plan.stage("finetune:student:s1")) == "stale"
+    # the ensemble's eval goes stale when any of its teachers is trained again
+    assert stage_state(plan, plan.stage("eval:ensemble")) == "done"
+    write_run_info(plan.path("teacher:gpt2-tiny"), "pretrain", {}, run_dir=plan.run_dir)
+    assert stage_state(plan, plan.stage("eval:ensemble")) == "stale"
+    assert stage_state(plan, plan.stage("eval:teacher:llama-tiny")) == "done"
     # an interrupted training stage with a checkpoint: partial; nothing at all: todo
     (plan.path("baseline:s1") / "run_info.json").unlink()
     (plan.path("baseline:s1") / "checkpoint-10").mkdir()

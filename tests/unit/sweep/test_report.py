@@ -43,6 +43,27 @@ def test_a_one_parameter_grid_gets_a_line_with_cis_and_a_table_of_values(tmp_pat
     assert rows[1]["error"] == "training loss is nan at step 3" and rows[2]["base.data.train_fraction"] == "1.0"
 
 
+def test_named_variants_are_points_and_ordered_values_a_line(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    styles = []
+    real = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar",
+                        lambda self, *a, **k: styles.append(k.get("ls")) or real(self, *a, **k))
+    for space, values in (({"teachers": {"distribution": "variants", "variants": {"llama": {}, "gpt2": {}}}},
+                           ["llama", "gpt2"]),
+                          ({"distill.temperature": {"distribution": "categorical", "choices": [1.0, 2.0]}}, [1.0, 2.0])):
+        (name,) = space
+        study = optuna.create_study(direction="maximize")
+        for v in values:
+            t = study.ask()
+            t.suggest_categorical(name, values)
+            t.set_user_attr("values", {name: v})
+            study.tell(t, 0.5)
+        write_sweep_report(tmp_path / name, config(space), study)
+    assert styles == ["none", "-"]  # teacher sets are not a continuum; temperatures are
+
+
 def test_a_continuous_study_gets_importances_and_the_contour_of_the_top_two(tmp_path):
     cfg = config({"a": {"distribution": "log_normal", "mu": -7.0, "sigma": 0.7},
                   "b": {"distribution": "uniform", "low": 0.0, "high": 1.0},

@@ -1,0 +1,87 @@
+"""What each stage cost and what each model was: the report's compute table and hyperparameter table.
+
+Read from what the stages wrote: ``run_info.json`` (wall time, machine, resolved config), a training stage's
+``metrics.json`` (its own wall time, tokens/s, precision) and the model's ``config.json`` (its architecture).
+"""
+
+from __future__ import annotations
+
+from ..io import read_json
+from ..runinfo import hardware_line, read_run_info
+from ..runner.plan import Plan
+from ..runner.state import stage_state
+from .tables import Table
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def compute_table(plan: Plan) -> tuple[Table, float]:
+    """One row per finished stage: wall time, training tokens/s, precision, hardware; and the total seconds."""
+    t = Table(["stage", "kind", "wall time", "tokens/s", "precision", "hardware"], numeric={2, 3})
+    total = 0.0
+    for s in plan.stages:
+        if stage_state(plan, s) != "done":
+            continue
+        d = plan.path(s)
+        info = read_run_info(d) or {}
+        met = read_json(d / "metrics.json") if s.kind in ("pretrain", "distill") else None
+        wall = (met or {}).get("wall_s", info.get("wall_s"))
+        if wall is None and s.kind == "eval":  # stages written before run_info recorded their wall time
+            timing = (read_json(d / "eval.json") or {}).get("timing", {})
+            wall = sum(timing.values()) if timing else None
+        total += wall or 0.0
+        tps = (met or {}).get("train_tokens_per_s")
+        if met:
+            precision = met.get("precision", "-")
+        elif s.kind == "eval":
+            precision = "bf16" if info.get("config", {}).get("bf16") else "fp32"
+        elif s.kind == "finetune":
+            precision = info.get("config", {}).get("precision", "-")
+        else:
+            precision = "-"
+        t.add(s.name, s.kind, duration(wall), f"{tps:,.0f}" if tps else "-", precision,
+              hardware_line(info.get("machine")))
+    return t, total
+
+
+def _architecture(cfg: dict | None) -> str:
+    if not cfg:
+        return "-"
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
+    hidden = cfg.get("hidden_size", cfg.get("n_embd"))
+    heads = cfg.get("num_attention_heads", cfg.get("n_head"))
+    return f"{cfg.get('model_type', '?')} {layers}x{hidden}, {heads} heads"
+
+
+def _g(v) -> str:
+    return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def hyperparameter_table(models: list[dict]) -> Table:
+    """Every trained model: architecture, size and the training settings it was trained with (resolved)."""
+    t = Table(["model", "architecture", "params", "lr", "batch", "epochs", "warmup", "schedule", "weight decay",
+               "betas", "grad clip", "seq len", "dropout (attn)", "alpha", "T"], numeric={2, 3, 4, 5, 6, 8, 11})
+    for m in models:
+        if not m["metrics"]:
+            continue
+        info = read_run_info(m["dir"]) or {}
+        c = info.get("config", {})
+        tr, data, mod = c.get("training", {}), c.get("data", {}), c.get("model", {})
+        hf = read_json(m["dir"] / "config.json") or {}
+        drop = hf.get("attention_dropout", hf.get("attn_pdrop"))
+        distilled = m["role"] == "student"
+        t.add(m["name"], _architecture(hf), f"{m['metrics']['params'] / 1e6:.2f}M", _g(tr.get("learning_rate")),
+              _g(tr.get("batch_size")), _g(tr.get("num_epochs")), _g(tr.get("warmup_steps")),
+              _g(tr.get("lr_scheduler")), _g(tr.get("weight_decay")),
+              f"{_g(tr.get('adam_beta1'))}, {_g(tr.get('adam_beta2'))}", _g(tr.get("max_grad_norm")),
+              _g(data.get("seq_len")), _g(mod.get("attention_dropout") if mod.get("attention_dropout") is not None
+                                          else drop),
+              _g(c.get("distill", {}).get("alpha")) if distilled else "-",
+              _g(c.get("distill", {}).get("temperature")) if distilled else "-")
+    return t

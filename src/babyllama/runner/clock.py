@@ -1,0 +1,102 @@
+"""The run's ETA: the stages still to run, priced by what the finished ones of this run cost.
+
+A training stage's work is taken as parameters x planned training tokens (the 6ND rule's N x D; a distilled student
+adds a forward pass of its teachers over the data, a third of a training pass per parameter); an eval or finetune
+stage's as the parameters it scores. Seconds per unit of work are measured per kind on the stages this process ran
+(distillation is priced at the pretraining rate until a student has finished), so the ETA appears once the first
+stage of a kind has run and sharpens as more do. Kinds not measured yet are named instead of guessed.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+from ..progress import clock
+from .plan import Plan, Stage
+
+
+@lru_cache(maxsize=64)
+def _params(model_json: str, vocab_size: int | None) -> int:
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..config import ModelConfig
+    from ..models import count_params, hf_config
+
+    cfg = ModelConfig(**json.loads(model_json))
+    with torch.device("meta"):
+        return count_params(AutoModelForCausalLM.from_config(hf_config(cfg, vocab_size=vocab_size)))
+
+
+def stage_params(plan: Plan, stage: Stage) -> int | None:
+    """Parameters of a training stage's model (or of the models an eval/finetune stage scores)."""
+    if stage.config is not None:
+        return _params(stage.config.model.model_dump_json(), plan.recipe.get("tokenizer", {}).get("vocab_size"))
+    counts = [stage_params(plan, plan.stage(m)) for m in stage.evaluated]
+    return sum(counts) if counts and None not in counts else None
+
+
+def stage_work(plan: Plan, stage: Stage) -> float | None:
+    n = stage_params(plan, stage)
+    if n is None:
+        return None
+    if stage.config is None:
+        return float(n)
+    t, d = stage.config.training, stage.config.data
+    tokens_per_step = t.batch_size * t.gradient_accumulation_steps * d.seq_len
+    data = (d.max_train_tokens or 1e6) * d.train_fraction
+    tokens = t.max_steps * tokens_per_step if t.max_steps and t.max_steps > 0 else data * t.num_epochs
+    work = float(n) * tokens
+    if stage.kind == "distill":
+        work += sum(stage_params(plan, plan.stage(x)) or 0 for x in stage.deps if x.startswith("teacher")) * data / 3
+    return work
+
+
+RATE_KIND = {"pretrain": "train", "distill": "train", "eval": "eval", "finetune": "finetune"}
+
+
+class RunClock:
+    """Elapsed time and ETA of the stages a run still has to do."""
+
+    def __init__(self, plan: Plan, todo: list[Stage]):
+        self.plan, self.todo = plan, list(todo)
+        self.t0 = time.time()
+        self.spent: dict[str, list[float]] = {}  # kind -> [seconds, work]
+
+    def finished(self, stage: Stage, seconds: float) -> None:
+        if stage in self.todo:
+            self.todo.remove(stage)
+        kind, work = RATE_KIND.get(stage.kind), stage_work(self.plan, stage)
+        if kind and work:
+            acc = self.spent.setdefault(kind, [0.0, 0.0])
+            acc[0] += seconds
+            acc[1] += work
+
+    def skipped(self, stage: Stage) -> None:
+        if stage in self.todo:
+            self.todo.remove(stage)
+
+    def eta(self) -> str:
+        """``ETA 0:12:30``, ``ETA 0:12:30 + evals`` (a kind not priced yet), or ``ETA after the first training
+        stage``."""
+        left, unpriced = 0.0, []
+        for s in self.todo:
+            kind = RATE_KIND.get(s.kind)
+            if kind is None:
+                continue  # prepare and tokenizer: short, and first
+            work = stage_work(self.plan, s)
+            rate = self.spent.get(kind)
+            if rate is None or work is None:
+                unpriced.append({"train": "training", "eval": "evals", "finetune": "fine-tuning"}[kind])
+                continue
+            left += work * rate[0] / rate[1]
+        if not self.spent.get("train") and "training" in unpriced:
+            return "ETA after the first training stage"
+        extra = "".join(f" + {k}" for k in dict.fromkeys(unpriced))
+        return f"ETA {clock(left)}{extra}"
+
+    def elapsed(self) -> str:
+        return clock(time.time() - self.t0)

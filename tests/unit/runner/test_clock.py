@@ -1,0 +1,48 @@
+"""The run's ETA prices the stages left by what this run's finished stages cost per unit of work."""
+
+import pytest
+
+from babyllama.config import load_recipe
+from babyllama.runner.clock import RunClock, stage_params, stage_work
+from babyllama.runner.plan import make_plan
+from helpers import REPO
+
+SMOKE = REPO / "recipes" / "smoke.yaml"
+
+
+@pytest.fixture
+def plan(data_root, tmp_path):
+    return make_plan(load_recipe(SMOKE, data_root=str(data_root)), tmp_path / "r")
+
+
+def test_work_follows_parameters_and_tokens(plan):
+    teacher, student = plan.stage("teacher:llama-tiny"), plan.stage("student:s1")
+    assert stage_params(plan, teacher) > stage_params(plan, student) > 0
+    # an eval stage scores the model of its stage; the ensemble's eval scores both teachers
+    assert stage_params(plan, plan.stage("eval:teacher:llama-tiny")) == stage_params(plan, teacher)
+    assert stage_params(plan, plan.stage("eval:ensemble")) == \
+        stage_params(plan, teacher) + stage_params(plan, plan.stage("teacher:gpt2-tiny"))
+    # the student pays for its teachers' forward pass on top of its own training
+    baseline = plan.stage("baseline:s1")
+    assert stage_work(plan, student) > stage_work(plan, baseline)
+
+
+def test_eta_after_the_first_stage_of_each_kind(plan):
+    todo = [s for s in plan.stages]
+    run = RunClock(plan, todo)
+    assert run.eta() == "ETA after the first training stage"
+    for s in plan.stages[:2]:
+        run.finished(s, 1.0)  # prepare, tokenizer: not priced
+    teacher = plan.stage("teacher:llama-tiny")
+    run.finished(teacher, 10.0)
+    rate = 10.0 / stage_work(plan, teacher)
+    left = sum(stage_work(plan, s) for s in plan.stages if s.kind in ("pretrain", "distill") and s is not teacher)
+    eta = run.eta()
+    assert eta.startswith("ETA ") and eta.endswith(" + evals + fine-tuning")
+    h, m, sec = map(int, eta.split()[1].split(":"))
+    assert abs(3600 * h + 60 * m + sec - left * rate) <= 1
+    for s in plan.stages:
+        if s.kind in ("pretrain", "distill") and s is not teacher:
+            run.finished(s, 10.0)
+    run.finished(plan.stage("eval:teacher:llama-tiny"), 2.0)
+    assert run.eta().endswith(" + fine-tuning")  # evals are priced now
