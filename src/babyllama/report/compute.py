@@ -7,18 +7,11 @@ Read from what the stages wrote: ``run_info.json`` (wall time, machine, resolved
 from __future__ import annotations
 
 from ..io import read_json
+from ..progress import clock
 from ..runinfo import hardware_line, read_run_info
 from ..runner.plan import Plan
 from ..runner.state import stage_state
 from .tables import Table
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def compute_table(plan: Plan) -> tuple[Table, float]:
@@ -45,7 +38,7 @@ def compute_table(plan: Plan) -> tuple[Table, float]:
             precision = info.get("config", {}).get("precision", "-")
         else:
             precision = "-"
-        t.add(s.name, s.kind, duration(wall), f"{tps:,.0f}" if tps else "-", precision,
+        t.add(s.name, s.kind, clock(wall), f"{tps:,.0f}" if tps else "-", precision,
               hardware_line(info.get("machine")))
     return t, total
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io import write_json, write_text
+from ..progress import clock
 from ..runinfo import git_sha
 from .collect import collect, label, pair_suite, ppl, suite_block
-from .compute import compute_table, duration, hyperparameter_table
+from .compute import compute_table, hyperparameter_table
 from .figures import FIGURES, domain_differences, loss_curves, phenomena_bars
 from .finetune import finetune_section
 from .tables import Table
@@ -143,7 +144,7 @@ def write_report(run_dir: str | Path) -> str:
     ft_lines, ft_verdicts = finetune_section(models)
     md += ft_lines
     md += perplexity_lines(models, FIGURES[2] in figs)
-    md += ["## Compute", "", *compute.markdown(), "", f"Total wall time of the stages: {duration(total)}.", "",
+    md += ["## Compute", "", *compute.markdown(), "", f"Total wall time of the stages: {clock(total)}.", "",
            "## Hyperparameters", "", "As resolved for each training stage (its run_info.json).", "",
            *hparams.markdown(), ""]
     appendix = [(s, t) for s in suites if (t := paradigm_table(models, s))]

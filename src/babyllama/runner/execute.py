@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import Recipe, load_recipe
 from ..errors import UserError, writing
 from ..io import exclusive, write_json
+from ..progress import clock
 from ..report.markdown import write_report
 from ..runinfo import manifest_problem, write_run_info
 from .plan import Plan, Stage, make_plan, write_plan
@@ -142,12 +143,6 @@ def check_inputs(plan: Plan, stage: Stage) -> None:
                             f"{plan.path(dep)} and run the same command again to rebuild it")
 
 
-def _fmt(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}"
-
-
 def select_stages(plan: Plan, only: list[str], from_stage: str | None) -> list[Stage]:
     """The stages ``--only`` / ``--from`` ask for (all by default); unknown names are one line."""
     names = [s.name for s in plan.stages]
@@ -174,11 +169,11 @@ def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: 
     t0 = time.time()
     summary = run_stages(recipe, plan, selected, stage_locks="try" if only else "none")
     if summary is None:
-        print(f"\nselected stages done in {_fmt(time.time() - t0)}; once every stage is done, "
+        print(f"\nselected stages done in {clock(time.time() - t0)}; once every stage is done, "
               f"`babyllama report {plan.run_dir}` writes the report")
         return 0
     print(summary)
-    print(f"\nall stages done in {_fmt(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
+    print(f"\nall stages done in {clock(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
     return 0
 
 
@@ -230,7 +225,7 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
                 with writing(plan.path(s)):
                     STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s, (callbacks or {}).get(s.name, [])))
                 run.finished(s, time.time() - ts)
-                print(f"== {s.name} done in {_fmt(time.time() - ts)} (elapsed {run.elapsed()}"
+                print(f"== {s.name} done in {clock(time.time() - ts)} (elapsed {run.elapsed()}"
                       + (f", {run.eta()}" if run.todo else "") + ") ==", flush=True)
         all_done = all(stage_state(plan, s) == "done" for s in plan.stages)
         return write_report(plan.run_dir) if all_done else None

@@ -28,7 +28,8 @@ from transformers import TrainerCallback
 from ..config import load_recipe
 from ..errors import UserError
 from ..io import exclusive, read_json, write_json
-from ..runner.execute import _fmt, print_plan, run_stages
+from ..progress import clock
+from ..runner.execute import print_plan, run_stages
 from ..runner.plan import Plan, make_plan
 from ..training.trainer import METRICS_FILE
 from .config import SweepConfig
@@ -187,7 +188,7 @@ def retry_interrupted(study) -> None:
 def trial_line(t) -> str:
     values = t.user_attrs.get("values", t.params)
     params = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
-    dur = _fmt(t.duration.total_seconds()) if t.duration else "-"
+    dur = clock(t.duration.total_seconds()) if t.duration else "-"
     value = f"{t.value:.6g}" if t.value is not None else "-"
     err = f" ({t.user_attrs['error']})" if t.user_attrs.get("error") else ""
     return f"trial {t.number}: {t.state.name.lower()} {value} in {dur} [{params}]{err}"
