@@ -38,6 +38,7 @@ SHAPES = {
     # the same GPT-2 with transformers' original gelu_new (seven elementwise ops) instead of our fused tanh GELU
     "gpt2-10m-gelu_new": dict(preset="gpt2-cpu-10m", activation="gelu_new"),
     "llama-4m": dict(preset="llama-cpu-4m"),
+    "llama-2.4m": dict(preset="llama-cpu-2m"),
 }
 
 

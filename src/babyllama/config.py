@@ -156,6 +156,12 @@ class CacheConfig(Section):
         "position's teacher context then differs from the student's.",
     )
     dir: str | None = Field(None, description="Where teacher caches live; default <corpus>/.teacher_cache.")
+    seed: int | None = Field(
+        None, ge=0,
+        description="Seed that draws the sampled entries; default the student's training.seed. Set it to share one "
+        "cache among the seeds of a multi-seed run: they then share the teachers' sampled targets (as they share "
+        "the teachers) and the cache is built once instead of once per seed.",
+    )
 
     @model_validator(mode="after")
     def _sampled_below_k(self):

@@ -60,6 +60,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                          max_position_embeddings=PAPER_CONTEXT),
     "llama-cpu-4m": dict(architecture="llama", hidden_size=128, num_layers=8, num_heads=4, intermediate_size=512,
                          vocab_size=8000, max_position_embeddings=PAPER_CONTEXT),
+    "llama-cpu-2m": dict(architecture="llama", hidden_size=96, num_layers=6, num_heads=4, intermediate_size=384,
+                         vocab_size=8000, max_position_embeddings=PAPER_CONTEXT),
     # tests
     "llama-tiny": dict(architecture="llama", hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                        intermediate_size=128, vocab_size=512, max_position_embeddings=PAPER_CONTEXT),

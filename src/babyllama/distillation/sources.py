@@ -114,7 +114,7 @@ def cached_datasets(cfg: Config, teachers, train_ds, eval_ds, prov: dict):
         spec = CacheSpec(teachers=fingerprints, tokenizer=prov["tokenizer_hash"], data=data_hash, seq_len=seq,
                          temperature=d.temperature, top_k=c.top_k, sampled=c.sampled, ensemble=d.ensemble,
                          weights=tuple(d.teacher_weights) if d.teacher_weights is not None else None,
-                         window=window, seed=cfg.training.seed,
+                         window=window, seed=cfg.training.seed if c.seed is None else c.seed,
                          batch_size=cfg.training.eval_batch_size or cfg.training.batch_size,
                          precision=resolve_precision(cfg.training.precision), device=device)
         caches[split] = build_cache(teachers, tokens, cache_root(cfg) / f"{split}-{spec.key()}", spec,

@@ -29,21 +29,33 @@ def comparison_pairs(models: list[dict], has) -> dict[str, list[tuple[dict, dict
     return comps
 
 
+def macro_acc(decisions: dict) -> float:
+    """The mean over paradigms of the share of pairs decided right."""
+    return sum(sum(v) / len(v) for v in decisions.values()) / len(decisions)
+
+
 def verdicts(models: list[dict], blimp: str | None, n_boot: int = N_BOOT) -> list[dict]:
     """student - teacher_i and student - baseline, on BLiMP macro accuracy and on dev CE, pooled over seeds;
     ``n_boot`` bootstrap resamples for each CI and p-value."""
     comps = comparison_pairs(models, lambda m: m["eval"])
     out = []
     for name, pairs in comps.items():
-        row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs]}
+        row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs], "per_seed": []}
         a_dec, b_dec = {}, {}
         for a, b in pairs:
             sa, sb = suite_block(a, blimp), suite_block(b, blimp)
+            one = {"seed": a["seed"]}
             if sa and sb:
-                for p, v in decisions_of(sa).items():
+                da, db = decisions_of(sa), decisions_of(sb)
+                for p, v in da.items():
                     a_dec[f"s{a['seed']}:{p}"] = v
-                for p, v in decisions_of(sb).items():
+                for p, v in db.items():
                     b_dec[f"s{a['seed']}:{p}"] = v
+                one["blimp"] = macro_acc(da) - macro_acc(db)
+            xa, xb = dev_chunks(a), dev_chunks(b)
+            if xa and xb and len(xa) == len(xb):
+                one["dev_ce"] = sum(xa) / len(xa) - sum(xb) / len(xb)
+            row["per_seed"].append(one)
         if a_dec:
             # pooled over seeds: the macro mean over (seed, paradigm) strata = the mean over seeds of macro means
             row["blimp"] = paired_comparison(a_dec, b_dec, n_boot)
@@ -75,6 +87,18 @@ def verdict_lines(vs: list[dict], blimp: str | None) -> list[str]:
         seeds = sorted(set(v["seeds"]))
         who = (f"one seed ({seeds[0]}): the CIs cover item sampling only, not a second training run"
                if len(seeds) == 1 else f"{len(seeds)} seeds ({','.join(map(str, seeds))}) pooled")
+        per_seed = v.get("per_seed", [])
+        if len(seeds) > 1 and per_seed:
+            # the pooled CIs resample items within these training runs; the per-seed differences show how much
+            # another run moves the result
+            spread = []
+            if all("blimp" in x for x in per_seed):
+                spread.append(f"{blimp} " + " / ".join(f"{100 * x['blimp']:+.2f}" for x in per_seed) + " pp")
+            if all("dev_ce" in x for x in per_seed):
+                spread.append("dev CE " + " / ".join(f"{x['dev_ce']:+.4f}" for x in per_seed))
+            if spread:
+                parts.append("per seed (" + ", ".join(f"s{x['seed']}" for x in per_seed) + "): "
+                             + ", ".join(spread))
         lines.append(f"- **{v['comparison']}** ({who}): " + "; ".join(parts))
     return lines
 

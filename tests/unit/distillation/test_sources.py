@@ -28,6 +28,26 @@ def test_a_cache_built_under_bf16_is_not_reused_by_an_fp32_run(tiny_prepared, ti
     assert tr.cache.dir not in built["fp32"] | built["bf16"]
 
 
+def test_a_pinned_cache_seed_shares_one_cache_among_student_seeds(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer,
+                                                                   tmp_path):
+    cfg = tiny_config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "s")
+    cfg.distill.teachers = save_random_teachers(tiny_tokenizer, tmp_path)
+    cfg.distill.cache = CacheConfig(enabled=True, top_k=16, sampled=8, dir=str(tmp_path / "cache"))
+    train_ds, eval_ds, prov = build_datasets(cfg.data, tiny_tokenizer, cfg.training.seed)
+    prov["tokenizer_hash"] = tokenizer_hash(tiny_tokenizer)
+    models = load_teachers(cfg.distill.teachers, tiny_tokenizer)
+
+    def cache_dir(student_seed):
+        cfg.training.seed = student_seed
+        tr, _, _ = cached_datasets(cfg, models, train_ds, eval_ds, dict(prov))
+        return tr.cache.dir, tr.cache.meta["spec"]["seed"]
+
+    assert cache_dir(1) != cache_dir(2)  # by default each student seed draws its own samples
+    cfg.distill.cache.seed = 0
+    (a, seed_a), (b, seed_b) = cache_dir(1), cache_dir(2)
+    assert a == b and seed_a == seed_b == 0
+
+
 def test_live_teachers_give_the_tempered_ensemble(tiny_tokenizer, tmp_path):
     from babyllama.config import DistillConfig
 

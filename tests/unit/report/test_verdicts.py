@@ -33,6 +33,11 @@ def test_student_against_teacher_and_baseline_pooled_over_seeds():
     # McNemar counts the pooled discordant items: the student alone right on 4 of 8, the baseline alone on none
     (line,) = [x for x in lines if x.startswith("- **student - baseline**")]
     assert "(McNemar exact p = 0.125, 4 vs 0 discordant items)" in line
+    # beside the pooled CI, each seed's own difference: how far another training run moves the result
+    assert [x["seed"] for x in base["per_seed"]] == [1, 2]
+    assert [x["blimp"] for x in base["per_seed"]] == pytest.approx([0.5, 0.5])
+    assert [x["dev_ce"] for x in base["per_seed"]] == pytest.approx([-0.25, -0.25])
+    assert line.endswith("per seed (s1, s2): blimp_filtered +50.00 / +50.00 pp, dev CE -0.2500 / -0.2500"), line
 
 
 def test_one_seed_says_so_and_the_resamples_are_a_setting():
