@@ -18,6 +18,7 @@ import torch
 
 from ..errors import UserError
 from ..losses import ensemble_log_probs
+from .scoring import config_context
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,12 @@ class EnsembleLM(torch.nn.Module):
                             "averages over one vocabulary: use models trained with one tokenizer")
         self.members = torch.nn.ModuleList(members)
         self.rule, self.weights = rule, None if weights is None else list(weights)
-        self.config = EnsembleConfig(vocab.pop(), min(_context(m) for m in members))
+        self.config = EnsembleConfig(vocab.pop(), min(config_context(m.config) or 2048 for m in members))
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
         logits = [m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
                   for m in self.members]
         return SimpleNamespace(logits=ensemble_log_probs(logits, 1.0, self.rule, self.weights))
-
-
-def _context(model) -> int:
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        v = getattr(model.config, attr, None)
-        if v:
-            return int(v)
-    return 2048
 
 
 def load_ensemble(spec: EnsembleSpec, device: str):

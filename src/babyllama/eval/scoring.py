@@ -51,12 +51,20 @@ def prefix_token_id(tokenizer) -> int:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def max_length(model, tokenizer) -> int:
-    """lm-eval's resolution: the model config's context size, else the tokenizer's, else 2048."""
+def config_context(config) -> int | None:
+    """The context size a model config states, in lm-eval's order of attributes; None when it states none."""
     for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        v = getattr(model.config, attr, None)
+        v = getattr(config, attr, None)
         if v:
             return int(v)
+    return None
+
+
+def max_length(model, tokenizer) -> int:
+    """lm-eval's resolution: the model config's context size, else the tokenizer's, else 2048."""
+    ctx = config_context(model.config)
+    if ctx:
+        return ctx
     ml = getattr(tokenizer, "model_max_length", None)
     return int(ml) if ml and ml < 1e9 else 2048
 

@@ -29,42 +29,32 @@ def comparison_pairs(models: list[dict], has) -> dict[str, list[tuple[dict, dict
     return comps
 
 
-def macro_acc(decisions: dict) -> float:
-    """The mean over paradigms of the share of pairs decided right."""
-    return sum(sum(v) / len(v) for v in decisions.values()) / len(decisions)
-
-
 def verdicts(models: list[dict], blimp: str | None, n_boot: int = N_BOOT) -> list[dict]:
-    """student - teacher_i and student - baseline, on BLiMP macro accuracy and on dev CE, pooled over seeds;
-    ``n_boot`` bootstrap resamples for each CI and p-value."""
+    """student - teacher_i and student - baseline, on BLiMP macro accuracy and on dev CE, pooled over seeds, and
+    each seed's own difference; ``n_boot`` bootstrap resamples for each CI and p-value."""
     comps = comparison_pairs(models, lambda m: m["eval"])
     out = []
     for name, pairs in comps.items():
         row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs], "per_seed": []}
-        a_dec, b_dec = {}, {}
+        a_dec, b_dec, ca, cb = {}, {}, [], []
         for a, b in pairs:
-            sa, sb = suite_block(a, blimp), suite_block(b, blimp)
             one = {"seed": a["seed"]}
+            sa, sb = suite_block(a, blimp), suite_block(b, blimp)
             if sa and sb:
-                da, db = decisions_of(sa), decisions_of(sb)
-                for p, v in da.items():
+                for p, v in decisions_of(sa).items():
                     a_dec[f"s{a['seed']}:{p}"] = v
-                for p, v in db.items():
+                for p, v in decisions_of(sb).items():
                     b_dec[f"s{a['seed']}:{p}"] = v
-                one["blimp"] = macro_acc(da) - macro_acc(db)
+                one["blimp"] = sa["macro"]["acc"] - sb["macro"]["acc"]
             xa, xb = dev_chunks(a), dev_chunks(b)
             if xa and xb and len(xa) == len(xb):
+                ca += xa
+                cb += xb
                 one["dev_ce"] = sum(xa) / len(xa) - sum(xb) / len(xb)
             row["per_seed"].append(one)
         if a_dec:
             # pooled over seeds: the macro mean over (seed, paradigm) strata = the mean over seeds of macro means
             row["blimp"] = paired_comparison(a_dec, b_dec, n_boot)
-        ca, cb = [], []
-        for a, b in pairs:
-            xa, xb = dev_chunks(a), dev_chunks(b)
-            if xa and xb and len(xa) == len(xb):
-                ca += xa
-                cb += xb
         if ca:
             row["dev_ce"] = paired_mean_diff(ca, cb, n_boot)
         out.append(row)

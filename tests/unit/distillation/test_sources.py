@@ -8,14 +8,20 @@ from babyllama.tokenizer import tokenizer_hash
 from helpers import save_random_teachers, tiny_config
 
 
-def test_a_cache_built_under_bf16_is_not_reused_by_an_fp32_run(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer,
-                                                               tmp_path):
+def cached_setup(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer, tmp_path):
+    """A cached-distillation config over two random teachers, the teachers, the datasets and their provenance."""
     cfg = tiny_config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "s")
     cfg.distill.teachers = save_random_teachers(tiny_tokenizer, tmp_path)
     cfg.distill.cache = CacheConfig(enabled=True, top_k=16, sampled=8, dir=str(tmp_path / "cache"))
     train_ds, eval_ds, prov = build_datasets(cfg.data, tiny_tokenizer, cfg.training.seed)
     prov["tokenizer_hash"] = tokenizer_hash(tiny_tokenizer)
     models = load_teachers(cfg.distill.teachers, tiny_tokenizer)
+    return cfg, models, train_ds, eval_ds, prov
+
+
+def test_a_cache_built_under_bf16_is_not_reused_by_an_fp32_run(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer,
+                                                               tmp_path):
+    cfg, models, train_ds, eval_ds, prov = cached_setup(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer, tmp_path)
     built = {}
     for precision in ("fp32", "bf16", "fp32"):
         cfg.training.precision = precision
@@ -30,12 +36,7 @@ def test_a_cache_built_under_bf16_is_not_reused_by_an_fp32_run(tiny_prepared, ti
 
 def test_a_pinned_cache_seed_shares_one_cache_among_student_seeds(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer,
                                                                    tmp_path):
-    cfg = tiny_config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "s")
-    cfg.distill.teachers = save_random_teachers(tiny_tokenizer, tmp_path)
-    cfg.distill.cache = CacheConfig(enabled=True, top_k=16, sampled=8, dir=str(tmp_path / "cache"))
-    train_ds, eval_ds, prov = build_datasets(cfg.data, tiny_tokenizer, cfg.training.seed)
-    prov["tokenizer_hash"] = tokenizer_hash(tiny_tokenizer)
-    models = load_teachers(cfg.distill.teachers, tiny_tokenizer)
+    cfg, models, train_ds, eval_ds, prov = cached_setup(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer, tmp_path)
 
     def cache_dir(student_seed):
         cfg.training.seed = student_seed

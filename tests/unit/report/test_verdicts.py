@@ -7,8 +7,9 @@ from babyllama.report.verdicts import verdict_lines, verdicts
 
 
 def model(name, role, seed, decisions, chunks):
+    macro = sum(s.count("1") / len(s) for s in decisions.values()) / len(decisions)
     return {"name": name, "role": role, "seed": seed, "dir": None, "metrics": {},
-            "eval": {"suites": {"blimp_filtered": {"decisions": decisions}},
+            "eval": {"suites": {"blimp_filtered": {"decisions": decisions, "macro": {"acc": macro}}},
                      "perplexity": {"dev": {"domains": {"d": {"chunk_ce": chunks}}}}}}
 
 
