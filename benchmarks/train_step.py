@@ -27,7 +27,7 @@ from babyllama.config import Config
 from babyllama.data.dataset import ChunkDataset
 from babyllama.losses import trainer_causal_lm_loss
 from babyllama.models import build_model, count_params
-from babyllama.training.hardware import configure_attention, resolve_attention, resolve_precision
+from babyllama.training.hardware import configure_attention, resolve_attention, resolve_device, resolve_precision
 from babyllama.training.trainer import training_arguments
 
 SHAPES = {
@@ -39,6 +39,10 @@ SHAPES = {
     "gpt2-10m-gelu_new": dict(preset="gpt2-cpu-10m", activation="gelu_new"),
     "llama-4m": dict(preset="llama-cpu-4m"),
     "llama-2.4m": dict(preset="llama-cpu-2m"),
+    # the papers' teachers and students (benchmarks/gpu.py)
+    "llama-360m": dict(preset="llama-360m"),
+    "gpt2-705m": dict(preset="gpt2-705m"),
+    "smollama-345m": dict(preset="smollama-345m"),
 }
 
 
@@ -89,7 +93,10 @@ class StepTimer:
 
 
 def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, seq: int, warmup: int,
-            attention: str = "auto") -> dict:
+            attention: str = "auto", distill: dict | None = None) -> dict:
+    """Training tokens/s of ``shape`` through the Trainer `babyllama train` builds. ``distill`` measures the
+    distilled student instead, through `babyllama distill`'s trainer: ``{"cache": TeacherCache}`` (cached
+    teacher entries of ``tokens(...)``) or ``{"teachers": [model, ...]}`` (live teachers)."""
     from transformers import Trainer, default_data_collator
 
     spec = SHAPES[shape]
@@ -100,11 +107,16 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
                      "compile": compile_, "attention": attention, "eval_strategy": "no", "report_to": ["none"],
                      "progress": False, "logging_steps": 10_000},
     })
-    vocab = 16000 if shape == "babyllama-58m" else 8000
-    tokens = np.random.default_rng(0).integers(0, vocab, size=(steps + warmup + 2) * batch * seq + seq,
-                                               dtype=np.uint16)
-    ds = ChunkDataset(tokens, seq, random_offset=True, seed=0)
-    model = configure_attention(build_model(cfg.model, seed=0), cfg)  # as `babyllama train`
+    with torch.device(resolve_device("auto")):  # initialised where it trains (a 705M init on a CPU takes long)
+        model = configure_attention(build_model(cfg.model, seed=0), cfg)  # as `babyllama train`
+    tok = tokens(model.config.vocab_size, (steps + warmup + 2) * batch * seq + seq)
+    if distill and "cache" in distill:
+        from babyllama.distillation.sources import CachedChunkDataset
+
+        tok = tok[: len(distill["cache"].ids)]
+        ds = CachedChunkDataset(tok, seq, distill["cache"], seed=0, random_offset=False)
+    else:
+        ds = ChunkDataset(tok, seq, random_offset=True, seed=0)
     params = count_params(model)
     # FLOPs per token the strict way (PaLM appendix B / nanoGPT estimate_mfu): 6 x the parameters that do matmuls
     # (an untied input embedding is a lookup, not a matmul) + 12 x layers x hidden x seq for attention scores.
@@ -116,8 +128,17 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
     with tempfile.TemporaryDirectory() as out:
         args = training_arguments(cfg, out, save_strategy="no", load_best_model_at_end=False)
         timer = StepTimer()
-        trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator,
-                          callbacks=[timer], compute_loss_func=trainer_causal_lm_loss)  # as `babyllama train`
+        if distill:
+            from babyllama.config import DistillConfig
+            from babyllama.distillation.trainer import DistillationTrainer
+
+            trainer = DistillationTrainer(model=model, args=args, train_dataset=ds,
+                                          data_collator=default_data_collator, callbacks=[timer],
+                                          teachers=distill.get("teachers", []),
+                                          distill_cfg=DistillConfig(kl_reduction="paper"))
+        else:
+            trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator,
+                              callbacks=[timer], compute_loss_func=trainer_causal_lm_loss)  # as `babyllama train`
         trainer.train()
     t = timer.times[warmup - 1 :]
     sec = (t[-1] - t[0]) / (len(t) - 1)
@@ -127,6 +148,11 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
             "batch": batch,
             "seq_len": seq, "steps_timed": len(t) - 1, "s_per_step": round(sec, 4), "tokens_per_s": round(tps, 1),
             "flops_per_token_strict": flops_per_token}
+
+
+def tokens(vocab: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random token ids below ``vocab``: the data of every throughput measurement (content costs nothing)."""
+    return np.random.default_rng(seed).integers(0, vocab, size=n, dtype=np.uint16 if vocab <= 65536 else np.uint32)
 
 
 def main(argv=None) -> None:

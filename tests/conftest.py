@@ -163,3 +163,15 @@ def data_root(tiny_raw, tmp_path):
         (glue / f"rte.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rte))
         (glue / f"wsc.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in wsc))
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu``-marked tests run where torch sees a CUDA device and are reported as skipped elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

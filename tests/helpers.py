@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +88,30 @@ def save_random_teachers(tokenizer, root) -> list[str]:
         tokenizer.save_pretrained(root / preset)
         dirs.append(str(root / preset))
     return dirs
+
+
+MSGS_WORDS = ["the cat", "a bird", "the girl", "my brother", "the old man", "a teacher", "she", "he"]
+MSGS_VERBS = ["sees", "likes", "finds", "wants", "draws", "talks to", "waits for"]
+
+
+def msgs_sentence(rng, with_dog: bool) -> str:
+    subj, obj = rng.choice(MSGS_WORDS), rng.choice(MSGS_WORDS)
+    if with_dog:
+        (subj, obj) = ("the dog", obj) if rng.random() < 0.5 else (subj, "the dog")
+    return f"{subj} {rng.choice(MSGS_VERBS)} {obj} ."
+
+
+def write_msgs(root, task="main_verb_control", n_train=320, n_valid=80, seed=0):
+    """An MSGS-format task whose label is whether 'the dog' occurs; valid rows alternate test/control."""
+    rng = random.Random(seed)
+    folder = root / "msgs_filtered"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, conditions in (("train", n_train, ["training"]), ("valid", n_valid, ["test", "control"])):
+        rows = []
+        for i in range(n):
+            label = i % 2
+            rows.append({"sentence": msgs_sentence(rng, bool(label)), "label": label,
+                         "condition": conditions[i % len(conditions) if split == "train" else (i // 2) % 2],
+                         "linguistic_feature_type": "syntactic", "surface_feature_type": None})
+        (folder / f"{task}.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root

@@ -104,10 +104,13 @@ class TrainingConfig(Section):
     adam_beta2: float = Field(0.999, ge=0, lt=1, description="AdamW beta2.")
     adam_epsilon: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: the GPU when torch sees one, else the CPU. cuda: this process's GPU (LOCAL_RANK "
+        "under torchrun / accelerate launch); an error where there is none.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 autocast where the device supports it natively (CUDA Ampere+, CPUs with "
-        "AVX512-BF16/AMX), else fp32. fp16 is CUDA only.",
+        "AVX512-BF16/AMX), else fp32 on CPU and fp16 autocast with loss scaling on older GPUs. fp16 is CUDA only.",
     )
     compile: bool = Field(False, description="torch.compile the model.")
     attention: Literal["auto", "sdpa", "eager"] = Field(
@@ -218,6 +221,8 @@ class EvalConfig(Section):
         1000, ge=99, description="Bootstrap resamples B behind every CI and paired bootstrap p-value (the report's "
         "verdicts too); the smallest p a bootstrap can give is 2 / (B + 1).")
     bf16: bool = Field(False, description="Score under bf16 autocast (faster; decisions may differ from lm-eval's).")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
     layout: Literal["prefix_tree", "padded"] = Field(
         "prefix_tree",
         description="prefix_tree: shared prefixes scored once, near-ties re-scored padded (decisions equal "
@@ -254,7 +259,10 @@ class FinetuneConfig(Section):
     max_train_examples: int | None = Field(
         None, gt=0, description="Train on a seeded subset of at most N examples per task (CPU-sized recipes).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: the training rule (bf16 autocast where native, else fp32).")
+        "auto", description="auto: the training rule (bf16 autocast where native; else fp32 on CPU, fp16 with loss "
+        "scaling on older GPUs).")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
     pooling: Literal["auto", "last", "first"] = Field(
         "auto", description="auto: the protocol's (2023/2024 last non-pad token; 2025 first token).")
     length_grouping: bool = Field(True, description="Length-grouped training batches (false: random batches).")

@@ -36,6 +36,10 @@ def process_group() -> Group:
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if not dist.is_initialized():
+            if torch.cuda.is_available():
+                # NCCL collectives (and broadcast_object_list's staging tensor) run on the current device: it must
+                # be this rank's GPU, not cuda:0 for every rank
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return Group(dist.get_rank(), dist.get_world_size())
     return Group(0, 1)

@@ -168,7 +168,9 @@ class _FusedCEAndCachedKL(torch.autograd.Function):
         lse_t = torch.empty_like(ce)
         valid = labels != IGNORE_INDEX
         safe = labels.clamp_min(0).unsqueeze(-1)
-        has_tail = bool((tail > 0).any())
+        # the tail term is zero where the tail mass is; on a GPU it is computed anyway rather than asking the
+        # device (a synchronisation every step)
+        has_tail = logits.device.type != "cpu" or bool((tail > 0).any())
         for a in range(0, n, chunk):
             b = min(a + chunk, n)
             z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
@@ -252,7 +254,16 @@ class _FusedCE(torch.autograd.Function):
         return grad, None, None
 
 
-def fused_causal_ce(logits: torch.Tensor, labels: torch.Tensor, chunk: int = 256,
+def row_chunk(logits: torch.Tensor) -> int:
+    """Rows of ``(rows, vocab)`` logits the fused losses handle at once. On a CPU 256, so that a chunk's float32
+    copy stays in cache; on a GPU as many as keep that copy within 256 MiB (8,192 rows of a 16,000-token vocabulary),
+    because there each chunk costs a handful of kernel launches and memory is not the limit."""
+    if logits.device.type == "cpu":
+        return 256
+    return max(256, (1 << 26) // logits.size(-1))
+
+
+def fused_causal_ce(logits: torch.Tensor, labels: torch.Tensor, chunk: int | None = None,
                     num_items: int | torch.Tensor | None = None) -> torch.Tensor:
     """Equal to :func:`causal_ce` in value and gradient (tested), with a fused, chunked backward.
 
@@ -261,7 +272,7 @@ def fused_causal_ce(logits: torch.Tensor, labels: torch.Tensor, chunk: int = 256
     """
     v = logits.size(-1)
     shifted = shift_labels(labels).reshape(-1)
-    ce = _FusedCE.apply(logits.reshape(-1, v), shifted, chunk)
+    ce = _FusedCE.apply(logits.reshape(-1, v), shifted, chunk or row_chunk(logits))
     if num_items is None:
         num_items = (shifted != IGNORE_INDEX).sum().clamp_min(1)
     return ce.sum() / num_items
@@ -276,7 +287,7 @@ def trainer_causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=Non
 
 def ce_and_cached_kl(student_logits: torch.Tensor, labels: torch.Tensor, teacher_ids: torch.Tensor,
                      teacher_weights: torch.Tensor, teacher_tail: torch.Tensor, teacher_plogp: torch.Tensor,
-                     temperature: float, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+                     temperature: float, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean next-token CE, per-position KL ``(B, L)``) in one fused pass; equal to :func:`causal_ce` and
     :func:`kl_per_position_cached` (tested), several times cheaper in memory traffic."""
     b, l, v = student_logits.shape
@@ -284,6 +295,7 @@ def ce_and_cached_kl(student_logits: torch.Tensor, labels: torch.Tensor, teacher
     k = teacher_ids.size(-1)
     ce, kl = _FusedCEAndCachedKL.apply(student_logits.reshape(-1, v), shifted, teacher_ids.reshape(-1, k).long(),
                                        teacher_weights.reshape(-1, k).float(), teacher_tail.reshape(-1).float(),
-                                       teacher_plogp.reshape(-1).float(), float(temperature), chunk)
+                                       teacher_plogp.reshape(-1).float(), float(temperature),
+                                       chunk or row_chunk(student_logits))
     n = (shifted != IGNORE_INDEX).sum().clamp_min(1)
     return ce.sum() / n, kl.view(b, l)

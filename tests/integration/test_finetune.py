@@ -9,37 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SHARED_EVAL, need_shared, one_error_line, run_cli, run_here, save_random_teachers
+from helpers import (SHARED_EVAL, need_shared, one_error_line, run_cli, run_here, save_random_teachers,
+                     msgs_sentence, write_msgs)
 
 from babyllama.config import FinetuneConfig
 from babyllama.finetuning.run import finetune_models
-
-WORDS = ["the cat", "a bird", "the girl", "my brother", "the old man", "a teacher", "she", "he"]
-VERBS = ["sees", "likes", "finds", "wants", "draws", "talks to", "waits for"]
-
-
-def _sentence(rng, with_dog: bool) -> str:
-    subj, obj = rng.choice(WORDS), rng.choice(WORDS)
-    if with_dog:
-        (subj, obj) = ("the dog", obj) if rng.random() < 0.5 else (subj, "the dog")
-    return f"{subj} {rng.choice(VERBS)} {obj} ."
-
-
-def write_msgs(root, task="main_verb_control", n_train=320, n_valid=80, seed=0):
-    """An MSGS-format task whose label is whether 'the dog' occurs; valid rows alternate test/control."""
-    rng = random.Random(seed)
-    folder = root / "msgs_filtered"
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n, conditions in (("train", n_train, ["training"]), ("valid", n_valid, ["test", "control"])):
-        rows = []
-        for i in range(n):
-            label = i % 2
-            rows.append({"sentence": _sentence(rng, bool(label)), "label": label,
-                         "condition": conditions[i % len(conditions) if split == "train" else (i // 2) % 2],
-                         "linguistic_feature_type": "syntactic", "surface_feature_type": None})
-        (folder / f"{task}.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root
-
 
 @pytest.fixture(scope="module")
 def tiny_models(tiny_tokenizer, tmp_path_factory):
@@ -125,7 +99,7 @@ def test_mnli_mm_is_scored_by_the_mnli_run_under_2024_and_trained_apart_under_20
     folder = tmp_path / "glue_filtered"
     folder.mkdir()
     for name, n in (("mnli.train.jsonl", 60), ("mnli.valid.jsonl", 20), ("mnli-mm.valid.jsonl", 21)):
-        rows = [{"premise": _sentence(rng, False), "hypothesis": _sentence(rng, i % 3 == 0), "label": i % 3}
+        rows = [{"premise": msgs_sentence(rng, False), "hypothesis": msgs_sentence(rng, i % 3 == 0), "label": i % 3}
                 for i in range(n)]
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     for protocol, runs in (("babylm2024", 1), ("babylm2023", 2)):

@@ -143,3 +143,11 @@ def test_fused_causal_ce_equals_cross_entropy(dtype):
     n = int((labels[:, 1:] != -100).sum())
     halved = trainer_causal_lm_loss(CausalLMOutput(logits=b), labels, num_items_in_batch=torch.tensor(2 * n))
     assert halved.item() == pytest.approx(ref.item() / 2, rel=1e-6)
+
+
+def test_row_chunks_are_cache_sized_on_the_cpu_and_large_elsewhere():
+    from babyllama.losses import row_chunk
+
+    assert row_chunk(torch.empty(8, 16000)) == 256
+    assert row_chunk(torch.empty(8, 16000, device="meta")) == 4194  # 256 MiB of float32 rows
+    assert row_chunk(torch.empty(8, 1 << 20, device="meta")) == 256

@@ -45,11 +45,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ..progress import Bar
 
 from ..distributed import process_group
 from ..io import atomic_write, exclusive, sha256_file
 from ..losses import ensemble_log_probs
+from ..progress import Bar
+from ..training.hardware import autocast
 
 CACHE_VERSION = 5
 ROW_BLOCK = 128  # rows of the (rows, vocab) ensemble processed at once: a block stays in cache
@@ -173,7 +174,6 @@ def _build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out: Path,
     all_batches = [wins[i : i + spec.batch_size] for i in range(0, len(wins), spec.batch_size)]
     mine = list(range(group.rank, len(all_batches), group.world_size))  # same cache for any world size
     device = next(teachers[0].parameters()).device
-    bf16 = spec.precision == "bf16"
     with atomic_write(out, directory=True) if group.rank == 0 else nullcontext() as tmp:
         tmp = Path(group.broadcast(str(tmp) if tmp else None))
         if group.rank == 0:
@@ -192,7 +192,7 @@ def _build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out: Path,
             # Only the positions this batch records get logits (sliding windows: the second half of each window),
             # and only those rows go through the ensemble and the top-K/sampling.
             keep = seq_len - min(first - s for s, first in batch)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with autocast(spec.precision, device):
                 logits = [t(input_ids=x, logits_to_keep=keep).logits for t in teachers]
             rows = torch.cat([torch.arange(j * keep + first - s - (seq_len - keep), (j + 1) * keep)
                               for j, (s, first) in enumerate(batch)]).to(device)

@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..losses import ensemble_log_probs
 from ..models import load_model, resolve_model_path
 from ..tokenizer import load_tokenizer, vocab_hash
-from ..training.hardware import default_device, resolve_precision
+from ..training.hardware import device_type, resolve_device, resolve_precision
 from .cache import CacheSpec, TeacherCache, build_cache, teacher_fingerprint
 
 
@@ -103,7 +103,7 @@ def evaluated_tokens(eval_ds: ChunkDataset, data_hash: str) -> tuple[np.ndarray,
 def cached_datasets(cfg: Config, teachers, train_ds, eval_ds, prov: dict):
     """Build (or reuse) the teacher caches of the training and eval tokens; wrap the datasets."""
     d, c, seq = cfg.distill, cfg.distill.cache, cfg.data.seq_len
-    device = default_device()
+    device = resolve_device(cfg.training.device)
     teachers = [t.to(device) for t in teachers]
     fingerprints = tuple(teacher_fingerprint(t) for t in d.teachers)
     t0 = time.time()
@@ -116,7 +116,8 @@ def cached_datasets(cfg: Config, teachers, train_ds, eval_ds, prov: dict):
                          weights=tuple(d.teacher_weights) if d.teacher_weights is not None else None,
                          window=window, seed=cfg.training.seed if c.seed is None else c.seed,
                          batch_size=cfg.training.eval_batch_size or cfg.training.batch_size,
-                         precision=resolve_precision(cfg.training.precision), device=device)
+                         precision=resolve_precision(cfg.training.precision, device),
+                         device=device_type(device))  # the kind, not the index: every DDP rank shares one key
         caches[split] = build_cache(teachers, tokens, cache_root(cfg) / f"{split}-{spec.key()}", spec,
                                     progress=cfg.training.progress)
     build_s = time.time() - t0

@@ -20,7 +20,7 @@ import numpy as np
 from ..config import EvalConfig
 from ..errors import UserError
 from ..models import load_model
-from ..training.hardware import default_device
+from ..training.hardware import resolve_device
 from .ensemble import EnsembleSpec, load_ensemble
 from .scoring import Scorer
 from .stats import N_BOOT, bootstrap_ci, macro_bootstrap, paired_comparison
@@ -80,13 +80,14 @@ def load_for_eval(path, device: str | None = None):
     from ..models import resolve_model_path
     from ..tokenizer import load_tokenizer
 
+    device = resolve_device(device)
     if isinstance(path, EnsembleSpec):
-        return load_ensemble(path, device or default_device())
+        return load_ensemble(path, device)
 
     path = resolve_model_path(path)
     model = load_model(path)
     tok = load_tokenizer(path)
-    return model.to(device or default_device()), tok
+    return model.to(device), tok
 
 
 def pair_suites(config: EvalConfig) -> list[str]:
@@ -123,6 +124,7 @@ def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = N
         out["timing"][s] = time.perf_counter() - t0
         out["rescored_near_ties"][s] = scorer.rescored
     out["layout"] = "prefix_tree" if scorer.tree_ok() else "padded"
+    out["device"] = str(scorer.device)
     if wants_ppl:
         from .perplexity import perplexity
 
@@ -146,7 +148,7 @@ def evaluate_models(models: list, config: EvalConfig, corpus: str | Path | None 
     res: dict = {"models": names, "config": config.model_dump(mode="json"), "suites": {}, "perplexity": {},
                  "timing": {}, "layout": {}}
     for path, name in zip(models, names):
-        model, tok = load_for_eval(path, device)
+        model, tok = load_for_eval(path, device or config.device)
         one = evaluate(model, tok, config, corpus, suites)
         for s, summary in one["suites"].items():
             res["suites"].setdefault(s, {"per_model": {}})["per_model"][name] = summary

@@ -92,7 +92,7 @@ def finetune_identity(config: FinetuneConfig) -> list:
             files.append((t, *(sha256_file(find_file(spec, data_dir, split, config.protocol))
                                for split in ("train", "valid"))))
     table = {k: v.model_dump(exclude_none=True) for k, v in hparams_table(config.hparams).items()}
-    settings = config.model_dump(mode="json", exclude={"data_dir", "hparams", "eval_batch_size"})
+    settings = config.model_dump(mode="json", exclude={"data_dir", "hparams", "eval_batch_size", "device"})
     return [settings, table, files]
 
 
@@ -111,11 +111,11 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     with the first on the same seeds."""
     from ..models import resolve_model_path
     from ..runinfo import package_versions
-    from ..training.hardware import default_device, resolve_attention, resolve_precision
+    from ..training.hardware import resolve_attention, resolve_device, resolve_precision
     from .model import load_base
     from .train import finetune_run
 
-    device = device or default_device()
+    device = resolve_device(device or config.device)
     precision = resolve_precision(config.precision, device)
     attention = resolve_attention("auto", precision, device=device)
     seeds = config.seeds or [protocol_seed(config.protocol)]

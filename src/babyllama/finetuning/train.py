@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ..training.hardware import autocast
 from .data import Encoded, collate, eval_batches, train_batches
 from .metrics import classification_metrics
 from .model import BaseModel, build_classifier
@@ -64,21 +64,13 @@ class Selection:
         return keep, self.patience is not None and self.waited >= self.patience
 
 
-def _autocast(precision: str, device: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision == "fp16":
-        return torch.autocast(device_type=device, dtype=torch.float16)
-    return nullcontext()
-
-
 @torch.inference_mode()
 def predict(model, enc: Encoded, pad_id: int, batch_size: int, precision: str, device: str) -> np.ndarray:
     model.eval()
     out = np.zeros(len(enc), dtype=np.int64)
     for index in eval_batches(enc.lengths, batch_size):
         ids, mask, _ = collate(enc, index, pad_id)
-        with _autocast(precision, device):
+        with autocast(precision, device):
             logits = model(ids.to(device), mask.to(device))
         out[index] = logits.float().argmax(-1).cpu().numpy()
     return out
@@ -104,7 +96,9 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
     model = build_classifier(base, h.head, num_labels, h.pooling, h.dropout, seed, attention, lora).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=h.learning_rate, betas=(0.9, 0.999), eps=1e-8,
-                            weight_decay=h.weight_decay)
+                            weight_decay=h.weight_decay, fused=torch.device(device).type == "cuda" or None)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (the scaler is then a no-op)
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
     gen = torch.Generator().manual_seed(seed)
     lengths = train.lengths
     per_epoch = len(lengths) // h.batch_size if h.drop_last else math.ceil(len(lengths) / h.batch_size)
@@ -145,13 +139,15 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
         for index in train_batches(lengths, h.batch_size, gen, drop_last, length_grouping):
             ids, mask, labels = collate(train, index, base.pad_id)
             ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-            with _autocast(precision, device):
+            with autocast(precision, device):
                 logits = model(ids, mask)
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-            loss.backward()
+            scaler.scale(loss).backward()
             if h.max_grad_norm is not None:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(trainable, h.max_grad_norm)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1

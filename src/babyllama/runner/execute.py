@@ -90,7 +90,7 @@ def run_eval(ctx: StageContext) -> None:
         what = {"members": s.evaluated, "rule": d.ensemble, "temperature": 1.0}
     else:
         model_dir, what = ctx.plan.path(s.model_stage), {}
-    model, tok = load_for_eval(model_dir)
+    model, tok = load_for_eval(model_dir, ctx.recipe.eval.device)
     res = evaluate(model, tok, ctx.recipe.eval, ctx.corpus, keep_chunks=True)
     for line in eval_lines(res):
         print(f"  {line}", flush=True)

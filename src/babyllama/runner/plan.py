@@ -87,13 +87,14 @@ def source_fingerprint(src: Path) -> list:
 
 
 def config_key(cfg: Config, deps: list[Stage]) -> str:
-    """A training stage's key: its config without paths (they differ between machines, not results) + its inputs."""
+    """A training stage's key: its config without paths and the device (they differ between machines, not
+    results) + its inputs."""
     c = cfg.model_dump(mode="json")
     for k in ("data_root", "run_dir"):
         c.pop(k)
     for k in ("corpus", "tokenizer", "cache_dir"):
         c["data"].pop(k)
-    for k in ("output_dir", "progress"):
+    for k in ("output_dir", "progress", "device"):
         c["training"].pop(k)
     c["distill"].pop("teachers")
     c["distill"]["cache"].pop("dir")
@@ -163,7 +164,7 @@ def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
         ts = teacher_stages[seed if recipe.teacher_seeds else recipe.seeds[0]]
         stages.append(training_stage(f"student:s{seed}", f"student-s{seed}", recipe.student, "distill", "student",
                                      seed, ts))
-    ev = recipe.eval.model_dump(mode="json", exclude={"eval_root"})
+    ev = recipe.eval.model_dump(mode="json", exclude={"eval_root", "device"})
     suite_ids = {s: fingerprint(s, recipe.eval.eval_root) if get_suite(s).kind == "pairs" else None
                  for s in recipe.eval.suites}
     for s in [s for s in stages if s.kind in ("pretrain", "distill")]:

@@ -1,4 +1,5 @@
-"""What the machine runs fastest: precision (bf16 autocast where native) and the attention kernel.
+"""Where and how a stage runs: the device (CPU, or the GPU of this process), precision (bf16 autocast where
+native) and the attention kernel.
 
 Why these rules: on CPUs with AVX512-BF16 or AMX bf16 matmuls run several times faster than fp32, while without
 them bf16 is emulated and far slower; under CPU bf16 autocast the SDPA backward is the slow part of a step, so
@@ -7,6 +8,7 @@ eager attention trains faster there while SDPA still infers faster. The measurem
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -16,7 +18,30 @@ from ..errors import UserError
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device("auto")
+
+
+def resolve_device(pref: str | None = "auto") -> str:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> the torch device this process computes on. ``cuda`` (and auto
+    on a machine with a GPU) is the launcher's GPU for this process (``LOCAL_RANK`` under torchrun / accelerate
+    launch), so N processes on one node use N GPUs; ``cuda:N`` names one."""
+    pref = pref or "auto"
+    if pref == "cpu" or (pref == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    if not (pref in ("auto", "cuda") or (pref.startswith("cuda:") and pref[5:].isdigit())):
+        raise UserError(f"device {pref!r}: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise UserError(f"device {pref}: torch sees no CUDA device (torch {torch.__version__}, "
+                        f"CUDA build: {torch.version.cuda or 'none'}); use device auto or cpu")
+    index = int(pref[5:]) if pref.startswith("cuda:") else int(os.environ.get("LOCAL_RANK", "0"))
+    if index >= torch.cuda.device_count():
+        raise UserError(f"device cuda:{index}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return f"cuda:{index}"
+
+
+def device_type(device: str | torch.device) -> str:
+    """'cuda:1' -> 'cuda' (what torch.autocast and the precision rule take)."""
+    return torch.device(device).type
 
 
 def cpu_has_native_bf16() -> bool:
@@ -29,8 +54,9 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(pref: str, device: str | None = None) -> str:
-    """'auto' -> bf16 where the device runs it natively, else fp32. fp16 is refused on CPU."""
-    device = device or default_device()
+    """'auto' -> bf16 where the device runs it natively, else fp32 on a CPU and fp16 on an older GPU. fp16 is
+    refused on a CPU."""
+    device = device_type(device or default_device())
     if pref == "fp16" and device == "cpu":
         raise UserError("training.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
     if pref != "auto":
@@ -45,7 +71,7 @@ def resolve_attention(pref: str, precision: str, compile_: bool = False, device:
     autocast and no torch.compile, else 'sdpa'."""
     if pref != "auto":
         return pref
-    device = device or default_device()
+    device = device_type(device or default_device())
     return "by_grad" if device == "cpu" and precision == "bf16" and not compile_ else "sdpa"
 
 
@@ -72,4 +98,12 @@ def configure_attention(model, cfg: Config):
             raise UserError(f"training.attention=sdpa: transformers has no SDPA attention for "
                             f"{model.config.model_type}; use training.attention: auto or eager")
         return model
-    return set_attention(model, resolve_attention(t.attention, resolve_precision(t.precision), t.compile))
+    device = resolve_device(t.device)
+    return set_attention(model, resolve_attention(t.attention, resolve_precision(t.precision, device), t.compile,
+                                                  device))
+
+
+def autocast(precision: str, device: str | torch.device):
+    """The autocast context of a resolved precision on ``device`` (fp32: none)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device_type(device), dtype=dtype, enabled=dtype is not None)

@@ -33,7 +33,7 @@ from ..runinfo import RUN_INFO, is_complete, write_run_info
 from ..tokenizer import finalize_tokenizer_config, load_tokenizer, model_context, tokenizer_hash, vocab_hash
 from .checkpoints import CheckpointMarker, last_good_checkpoint
 from .words import WordCheckpoints
-from .hardware import default_device, resolve_precision
+from .hardware import resolve_device, resolve_precision
 
 CONFIG_FILE = "babyllama_config.yaml"
 METRICS_FILE = "metrics.json"
@@ -46,9 +46,10 @@ def tokens_per_step(cfg: Config, world_size: int = 1) -> int:
 
 def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> TrainingArguments:
     t = cfg.training
-    precision = resolve_precision(t.precision)
+    device = resolve_device(t.device)
+    precision = resolve_precision(t.precision, device)
     strategy = t.eval_strategy
-    cpu = default_device() == "cpu"
+    cpu = device == "cpu"
     kw = dict(
         output_dir=str(output_dir),
         seed=t.seed,
@@ -68,7 +69,7 @@ def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> Trai
         max_grad_norm=t.max_grad_norm,
         optim="adamw_torch_fused",  # fused AdamW: CPU and CUDA in every torch we support
         bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        fp16=precision == "fp16",  # autocast with the Trainer's (accelerate's) dynamic loss scaling
         torch_compile=t.compile,
         eval_strategy=strategy,
         eval_steps=t.eval_steps if strategy == "steps" else None,
@@ -297,7 +298,7 @@ def validate_for_training(cfg: Config, tokenizer) -> None:
     if cfg.data.seq_len > context:
         raise UserError(f"data.seq_len {cfg.data.seq_len} is longer than the model's context ({context} positions); "
                         f"shorten data.seq_len or set model.max_position_embeddings >= {cfg.data.seq_len}")
-    resolve_precision(t.precision)
+    resolve_precision(t.precision, resolve_device(t.device))
     for name in t.report_to:
         if name == "none":
             continue
@@ -397,7 +398,8 @@ def finish_run(trainer: GuardedTrainer, cfg: Config, out: Path, kind: str, prov:
     metrics = {
         "kind": kind,
         "params": count_params(trainer.model),
-        "precision": resolve_precision(cfg.training.precision),
+        "precision": resolve_precision(cfg.training.precision, trainer.args.device),
+        "device": str(trainer.args.device),
         "global_step": trainer.state.global_step,
         "train_tokens_seen": trainer.state.global_step * tps,
         "train_loss": m.get("train_loss"),

@@ -20,6 +20,10 @@ def test_keys_do_not_depend_on_where_the_run_or_the_data_lie(data_root, tmp_path
     shutil.copytree(data_root, moved)
     c = make_plan(load_recipe(SMOKE, data_root=str(moved)), tmp_path / "here")
     assert [s.key for s in c.stages] == [s.key for s in a.stages]
+    # nor on the device: a run started on a CPU is finished on a GPU machine
+    on_gpu = load_recipe(SMOKE, ["base.training.device=cuda", "eval.device=cuda:1", "finetune.device=cuda"],
+                         str(data_root))
+    assert [s.key for s in make_plan(on_gpu, tmp_path / "here").stages] == [s.key for s in a.stages]
 
 
 def test_stage_keys_follow_content_and_settings(data_root, tmp_path):

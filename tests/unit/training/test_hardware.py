@@ -3,12 +3,52 @@
 import pytest
 import torch
 
-from babyllama.training.hardware import cpu_has_native_bf16, resolve_attention, resolve_precision
+from babyllama.errors import UserError
+from babyllama.training.hardware import (autocast, cpu_has_native_bf16, device_type, resolve_attention,
+                                         resolve_device, resolve_precision)
 
 
 def test_auto_precision_picks_bf16_where_native():
     assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert resolve_precision("fp32", "cpu") == "fp32"
+
+
+def test_device_on_a_machine_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device(None) == resolve_device("cpu") == "cpu"
+    for pref in ("cuda", "cuda:0"):
+        with pytest.raises(UserError, match=f"device {pref}: torch sees no CUDA device.*use device auto or cpu"):
+            resolve_device(pref)
+    with pytest.raises(UserError, match="use auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu")
+
+
+def test_device_on_a_machine_with_gpus_follows_the_launchers_local_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device("auto") == resolve_device("cuda") == "cuda:0"
+    monkeypatch.setenv("LOCAL_RANK", "2")  # torchrun's third process on this node
+    assert resolve_device("auto") == "cuda:2" and resolve_device("cuda:3") == "cuda:3"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(UserError, match="cuda:4: this machine has 4 CUDA device"):
+        resolve_device("cuda:4")
+    # the precision rule reads the kind of device, whatever its index
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert device_type("cuda:2") == "cuda" and resolve_precision("auto", "cuda:2") == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_precision("auto", "cuda:2") == "bf16"
+    assert resolve_attention("auto", "bf16", device="cuda:2") == "sdpa"
+
+
+def test_fp16_is_refused_on_the_cpu_and_autocast_follows_the_precision():
+    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", "cpu")
+    x = torch.randn(4, 4)
+    with autocast("bf16", "cpu"):
+        assert (x @ x).dtype == torch.bfloat16
+    with autocast("fp32", "cpu"):
+        assert (x @ x).dtype == torch.float32
 
 
 def test_auto_attention_choice():

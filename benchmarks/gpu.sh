@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU check (at most ~8 minutes on one H200-class GPU), from the repository root on the GPU machine:
+#   1. the gpu-marked tests (tests/integration/test_cuda.py: every stage on CUDA, the smoke recipe included);
+#   2. benchmarks/gpu.py: one JSON line per measurement (peak, training MFU, cache building, cached vs plain
+#      student, full BLiMP, the paper recipes' projected wall time).
+# It reads BUNDLE (default .gpu-bundle/, made here by benchmarks/gpu_bundle.sh) for what that machine lacks, and
+# writes its logs and gpu.jsonl under $OUT (default /tmp/babyllama-gpu).
+#   bash benchmarks/gpu.sh [BUNDLE]
+set -uo pipefail
+B=${1:-.gpu-bundle}
+OUT=${OUT:-/tmp/babyllama-gpu}
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+SITE=/tmp/babyllama-site
+if compgen -G "$B/wheels/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        "$B"/wheels/*.whl || exit 1
+fi
+export PYTHONPATH="$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+python3 -c "import babyllama, pydantic, optuna, torch; assert torch.cuda.is_available(), 'no CUDA device'" || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+
+start=$(date +%s)
+timeout 270 python3 -m pytest -q -m gpu tests/integration/test_cuda.py -p no:cacheprovider \
+    -W ignore::DeprecationWarning 2>&1 | tee "$OUT/gpu-tests.log" | tail -25
+tests_rc=${PIPESTATUS[0]}
+echo "gpu tests: exit $tests_rc in $(( $(date +%s) - start )) s"
+
+args=()
+if [ -f "$B/eval-blimp.tar.gz" ]; then
+    mkdir -p /tmp/babyllama-eval && tar -xzf "$B/eval-blimp.tar.gz" -C /tmp/babyllama-eval
+    args+=(--eval-root /tmp/babyllama-eval)
+fi
+[ -f "$B/tokenizer/tokenizer.json" ] && args+=(--tokenizer "$B/tokenizer")
+[ -f "$B/words_per_token" ] && args+=(--words-per-token "$(cat "$B/words_per_token")")
+start=$(date +%s)
+timeout 300 python3 benchmarks/gpu.py "${args[@]}" 2> "$OUT/gpu-bench.err" | tee "$OUT/gpu.jsonl"
+bench_rc=${PIPESTATUS[0]}
+echo "benchmark: exit $bench_rc in $(( $(date +%s) - start )) s"
+[ "$bench_rc" = 0 ] || tail -30 "$OUT/gpu-bench.err"
+exit $(( tests_rc || bench_rc ))
