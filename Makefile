@@ -28,8 +28,10 @@ run: setup
 smoke: setup
 	$(BIN)/babyllama run recipes/smoke.yaml $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
+# one worker per core (pytest-xdist), a test file's tests on one worker; passive OpenMP waits, so that the
+# workers' thread pools do not spin against each other
 test: setup
-	$(BIN)/python -m pytest -q
+	OMP_WAIT_POLICY=passive $(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # the one-minute loop: everything but the end-to-end runs (marked slow); needs no ../shared
 quick: setup
