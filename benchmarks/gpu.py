@@ -15,7 +15,7 @@
 Random weights and random tokens: speed does not depend on what a model knows. On a CPU (``--device cpu
 --quick``) the same code runs with the CPU presets, to check the script, not to measure.
 
-    python benchmarks/gpu.py --eval-root EVAL --tokenizer TOK_DIR --words-per-token 0.74
+    python benchmarks/gpu.py --eval-root EVAL --tokenizer TOK_DIR --words-per-token 0.6957
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def main(argv=None) -> None:
     ap.add_argument("--cache-tokens", type=int, default=1_048_576, help="tokens of the teacher-cache measurement")
     ap.add_argument("--eval-root", type=Path, help="folder with blimp/ (the shared data's eval/)")
     ap.add_argument("--tokenizer", type=Path, help="a 16,000-token BPE for the BLiMP measurement")
-    ap.add_argument("--words-per-token", type=float, default=0.75,
+    ap.add_argument("--words-per-token", type=float, default=0.6957,
                     help="of the 16,000-token BPE on the BabyLM corpus: the projection's 10M words in tokens")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "babyllama-bench-gpu")
     a = ap.parse_args(argv)
