@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import measure, tokens  # noqa: E402
+from train_step import matmul_peak, measure, sync, tokens  # noqa: E402
 
 PAPER_WORDS = 10_000_000  # both papers' corpus: the BabyLM 10M-word track
 
@@ -42,31 +43,10 @@ def emit(**line) -> dict:
     return line
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def matmul_peak_tflops(device: str, n: int, reps: int = 20) -> float:
-    """Sustained bf16 TFLOP/s of an n x n matmul on ``device`` (best of ``reps``)."""
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    sync(device)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e12
-
-
 def machine(device: str, n: int) -> dict:
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
     return emit(measurement="machine", gpu=gpu, torch=torch.__version__, cuda=torch.version.cuda,
-                bf16_peak_tflops=round(matmul_peak_tflops(device, n), 1))
+                bf16_peak_tflops=round(matmul_peak(torch.bfloat16, n, 20, device) / 1000, 1))
 
 
 def train_line(shape: str, batch: int, steps: int, warmup: int, peak: float, precision: str, **kw) -> dict:
@@ -88,10 +68,11 @@ def random_teachers(presets: list[str], device: str, vocab: int | None = None):
 
 def cache_spec(seq: int, batch: int, precision: str, device: str, top_k: int = 64, sampled: int = 48):
     from babyllama.distillation.cache import CacheSpec
+    from babyllama.training.hardware import device_type
 
     return CacheSpec(teachers=("bench-a", "bench-b"), tokenizer="bench", data="bench", seq_len=seq,
                      temperature=2.0, top_k=top_k, sampled=sampled, window="aligned", seed=0, batch_size=batch,
-                     precision=precision, device=torch.device(device).type)
+                     precision=precision, device=device_type(device))
 
 
 def student(shape: str, teachers: dict, batch: int, steps: int, warmup: int, peak: float, precision: str,
@@ -139,6 +120,7 @@ def teacher_cache(teachers: dict, n_tokens: int, batch: int, precision: str, dev
                 m(input_ids=x).logits
     sync(device)
     forward_s = time.perf_counter() - t0
+    shutil.rmtree(work / "teacher-cache", ignore_errors=True)  # a cache left by an earlier run would be reused
     t0 = time.perf_counter()
     with torch.inference_mode():
         build_cache(models, tok, work / "teacher-cache", cache_spec(seq, batch, precision, device), progress=False)

@@ -46,17 +46,25 @@ SHAPES = {
 }
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    """Sustained GFLOP/s of an n x n matmul in ``dtype`` (best of ``reps``)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10, device: str = "cpu") -> float:
+    """Sustained GFLOP/s of an n x n matmul in ``dtype`` on ``device`` (best of ``reps``)."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
+    sync(device)
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
         a @ b
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def sync(device: str) -> None:
+    """Wait for the device's queued work (a GPU runs asynchronously; a CPU needs nothing)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def machine_info() -> dict:

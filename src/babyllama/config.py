@@ -202,6 +202,11 @@ class DistillConfig(Section):
         return {"enabled": v} if isinstance(v, bool) else v
 
 
+# the device of an eval or finetune stage (training.device takes no index: under torchrun LOCAL_RANK picks it)
+DEVICE_FIELD = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                     description="auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
+
+
 class EvalConfig(Section):
     """Zero-shot evaluation settings, read by `babyllama eval` (its flags) and by a recipe's eval stages."""
 
@@ -221,8 +226,7 @@ class EvalConfig(Section):
         1000, ge=99, description="Bootstrap resamples B behind every CI and paired bootstrap p-value (the report's "
         "verdicts too); the smallest p a bootstrap can give is 2 / (B + 1).")
     bf16: bool = Field(False, description="Score under bf16 autocast (faster; decisions may differ from lm-eval's).")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-                        description="auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
+    device: str = DEVICE_FIELD
     layout: Literal["prefix_tree", "padded"] = Field(
         "prefix_tree",
         description="prefix_tree: shared prefixes scored once, near-ties re-scored padded (decisions equal "
@@ -261,8 +265,7 @@ class FinetuneConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: the training rule (bf16 autocast where native; else fp32 on CPU, fp16 with loss "
         "scaling on older GPUs).")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-                        description="auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
+    device: str = DEVICE_FIELD
     pooling: Literal["auto", "last", "first"] = Field(
         "auto", description="auto: the protocol's (2023/2024 last non-pad token; 2025 first token).")
     length_grouping: bool = Field(True, description="Length-grouped training batches (false: random batches).")

@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..losses import ensemble_log_probs
 from ..models import load_model, resolve_model_path
 from ..tokenizer import load_tokenizer, vocab_hash
-from ..training.hardware import device_type, resolve_device, resolve_precision
+from ..training.hardware import autocast, device_type, resolve_device, resolve_precision
 from .cache import CacheSpec, TeacherCache, build_cache, teacher_fingerprint
 
 
@@ -50,15 +50,14 @@ def load_teachers(dirs: list[str], student_tokenizer) -> list[torch.nn.Module]:
 class LiveTeachers:
     """The frozen teachers run on each batch; ``log_probs`` is the tempered ensemble (``distill.ensemble``)."""
 
-    def __init__(self, teachers: list[torch.nn.Module], cfg: DistillConfig, device, half: torch.dtype | None):
+    def __init__(self, teachers: list[torch.nn.Module], cfg: DistillConfig, device, precision: str = "fp32"):
         self.models = [t.to(device) for t in teachers]
         self.cfg = cfg
-        self.half = half  # the autocast dtype of the student's step, or None
+        self.precision = precision  # the student's step's: bf16, fp16 or fp32
 
     def log_probs(self, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
         # accelerate wraps only the student's forward in autocast: the teachers need their own context
-        with torch.no_grad(), torch.autocast(input_ids.device.type, dtype=self.half or torch.bfloat16,
-                                             enabled=self.half is not None):
+        with torch.no_grad(), autocast(self.precision, input_ids.device):
             logits = [t(input_ids=input_ids, attention_mask=attention_mask).logits for t in self.models]
         return ensemble_log_probs(logits, self.cfg.temperature, self.cfg.ensemble, self.cfg.teacher_weights)
 

@@ -34,8 +34,8 @@ class DistillationTrainer(GuardedTrainer):
 
     def __init__(self, *args, teachers: list[torch.nn.Module], distill_cfg: DistillConfig, **kwargs):
         super().__init__(*args, **kwargs)
-        half = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
-        self.teachers = LiveTeachers(teachers, distill_cfg, self.args.device, half) if teachers else None
+        precision = "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
+        self.teachers = LiveTeachers(teachers, distill_cfg, self.args.device, precision) if teachers else None
         self.dcfg = distill_cfg
         self._sums = {"train": {"ce": 0.0, "kl": 0.0, "n": 0}, "eval": {"ce": 0.0, "kl": 0.0, "n": 0}}
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..training.hardware import autocast
+from ..training.hardware import autocast, device_type
 from .data import Encoded, collate, eval_batches, train_batches
 from .metrics import classification_metrics
 from .model import BaseModel, build_classifier
@@ -96,9 +96,9 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
     model = build_classifier(base, h.head, num_labels, h.pooling, h.dropout, seed, attention, lora).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=h.learning_rate, betas=(0.9, 0.999), eps=1e-8,
-                            weight_decay=h.weight_decay, fused=torch.device(device).type == "cuda" or None)
+                            weight_decay=h.weight_decay, fused=device_type(device) == "cuda" or None)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (the scaler is then a no-op)
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+    scaler = torch.amp.GradScaler(device_type(device), enabled=precision == "fp16")
     gen = torch.Generator().manual_seed(seed)
     lengths = train.lengths
     per_epoch = len(lengths) // h.batch_size if h.drop_last else math.ceil(len(lengths) / h.batch_size)

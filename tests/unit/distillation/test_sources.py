@@ -53,7 +53,7 @@ def test_live_teachers_give_the_tempered_ensemble(tiny_tokenizer, tmp_path):
     from babyllama.config import DistillConfig
 
     models = load_teachers(save_random_teachers(tiny_tokenizer, tmp_path), tiny_tokenizer)
-    live = LiveTeachers(models, DistillConfig(temperature=2.0, ensemble="probs_mean"), "cpu", None)
+    live = LiveTeachers(models, DistillConfig(temperature=2.0, ensemble="probs_mean"), "cpu", "fp32")
     x = torch.randint(3, len(tiny_tokenizer), (2, 9))
     with torch.no_grad():
         want = ensemble_log_probs([m(input_ids=x).logits for m in models], 2.0, "probs_mean")
