@@ -384,8 +384,9 @@ def cmd_eval(a) -> int:
         a.suite = a.suite or ["blimp_fast", "supplement_fast", "ewok_fast"]
         if len(a.models) != 1 or a.ensemble:
             raise UserError("--all-checkpoints takes one training output folder (and no --ensemble)")
-        print(learning_curve(a.models[0], eval_config_from_args(a), a.corpus, device=a.device))
-        return 0
+        refuse_existing_json(a)
+        table, curve = learning_curve(a.models[0], eval_config_from_args(a), a.corpus, device=a.device)
+        return show_results(table, curve, a.json_out)  # learning_curve.json in the folder, and --json if given
     if not a.suite:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
     if not a.models and not a.ensemble:

@@ -48,12 +48,17 @@ class DataConfig(Section):
     eval_split: str = Field("dev", description="Split used for evaluation during training.")
     domains: list[str] | None = Field(None, description="Only these domains (file stems); all when unset.")
     max_train_tokens: int | None = Field(
-        None, gt=0, description="Use only the first N tokens of each training domain, in proportion (CPU recipes)."
-    )
+        None, gt=0, description="Train on N tokens in all, each domain in proportion to its size (CPU recipes); "
+        "`subset` says which.")
     train_fraction: float = Field(
-        1.0, gt=0, le=1, description="Train on the first fraction of each training domain's tokens (after "
-        "max_train_tokens): the data-size ablation. The tokenizer still sees the whole prepared corpus.")
-    max_eval_tokens: int | None = Field(None, gt=0, description="Use only the first N tokens of the eval split.")
+        1.0, gt=0, le=1, description="Train on this fraction of each training domain's tokens (after "
+        "max_train_tokens): the data-size ablation, nested subsets. The tokenizer still sees the whole corpus.")
+    max_eval_tokens: int | None = Field(None, gt=0, description="Evaluate on N tokens of the eval split, each "
+                                        "domain in proportion; `subset` says which.")
+    subset: Literal["spread", "first"] = Field(
+        "spread", description="Which tokens max_train_tokens, train_fraction and max_eval_tokens keep of each "
+        "domain. spread: 2,048-token blocks drawn from the whole domain (seeded; a smaller subset lies inside a "
+        "larger one), in corpus order. first: its first tokens, which are only the first few documents of a file.")
     eval_samples: int | None = Field(
         None, gt=0, description="Seeded random subset of this many eval chunks (the papers use 8192)."
     )

@@ -188,13 +188,18 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def preset_params(name: str) -> int:
-    """Parameter count of a preset at its nominal vocabulary, built on the meta device (no memory)."""
+def config_params(cfg: ModelConfig, vocab_size: int | None = None) -> int:
+    """Parameter count of a model config (at ``vocab_size``, else its own), built on the meta device (no memory)."""
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(hf_config(ModelConfig(preset=name)))
+        model = AutoModelForCausalLM.from_config(hf_config(cfg, vocab_size=vocab_size))
     return count_params(model)
+
+
+def preset_params(name: str) -> int:
+    """Parameter count of a preset at its nominal vocabulary."""
+    return config_params(ModelConfig(preset=name))
 
 
 def list_presets() -> list[dict[str, Any]]:

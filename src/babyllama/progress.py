@@ -105,9 +105,11 @@ class Bar:
             self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.update(k)
 
-    def close(self) -> None:
+    def close(self, summary: bool = True) -> None:
+        """Close the bar; in a log file, write its summary line unless ``summary`` is false (the caller writes its
+        own)."""
         self.bar.close()
-        if self.enabled and not self.live:
+        if summary and self.enabled and not self.live:
             extra = f" ({self.postfix})" if self.postfix else ""
             say(f"{self.desc}: {self.n - self.n0:,} {self.unit} in {clock(time.perf_counter() - self.t0)}{extra}")
 

@@ -71,12 +71,14 @@ def test_checkpoints_by_words_and_the_learning_curve(tiny_prepared, tiny_tokeniz
         assert read_json(out / f"words-{label}" / "tokenizer_config.json")["model_max_length"] == 256
     assert m["global_step"] == steps
     capsys.readouterr()
-    assert main(["eval", str(out), "--all-checkpoints", "--suite", str(pairs)]) == 0
-    table = capsys.readouterr().out
+    args = ["eval", str(out), "--all-checkpoints", "--suite", str(pairs), "--json", str(tmp_path / "c.json")]
+    assert main(args) == 0
+    table = capsys.readouterr().out.split("\nwrote ")[0]
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["300", "600", "1.5k"]
     assert (out / "learning_curve.png").stat().st_size > 5000 and (out / "learning_curve.md").exists()
     curve = read_json(out / "learning_curve.json")
     assert [p["words"] for p in curve["points"]] == [300, 600, 1500]
+    assert read_json(tmp_path / "c.json") == curve  # --json gets the same results
 
 
 @pytest.mark.slow

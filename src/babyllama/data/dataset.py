@@ -67,11 +67,30 @@ class TokenSplit:
         return sum(len(a) for a in self.domains.values())
 
 
+SUBSET_BLOCK = 2048  # tokens per block of a spread subset: whole passages, yet hundreds of them per domain
+
+
+def take_tokens(tokens: np.ndarray, n: int, subset: str = "spread", seed: int = 0) -> np.ndarray:
+    """``n`` tokens of one domain. ``first``: its first ``n``. ``spread``: whole ``SUBSET_BLOCK``-token blocks drawn
+    from all of it in a seeded order and kept in corpus order, so that any smaller subset lies inside any larger one
+    (the data-size ablation's nested subsets)."""
+    if n >= len(tokens):
+        return tokens
+    if subset == "first":
+        return tokens[:n]
+    blocks = -(-len(tokens) // SUBSET_BLOCK)
+    order = np.random.default_rng([seed, blocks]).permutation(blocks)
+    sizes = np.minimum(SUBSET_BLOCK, len(tokens) - order * SUBSET_BLOCK)  # the last block can be short
+    chosen = np.sort(order[: int(np.searchsorted(np.cumsum(sizes), n)) + 1])
+    return np.concatenate([tokens[b * SUBSET_BLOCK:(b + 1) * SUBSET_BLOCK] for b in chosen])[:n]
+
+
 def load_split(corpus_dir: str | Path, split: str, tokenizer, domains: list[str] | None = None,
                max_tokens: int | None = None, cache_dir: str | Path | None = None,
-               fraction: float = 1.0) -> TokenSplit:
-    """Tokens of one split, per domain. ``max_tokens`` keeps the first tokens of each domain, in proportion;
-    ``fraction`` then keeps that fraction of each domain's first tokens."""
+               fraction: float = 1.0, subset: str = "spread") -> TokenSplit:
+    """Tokens of one split, per domain. ``max_tokens`` keeps that many tokens in all, each domain in proportion to
+    its size; ``fraction`` then keeps that fraction of each domain's share; ``subset`` says which tokens
+    (:func:`take_tokens`)."""
     texts = load_prepared(corpus_dir, split, domains)
     cache = Path(cache_dir) if cache_dir else Path(corpus_dir) / ".token_cache"
     th = tokenizer_hash(tokenizer)
@@ -81,13 +100,17 @@ def load_split(corpus_dir: str | Path, split: str, tokenizer, domains: list[str]
         arrays[domain] = arr
         keys.append(f"{domain}:{key}")
     total = sum(len(a) for a in arrays.values())
-    if max_tokens:
-        if max_tokens < total:
-            arrays = {d: a[: max(1, int(len(a) * max_tokens / total))] for d, a in arrays.items()}
-            keys.append(f"max_tokens={max_tokens}")
+    share = {d: len(a) for d, a in arrays.items()}
+    if max_tokens and max_tokens < total:
+        share = {d: max(1, int(n * max_tokens / total)) for d, n in share.items()}
+        keys.append(f"max_tokens={max_tokens}")
     if fraction < 1:
-        arrays = {d: a[: max(1, int(len(a) * fraction))] for d, a in arrays.items()}
+        share = {d: max(1, int(n * fraction)) for d, n in share.items()}
         keys.append(f"fraction={fraction!r}")
+    if any(share[d] < len(a) for d, a in arrays.items()):
+        arrays = {d: take_tokens(a, share[d], subset) for d, a in arrays.items()}
+        if subset != "first":  # the keys of first-token subsets are what they were before spread ones existed
+            keys.append(f"subset={subset}")
     return TokenSplit(arrays, hashlib.sha256("|".join(keys).encode()).hexdigest(), total)
 
 
@@ -142,9 +165,9 @@ def build_datasets(data_cfg, tokenizer, seed: int):
     if not data_cfg.corpus:
         raise UserError("data.corpus is not set; point it at a prepared corpus (`babyllama data prepare`)")
     train = load_split(data_cfg.corpus, data_cfg.train_split, tokenizer, data_cfg.domains,
-                       data_cfg.max_train_tokens, data_cfg.cache_dir, data_cfg.train_fraction)
+                       data_cfg.max_train_tokens, data_cfg.cache_dir, data_cfg.train_fraction, data_cfg.subset)
     ev = load_split(data_cfg.corpus, data_cfg.eval_split, tokenizer, data_cfg.domains,
-                    data_cfg.max_eval_tokens, data_cfg.cache_dir)
+                    data_cfg.max_eval_tokens, data_cfg.cache_dir, subset=data_cfg.subset)
     train_ds = ChunkDataset(train.flat(), data_cfg.seq_len, random_offset=True, seed=seed)
     eval_ds = ChunkDataset(ev.flat(), data_cfg.seq_len, random_offset=False, seed=seed,
                            subset=data_cfg.eval_samples)

@@ -13,8 +13,8 @@ from .evaluate import evaluate_models
 
 
 def learning_curve(run: str | Path, config: EvalConfig, corpus: str | Path | None = None,
-                   device: str | None = None) -> str:
-    """Score each words-* checkpoint; write the table, JSON and figure; return the markdown table."""
+                   device: str | None = None) -> tuple[str, dict]:
+    """Score each words-* checkpoint; write the table, JSON and figure; return the markdown table and the JSON."""
     run = Path(run)
     points = word_checkpoints(run)
     if not points:
@@ -34,10 +34,11 @@ def learning_curve(run: str | Path, config: EvalConfig, corpus: str | Path | Non
         cells = [f"{100 * r[c]:.1f}" if c != "dev_ppl" else f"{r[c]:.2f}" for c in cols]
         table.append(f"| {words_label(r['words'])} | " + " | ".join(cells) + " |")
     md = "\n".join(table)
-    write_json(run / "learning_curve.json", {"points": rows, "results": res})
+    curve = {"points": rows, "results": res}
+    write_json(run / "learning_curve.json", curve)
     write_text(run / "learning_curve.md", f"# Learning curve of {run.name}\n\nMacro accuracy (%) per suite.\n\n{md}\n")
     figure(rows, [c for c in cols if c != "dev_ppl"], run / "learning_curve.png")
-    return md
+    return md, curve
 
 
 def figure(rows: list[dict], suites: list[str], path: Path) -> None:

@@ -18,17 +18,11 @@ from .plan import Plan, Stage
 
 @lru_cache(maxsize=64)
 def _params(model_json: str, vocab_size: int | None) -> int:
-    import json
-
-    import torch
-    from transformers import AutoModelForCausalLM
-
+    """Cached by the config's JSON: the plan asks for the same models many times per ETA."""
     from ..config import ModelConfig
-    from ..models import count_params, hf_config
+    from ..models import config_params
 
-    cfg = ModelConfig(**json.loads(model_json))
-    with torch.device("meta"):
-        return count_params(AutoModelForCausalLM.from_config(hf_config(cfg, vocab_size=vocab_size)))
+    return config_params(ModelConfig.model_validate_json(model_json), vocab_size)
 
 
 def stage_params(plan: Plan, stage: Stage) -> int | None:

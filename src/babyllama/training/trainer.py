@@ -188,7 +188,7 @@ class ReadableProgress(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         self.ended = True
         if self.bar is not None:
-            self.bar.bar.close()  # the summary is the "training done" line
+            self.bar.close(summary=False)  # the summary is the "training done" line
             self.bar = None
 
 

@@ -49,20 +49,50 @@ def test_cache_keyed_by_tokenizer_and_text(tiny_tokenizer, tmp_path):
 def test_load_split_max_tokens_proportional(tiny_prepared, tiny_tokenizer, tmp_path):
     prepared, tokenizer = tiny_prepared, tiny_tokenizer
     full = load_split(prepared, "train", tokenizer, cache_dir=tmp_path)
-    cut = load_split(prepared, "train", tokenizer, max_tokens=full.num_tokens // 4, cache_dir=tmp_path)
-    assert abs(cut.num_tokens - full.num_tokens // 4) < len(full.domains) + 1
-    for d in full.domains:
-        assert list(cut.domains[d]) == list(full.domains[d][: len(cut.domains[d])])
-    assert cut.data_hash != full.data_hash
+    quarter = full.num_tokens // 4
+    for subset in ("first", "spread"):
+        cut = load_split(prepared, "train", tokenizer, max_tokens=quarter, cache_dir=tmp_path, subset=subset)
+        assert abs(cut.num_tokens - quarter) < len(full.domains) + 1
+        for d, a in full.domains.items():
+            assert len(cut.domains[d]) == max(1, int(len(a) * quarter / full.num_tokens))
+        assert cut.data_hash != full.data_hash
+        if subset == "first":
+            for d, a in full.domains.items():
+                assert list(cut.domains[d]) == list(a[: len(cut.domains[d])])
     assert full.flat().dtype == np.uint16
 
 
 def test_train_fraction_keeps_the_first_part_of_each_domain(tiny_prepared, tiny_tokenizer, tmp_path):
     full = load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path)
-    eighth = load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path, fraction=0.125)
+    eighth = load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path, fraction=0.125, subset="first")
     for d, a in full.domains.items():
         assert len(eighth.domains[d]) == int(len(a) * 0.125)
         assert list(eighth.domains[d]) == list(a[: len(eighth.domains[d])])
     assert eighth.data_hash != full.data_hash
     assert load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path, fraction=1.0).data_hash \
         == full.data_hash
+
+
+def test_a_spread_subset_is_whole_blocks_from_all_of_a_domain_nested_and_in_order():
+    from babyllama.data.dataset import SUBSET_BLOCK, take_tokens
+
+    tokens = np.arange(100 * SUBSET_BLOCK + 500)  # position = token, so the picked positions can be read off
+    small, large = (take_tokens(tokens, n) for n in (10 * SUBSET_BLOCK + 7, 40 * SUBSET_BLOCK))
+    assert len(small) == 10 * SUBSET_BLOCK + 7 and len(large) == 40 * SUBSET_BLOCK
+    for part in (small, large):
+        assert (np.diff(part) > 0).all()  # corpus order, no token twice
+        assert (part[::SUBSET_BLOCK] % SUBSET_BLOCK == 0).all()  # whole blocks, each from its first token
+        assert part.max() > 0.6 * len(tokens) and part.min() < 0.4 * len(tokens)  # drawn from all of it
+    assert set(small.tolist()) <= set(large.tolist())  # a smaller subset lies inside a larger one
+    assert list(take_tokens(tokens, 10 * SUBSET_BLOCK + 7)) == list(small)  # seeded: the same every time
+    assert list(take_tokens(tokens, 5, "first")) == [0, 1, 2, 3, 4]
+    assert take_tokens(tokens, len(tokens) + 1) is tokens
+
+
+def test_spread_and_first_subsets_hash_apart(tiny_prepared, tiny_tokenizer, tmp_path):
+    full = load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path)
+    half = {s: load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path, fraction=0.5, subset=s)
+            for s in ("first", "spread")}
+    assert len({full.data_hash, half["first"].data_hash, half["spread"].data_hash}) == 3
+    assert load_split(tiny_prepared, "train", tiny_tokenizer, cache_dir=tmp_path, subset="first").data_hash \
+        == full.data_hash  # nothing cut: the subset rule does not enter the hash

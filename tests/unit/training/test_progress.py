@@ -28,13 +28,14 @@ def test_train_and_eval_lines_are_formatted(capsys, monkeypatch):
     cb.on_log(args, state(44), None, logs={"eval_loss": 6.6978, "eval_kl": 0.2388, "eval_objective": 3.828,
                                            "eval_runtime": 1.686, "eval_samples_per_second": 151.2})
     cb.on_log(args, state(220), None, logs={"train_runtime": 186.2, "train_loss": 3.162})
+    cb.on_train_end(args, state(220), None)  # closes the bar without its own summary line
     out = capsys.readouterr().out.splitlines()
     # 40 steps of 4,096 tokens in 10 s; 180 steps left at 0.25 s each
     assert out[0] == ("train  step 40/220 (epoch 0.91) | loss 3.907 | CE 6.692 | KL 0.2807 | lr 0.00234 | "
                       "grad norm 0.4645 | 16,384 tok/s | ETA 0:00:45")
     assert out[1] == "eval   step 44/220 (epoch 1.00) | CE 6.698 | KL 0.2388 | objective 3.828 | 1.7 s"
     assert out[2] == "training done: 220 steps in 0:03:06, mean training loss 3.162"
-    assert not any("{" in line or "'" in line for line in out)
+    assert not any("{" in line or "'" in line for line in out) and len(out) == 3, out
 
 
 def test_numbers_and_clock():
