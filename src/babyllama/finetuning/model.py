@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .pooled import pooled_hidden, supports
 
 
 @dataclass
@@ -118,20 +119,32 @@ class Classifier(nn.Module):
         else:
             self.model = AutoModel.from_config(cfg)
             self.classifier = ClassifierHead(cfg.hidden_size, num_labels, dropout)
+        # the last layer at the pooled positions only (exact; see .pooled); build_classifier turns it off for peft
+        self.pooled_last_layer = supports(self.body) and (head != "sequence_classification"
+                                                          or cfg.pad_token_id is not None)
 
     @property
     def body(self) -> nn.Module:
         return self.model.base_model
 
+    def positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The position each row is classified from."""
+        if self.head_kind == "sequence_classification":  # transformers' rule: the last token that is not the pad
+            non_pad = (input_ids != self.model.config.pad_token_id).to(torch.int32)
+            return (torch.arange(input_ids.shape[1], device=input_ids.device, dtype=torch.int32) * non_pad).argmax(-1)
+        if self.pooling == "first":
+            return torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        return last_real_token(attention_mask)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pooled_last_layer:
+            pooled = pooled_hidden(self.body, input_ids, attention_mask, self.positions(input_ids, attention_mask))
+            return self.model.score(pooled) if self.head_kind == "sequence_classification" else self.classifier(pooled)
         if self.head_kind == "sequence_classification":
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.pooling == "first":
-            pooled = hidden[:, 0]
-        else:
-            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_token(attention_mask)]
-        return self.classifier(pooled)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return self.classifier(hidden[rows, self.positions(input_ids, attention_mask)])
 
 
 def add_lora(model: Classifier, r: int, alpha: int, dropout: float) -> Classifier:
@@ -164,8 +177,9 @@ def build_classifier(base: BaseModel, head: str, num_labels: int, pooling: str, 
     if missing or unexpected:
         raise UserError(f"{base.path}: the checkpoint's weights do not fit a {head} model of its config "
                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    if getattr(model.model, "_supports_sdpa", False):
-        set_attention(model.model, attention)
+    if getattr(model.body, "_supports_sdpa", False):  # on the body: the pooled path calls it, not the head model
+        set_attention(model.body, attention)
     if lora is not None:
         add_lora(model, *lora)
+        model.pooled_last_layer = False  # peft wraps the layers' projections
     return model

@@ -15,7 +15,8 @@ cosine decay to 0.1x, no clipping, lr 3e-5, batch 32 (16 for BoolQ and MultiRC),
 incomplete batch dropped, max length 512, seed 42; the best epoch by accuracy (F1 for MRPC and QQP), no early stop.
 
 What we do differently, by design: batches are grouped by length and padded to their longest example, not to
-``max_length`` (the same examples and updates, less arithmetic on padding), and training runs under bf16 autocast
+``max_length`` (the same examples and updates, less arithmetic on padding), the last decoder layer is computed at
+the pooled position only (the same logits and gradients, :mod:`.pooled`), and training runs under bf16 autocast
 where the training precision rule says so. ``length_grouping: false`` restores random batches.
 """
 
