@@ -18,24 +18,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# model type -> (its layer list, its final norm)
-_LAYOUT = {"llama": ("layers", "norm"), "gpt2": ("h", "ln_f")}
+
+def _layout(body: nn.Module):
+    """(layer list name, final norm name, last-layer function) of a body this module can pool, else None."""
+    from transformers.models.gpt2.modeling_gpt2 import GPT2Block, GPT2Model
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaModel
+
+    if isinstance(body, LlamaModel):
+        if len(body.layers) > 0 and all(type(layer) is LlamaDecoderLayer for layer in body.layers):
+            return "layers", "norm", _llama_last
+    elif isinstance(body, GPT2Model):
+        if (len(body.h) > 0 and all(type(block) is GPT2Block for block in body.h)
+                and not body.config.add_cross_attention and not body.config.reorder_and_upcast_attn):
+            return "h", "ln_f", _gpt2_last
+    return None
 
 
 def supports(body: nn.Module) -> bool:
     """Whether ``body`` (a transformers base model) has a pooled last layer here."""
-    from transformers.models.gpt2.modeling_gpt2 import GPT2Block, GPT2Model
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaModel
-
-    config = getattr(body, "config", None)
-    if config is None or getattr(config, "model_type", None) not in _LAYOUT:
-        return False
-    if isinstance(body, LlamaModel):
-        return len(body.layers) > 0 and all(type(layer) is LlamaDecoderLayer for layer in body.layers)
-    if isinstance(body, GPT2Model):
-        return (len(body.h) > 0 and all(type(block) is GPT2Block for block in body.h)
-                and not config.add_cross_attention and not config.reorder_and_upcast_attn)
-    return False
+    return _layout(body) is not None
 
 
 def _allowed_keys(attention_mask: torch.Tensor, positions: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -49,6 +50,11 @@ def _allowed_keys(attention_mask: torch.Tensor, positions: torch.Tensor, dtype: 
     return mask[:, None, None, :]
 
 
+def _heads(states: torch.Tensor, batch: int, seq: int, head_dim: int) -> torch.Tensor:
+    """(batch, seq, heads x head_dim) as (batch, heads, seq, head_dim), the layout attention functions take."""
+    return states.view(batch, seq, -1, head_dim).transpose(1, 2)
+
+
 def _llama_last(body, layer, hidden: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward
 
@@ -57,9 +63,9 @@ def _llama_last(body, layer, hidden: torch.Tensor, positions: torch.Tensor, mask
     attn = layer.self_attn
     residual = hidden[rows, positions]
     x = layer.input_layernorm(hidden)
-    query = attn.q_proj(x[rows, positions])[:, None].view(batch, 1, -1, attn.head_dim).transpose(1, 2)
-    key = attn.k_proj(x).view(batch, seq, -1, attn.head_dim).transpose(1, 2)
-    value = attn.v_proj(x).view(batch, seq, -1, attn.head_dim).transpose(1, 2)
+    query = _heads(attn.q_proj(x[rows, positions]), batch, 1, attn.head_dim)
+    key = _heads(attn.k_proj(x), batch, seq, attn.head_dim)
+    value = _heads(attn.v_proj(x), batch, seq, attn.head_dim)
     position_ids = torch.arange(seq, device=hidden.device)[None]
     cos, sin = body.rotary_emb(hidden, position_ids=position_ids)  # hidden: the dtype transformers passes
     query, _ = apply_rotary_pos_emb(query, query, cos[0, positions][:, None], sin[0, positions][:, None])
@@ -82,9 +88,9 @@ def _gpt2_last(body, block, hidden: torch.Tensor, positions: torch.Tensor, mask:
     weight, bias = attn.c_attn.weight, attn.c_attn.bias  # Conv1D: (in, 3 x width), query | key | value
     query = torch.addmm(bias[:width], x[rows, positions], weight[:, :width])
     key, value = (x @ weight[:, width:] + bias[width:]).split(width, dim=2)
-    query = query.view(batch, 1, -1, attn.head_dim).transpose(1, 2)
-    key = key.view(batch, seq, -1, attn.head_dim).transpose(1, 2)
-    value = value.view(batch, seq, -1, attn.head_dim).transpose(1, 2)
+    query = _heads(query, batch, 1, attn.head_dim)
+    key = _heads(key, batch, seq, attn.head_dim)
+    value = _heads(value, batch, seq, attn.head_dim)
     out, _ = eager_attention_forward(attn, query, key, value, mask, scaling=attn.scaling,
                                      dropout=attn.attn_dropout.p if attn.training else 0.0)
     h = residual + attn.resid_dropout(attn.c_proj(out.reshape(batch, -1)))
@@ -94,7 +100,7 @@ def _gpt2_last(body, block, hidden: torch.Tensor, positions: torch.Tensor, mask:
 def pooled_hidden(body: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   positions: torch.Tensor) -> torch.Tensor:
     """The body's final hidden state (after its final norm) at ``positions`` (one per row): (batch, hidden)."""
-    layers_name, norm_name = _LAYOUT[body.config.model_type]
+    layers_name, norm_name, last_layer = _layout(body)
     layers, norm = body._modules[layers_name], body._modules[norm_name]
     # the body's own forward over all but the last layer, its final norm left for after the pooled layer
     body._modules[layers_name], body._modules[norm_name] = layers[:-1], nn.Identity()
@@ -103,5 +109,4 @@ def pooled_hidden(body: nn.Module, input_ids: torch.Tensor, attention_mask: torc
     finally:
         body._modules[layers_name], body._modules[norm_name] = layers, norm
     mask = _allowed_keys(attention_mask, positions, hidden.dtype)
-    last = _llama_last if layers_name == "layers" else _gpt2_last
-    return norm(last(body, layers[-1], hidden, positions, mask))
+    return norm(last_layer(body, layers[-1], hidden, positions, mask))
