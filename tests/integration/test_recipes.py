@@ -84,7 +84,7 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     r = run_cli("run", SMOKE, *common)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "student - baseline" in r.stdout and "student - llama-tiny" in r.stdout
-    assert "student - ensemble" in r.stdout and "| ensemble | ensemble |" in r.stdout
+    assert "student - ensemble" in r.stdout and "| ensemble | ensemble | 1 | - | - | " in r.stdout
     report = (rd / "report.md").read_text()
     assert "## Verdict" in report and "dev CE" in report and "## Perplexity per domain" in report
     assert "## Fine-tuning" in report and "| rte (acc) | wsc (acc) | **macro** |" in report

@@ -106,10 +106,10 @@ def distill(cfg: Config, overwrite: bool = False, callbacks: list | None = None)
             train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, run.provenance)
             teachers = []  # the student trains without teachers in memory
         student = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
+        callbacks = [*standard_callbacks(train_ds, cfg, run.provenance), *(callbacks or [])]
         trainer = DistillationTrainer(model=student, args=training_arguments(cfg, run.out), train_dataset=train_ds,
                                       eval_dataset=eval_ds, processing_class=run.tokenizer,
-                                      data_collator=default_data_collator,
-                                      callbacks=[*standard_callbacks(train_ds, cfg, run.provenance), *(callbacks or [])],
+                                      data_collator=default_data_collator, callbacks=callbacks,
                                       teachers=teachers, distill_cfg=d)
         attach_progress(trainer, cfg)
         if run.resume:

@@ -63,7 +63,7 @@ def models_table(models: list[dict], suites: list[str | None]) -> Table:
         untrained = "-" if m["role"] == "ensemble" else "not trained"  # the ensemble has no training of its own
         t.add(label(m), m["role"], m["seed"],
               f"{met['params'] / 1e6:.2f}M" if met else untrained,
-              f"{met['train_tokens_seen'] / 1e6:.2f}M" if met else "",
+              f"{met['train_tokens_seen'] / 1e6:.2f}M" if met else untrained,
               f"{p['dev']['ce']:.4f}" if p and "dev" in p else "",
               *(_acc_ci(suite_block(m, s)) for s in suites if s))
     return t

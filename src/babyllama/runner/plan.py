@@ -7,9 +7,9 @@ and student stages (and, with ``teacher_seeds: true``, the teachers) run once pe
 
 Each stage lives in ``RUN_DIR/stages/<stage>-<key>``. The key hashes what decides the stage's result and nothing
 else: its resolved config without paths, and the keys of the stages it reads (the prepare stage: the corpus files'
-content; an eval or finetune stage: the content of the files it reads). So a finished stage is reused when the recipe runs again, a
-changed setting re-runs that stage and everything downstream, and a run directory moved or copied elsewhere keeps
-every key. ``plan.json`` stores stage directories relative to the run directory.
+content; an eval or finetune stage: the content of the files it reads). So a finished stage is reused when the
+recipe runs again, a changed setting re-runs that stage and everything downstream, and a run directory moved or
+copied elsewhere keeps every key. ``plan.json`` stores stage directories relative to the run directory.
 """
 
 from __future__ import annotations

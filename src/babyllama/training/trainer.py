@@ -404,7 +404,8 @@ def finish_run(trainer: GuardedTrainer, cfg: Config, out: Path, kind: str, prov:
         "train_tokens_seen": trainer.state.global_step * tps,
         "train_loss": m.get("train_loss"),
         "train_runtime_s": m.get("train_runtime"),
-        "train_tokens_per_s": (trainer.state.global_step * tps / m["train_runtime"]) if m.get("train_runtime") else None,
+        "train_tokens_per_s": ((trainer.state.global_step * tps / m["train_runtime"]) if m.get("train_runtime")
+                               else None),
         "eval_loss_start": evals[0]["eval_loss"] if evals else None,
         "eval_loss_best": trainer.state.best_metric,
         "eval_loss": final.get("eval_loss"),
