@@ -255,11 +255,13 @@ class _FusedCE(torch.autograd.Function):
 
 
 def row_chunk(logits: torch.Tensor) -> int:
-    """Rows of ``(rows, vocab)`` logits the fused losses handle at once. On a CPU 256, so that a chunk's float32
-    copy stays in cache; on a GPU as many as keep that copy within 256 MiB (4,194 rows of a 16,000-token vocabulary),
-    because there each chunk costs a handful of kernel launches and memory is not the limit."""
+    """Rows of ``(rows, vocab)`` logits the fused losses handle at once. On a CPU as many as keep a chunk's float32
+    copy within 1 MiB, and at least 32 (32 rows of an 8,000- or 16,000-token vocabulary), so that the chunk's
+    several passes stay in a core's L2 cache (benchmarks/README.md, "Loss chunk size"); on a GPU as many as keep that
+    copy within 256 MiB (4,194 rows of a 16,000-token vocabulary), because there each chunk costs a handful of kernel
+    launches and memory is not the limit."""
     if logits.device.type == "cpu":
-        return 256
+        return max(32, (1 << 18) // logits.size(-1))
     return max(256, (1 << 26) // logits.size(-1))
 
 

@@ -148,6 +148,8 @@ def test_fused_causal_ce_equals_cross_entropy(dtype):
 def test_row_chunks_are_cache_sized_on_the_cpu_and_large_elsewhere():
     from babyllama.losses import row_chunk
 
-    assert row_chunk(torch.empty(8, 16000)) == 256
+    assert row_chunk(torch.empty(8, 4000)) == 65  # 1 MiB of float32 rows
+    assert row_chunk(torch.empty(8, 8000)) == 32
+    assert row_chunk(torch.empty(8, 16000)) == 32  # at least 32 rows
     assert row_chunk(torch.empty(8, 16000, device="meta")) == 4194  # 256 MiB of float32 rows
     assert row_chunk(torch.empty(8, 1 << 20, device="meta")) == 256
