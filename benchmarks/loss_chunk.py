@@ -29,16 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import machine_info, peaks_for  # noqa: E402
 
 
-def best_ms(fn, repeats: int, iters: int) -> float:
+def mean_ms(fn, iters: int) -> float:
+    """Milliseconds per call of ``fn`` over ``iters`` calls, after two untimed ones."""
     for _ in range(2):
         fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        times.append((time.perf_counter() - t0) / iters * 1e3)
-    return min(times)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t0) / iters * 1e3
 
 
 def loss_cases(chunks: list[int], repeats: int) -> dict:
@@ -66,7 +64,7 @@ def loss_cases(chunks: list[int], repeats: int) -> dict:
         for _ in range(repeats):  # interleaved, so that a slow minute of the machine hits every chunk alike
             for c in chunks:
                 for name, fn in (("ce", ce), ("ce_cached_kl", kl)):
-                    ms = best_ms(lambda: fn(c), 1, 5)
+                    ms = mean_ms(lambda: fn(c), 5)
                     res[name][c] = min(res[name].get(c, ms), ms)
         out[str(vocab)] = {n: {str(c): round(v, 2) for c, v in r.items()} for n, r in res.items()}
     return out
@@ -95,7 +93,7 @@ def step_case(repeats: int) -> dict:
     res: dict[int, float] = {}
     for _ in range(repeats):
         for c in (256, picked):
-            ms = best_ms(lambda: step(c), 1, 10)
+            ms = mean_ms(lambda: step(c), 10)
             res[c] = min(res.get(c, ms), ms)
     return {"model": "llama-cpu-4m", "batch": "8x128", "picked_chunk": picked,
             "step_ms": {str(c): round(v, 1) for c, v in res.items()}, "speedup": round(res[256] / res[picked], 3)}
