@@ -22,8 +22,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 setup: $(VENV)/.installed
 
+# two stages side by side, each on its share of the cores: small models use a core better as a second job than as
+# a second thread (benchmarks/README.md, "Stages side by side"); logs in runs/cpu/logs, report in runs/cpu
+JOBS ?= 2
 run: setup
-	$(BIN)/babyllama run recipes/cpu.yaml $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+	$(BIN)/babyllama run recipes/cpu.yaml $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --makefile runs/cpu/stages.mk
+	$(MAKE) --no-print-directory -j$(JOBS) -f runs/cpu/stages.mk
 
 smoke: setup
 	$(BIN)/babyllama run recipes/smoke.yaml $(if $(DATA_ROOT),--data-root $(DATA_ROOT))

@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only this stage (repeatable; its inputs must be done): a user's scheduler can send "
                    "stages to different machines sharing the run directory")
     p.add_argument("--from", dest="from_stage", metavar="STAGE", help="run this stage and every one after it")
+    p.add_argument("--makefile", type=output_file, metavar="FILE", help="write the stages as a Makefile and run "
+                   "nothing: `make -j2 -f FILE` then runs stages whose inputs are done side by side (faster than one "
+                   "stage on all cores for small models)")
     p = sub.add_parser("sweep", help="studies and sweeps of a recipe on Optuna: `sweep SWEEP.yaml` (short for "
                        "`sweep run`), `sweep report DIR`, `sweep best DIR --out FILE.yaml`")
     ssub = p.add_subparsers(dest="sweep_command", metavar="{run,report,best}", help="what to do with a sweep")
@@ -446,7 +449,8 @@ def cmd_run(a) -> int:
     from .runner.execute import run_recipe
 
     overrides = [o for f in a.set_files for o in overrides_from_file(f)] + a.overrides
-    return run_recipe(a.recipe, overrides, a.data_root, a.run_dir, a.dry_run, only=a.only, from_stage=a.from_stage)
+    return run_recipe(a.recipe, overrides, a.data_root, a.run_dir, a.dry_run, only=a.only, from_stage=a.from_stage,
+                      makefile=a.makefile)
 
 
 def cmd_export(a) -> int:

@@ -10,7 +10,7 @@ from ..io import read_json
 from ..progress import clock
 from ..runinfo import hardware_line, read_run_info
 from ..runner.plan import Plan
-from ..runner.state import stage_state
+from ..runner.state import stage_state, stage_wall_s
 from .tables import Table
 
 
@@ -24,7 +24,7 @@ def compute_table(plan: Plan) -> tuple[Table, float]:
         d = plan.path(s)
         info = read_run_info(d) or {}
         met = read_json(d / "metrics.json") if s.kind in ("pretrain", "distill") else None
-        wall = (met or {}).get("wall_s", info.get("wall_s"))
+        wall = stage_wall_s(plan, s)
         if wall is None and s.kind == "eval":  # stages written before run_info recorded their wall time
             timing = (read_json(d / "eval.json") or {}).get("timing", {})
             wall = sum(timing.values()) if timing else None

@@ -5,15 +5,21 @@ adds a forward pass of its teachers over the data, a third of a training pass pe
 stage's as the parameters it scores. Seconds per unit of work are measured per kind on the stages this process ran
 (distillation is priced at the pretraining rate until a student has finished), so the ETA appears once the first
 stage of a kind has run and sharpens as more do. Kinds not measured yet are named instead of guessed.
+
+A stage run by `make -f` (see :mod:`babyllama.runner.makefile`) is one process of many: :func:`run_clock` then
+gives the whole run's clock - elapsed since make started (``BABYLLAMA_RUN_STARTED``), every stage not done still to
+run, priced by the finished stages' recorded wall times, the work shared by ``BABYLLAMA_PARALLEL_STAGES`` jobs.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from functools import lru_cache
 
 from ..progress import clock
 from .plan import Plan, Stage
+from .state import stage_state, stage_wall_s
 
 
 @lru_cache(maxsize=64)
@@ -55,9 +61,9 @@ RATE_KIND = {"pretrain": "train", "distill": "train", "eval": "eval", "finetune"
 class RunClock:
     """Elapsed time and ETA of the stages a run still has to do."""
 
-    def __init__(self, plan: Plan, todo: list[Stage]):
-        self.plan, self.todo = plan, list(todo)
-        self.t0 = time.time()
+    def __init__(self, plan: Plan, todo: list[Stage], started: float | None = None, parallel: int = 1):
+        self.plan, self.todo, self.parallel = plan, list(todo), max(1, parallel)
+        self.t0 = time.time() if started is None else started
         self.spent: dict[str, list[float]] = {}  # kind -> [seconds, work]
 
     def finished(self, stage: Stage, seconds: float) -> None:
@@ -86,7 +92,7 @@ class RunClock:
             if rate is None or work is None:
                 unpriced.append({"train": "training", "eval": "evals", "finetune": "fine-tuning"}[kind])
                 continue
-            left += work * rate[0] / rate[1]
+            left += work * rate[0] / rate[1] / self.parallel
         if not self.spent.get("train") and "training" in unpriced:
             return "ETA after the first training stage"
         extra = "".join(f" + {k}" for k in dict.fromkeys(unpriced))
@@ -94,3 +100,19 @@ class RunClock:
 
     def elapsed(self) -> str:
         return clock(time.time() - self.t0)
+
+
+def run_clock(plan: Plan, todo: list[Stage]) -> RunClock:
+    """This process's clock over ``todo``; inside a `make -f` run, the whole run's (see the module's docstring)."""
+    started = os.environ.get("BABYLLAMA_RUN_STARTED", "")
+    if not started.isdigit():
+        return RunClock(plan, todo)
+    parallel = os.environ.get("BABYLLAMA_PARALLEL_STAGES", "1")
+    states = {s.name: stage_state(plan, s) for s in plan.stages}
+    run = RunClock(plan, [s for s in plan.stages if states[s.name] != "done"], started=float(started),
+                   parallel=int(parallel) if parallel.isdigit() else 1)
+    for s in plan.stages:
+        wall = stage_wall_s(plan, s) if states[s.name] == "done" else None
+        if wall:
+            run.finished(s, wall)
+    return run

@@ -20,7 +20,7 @@ from ..progress import clock
 from ..report.markdown import write_report
 from ..runinfo import manifest_problem, write_run_info
 from .plan import Plan, Stage, make_plan, write_plan
-from .clock import RunClock
+from .clock import run_clock
 from .state import ACTIONS, finish_stamps, stage_state
 
 
@@ -157,12 +157,24 @@ def select_stages(plan: Plan, only: list[str], from_stage: str | None) -> list[S
 
 
 def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: str | None,
-               dry_run: bool = False, only: list[str] | None = None, from_stage: str | None = None) -> int:
+               dry_run: bool = False, only: list[str] | None = None, from_stage: str | None = None,
+               makefile: str | None = None) -> int:
     """Run a recipe's stages that are not done. With ``only``, just those stages (each under its own lock, so
-    workers of a user's scheduler can share the run directory); otherwise the whole run holds the run directory."""
+    workers of a user's scheduler can share the run directory); otherwise the whole run holds the run directory.
+    With ``makefile``, write the plan as a Makefile for `make -j N` and run nothing."""
+    if makefile and (only or from_stage or dry_run):
+        raise UserError("--makefile writes every stage and runs none; drop --only, --from and --dry-run (make "
+                        "TARGET -f FILE runs one stage and what it needs)")
     recipe = load_recipe(path, overrides, data_root)
     plan = make_plan(recipe, run_dir or recipe.run_dir)
     selected = select_stages(plan, only or [], from_stage)
+    if makefile:
+        from .makefile import write_makefile
+
+        write_makefile(plan, makefile, path, overrides, data_root)
+        print(f"wrote {makefile}: `make -j2 -f {makefile}` runs the {len(plan.stages)} stages of recipe "
+              f"{recipe.name}, two at a time, into {plan.run_dir}; stage logs in {plan.run_dir / 'logs'}")
+        return 0
     print_plan(recipe, plan, selected)
     if dry_run:
         return 0
@@ -197,7 +209,7 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
     ``callbacks``: extra ``TrainerCallback`` objects for named training stages (a sweep's pruning reporter).
     """
     whole_run = exclusive(plan.run_dir, "run directory") if stage_locks == "none" else nullcontext()
-    run = RunClock(plan, [s for s in selected if stage_state(plan, s) != "done"])
+    run = run_clock(plan, [s for s in selected if stage_state(plan, s) != "done"])
     with whole_run, writing(plan.run_dir):
         write_plan(plan)
         for i, s in enumerate(plan.stages, 1):
@@ -227,5 +239,6 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
                 run.finished(s, time.time() - ts)
                 print(f"== {s.name} done in {clock(time.time() - ts)} (elapsed {run.elapsed()}"
                       + (f", {run.eta()}" if run.todo else "") + ") ==", flush=True)
-        all_done = all(stage_state(plan, s) == "done" for s in plan.stages)
+        # stages of a user's scheduler (``try``) may finish together: its last job writes the report, not each stage
+        all_done = stage_locks != "try" and all(stage_state(plan, s) == "done" for s in plan.stages)
         return write_report(plan.run_dir) if all_done else None

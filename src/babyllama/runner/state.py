@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from ..io import read_json
 from ..runinfo import is_complete, read_run_info
 from .plan import Plan, Stage
 
@@ -33,6 +34,13 @@ def finish_stamps(plan: Plan, stage: Stage):
     the stage, compared by :func:`stage_state`."""
     stamps = [(read_run_info(plan.path(m)) or {}).get("finished_at") for m in stage.evaluated]
     return stamps if stage.role == "ensemble" else stamps[0]
+
+
+def stage_wall_s(plan: Plan, stage: Stage) -> float | None:
+    """Seconds a finished stage took: a training stage's own figure (``metrics.json``), else its run_info's."""
+    d = plan.path(stage)
+    met = read_json(d / "metrics.json") if stage.kind in ("pretrain", "distill") else None
+    return (met or {}).get("wall_s", (read_run_info(d) or {}).get("wall_s"))
 
 
 def status_table(plan: Plan) -> str:
