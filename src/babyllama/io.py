@@ -3,7 +3,8 @@
 Everything babyllama writes that another step reads (corpora, tokenizers, token and teacher caches, metrics, run
 information, plans, reports) goes through :func:`atomic_write`: the content is written under a temporary sibling
 name, flushed to disk, and renamed onto the final name in one step. A crash leaves either the old artefact or the
-new one, plus at most a temporary ``.NAME.tmp-*`` sibling that the next write of the same artefact removes.
+new one, plus at most a temporary ``.NAME.tmp-HOST-PID-*`` sibling that the next write of the same artefact removes
+once that process is gone (two processes may write the same artefact at once: the last rename wins, whole).
 
 :func:`exclusive` is the one lock: an advisory ``flock`` on a file, which the kernel releases when the holder
 exits in any way (a SIGKILL included), so a stale lock never blocks the next run.
@@ -31,6 +32,32 @@ TMP_MARK = ".tmp-"
 
 def _tmp_prefix(path: Path) -> str:
     return f".{path.name}{TMP_MARK}"
+
+
+def _own_tmp_prefix(path: Path) -> str:
+    """The prefix of this process's temporaries: the writer's host and PID in the name tell a crashed writer's
+    leftovers from another live process's write in progress (two stages tokenizing the same corpus at once)."""
+    return f"{_tmp_prefix(path)}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _writer_alive(tmp_name: str, prefix: str) -> bool:
+    """Whether the process that made the temporary ``tmp_name`` may still be writing it. A name without host and
+    PID is an older format's: stale. Another host's: its PID means nothing here, so it is left alone."""
+    parts = tmp_name[len(prefix):].rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    host, pid = parts[0], int(parts[1])
+    if host != socket.gethostname():
+        return True
+    if pid == os.getpid():
+        return False  # our own: a write of ours removes its temporary when it ends, so this one is left over
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 def _fsync_tree(path: Path) -> None:
@@ -73,11 +100,14 @@ def remove(path: Path) -> None:
 
 
 def clean_stale_temps(path: str | Path) -> None:
-    """Remove temporary siblings that an interrupted :func:`atomic_write` of ``path`` left behind."""
+    """Remove temporary siblings that an interrupted :func:`atomic_write` of ``path`` left behind (not those of a
+    writer still running)."""
     path = Path(path)
+    prefix = _tmp_prefix(path)
     if path.parent.is_dir():
-        for p in path.parent.glob(_tmp_prefix(path) + "*"):
-            remove(p)
+        for p in path.parent.glob(prefix + "*"):
+            if not _writer_alive(p.name, prefix):
+                remove(p)
 
 
 @contextmanager
@@ -93,9 +123,9 @@ def atomic_write(path: str | Path, directory: bool = False, replace: bool = True
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(path)
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_own_tmp_prefix(path), dir=path.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=_tmp_prefix(path), dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=_own_tmp_prefix(path), dir=path.parent)
         os.close(fd)
         tmp = Path(name)
     try:
@@ -106,7 +136,7 @@ def atomic_write(path: str | Path, directory: bool = False, replace: bool = True
                 raise FileExistsError(path)
             if path.is_dir() and not path.is_symlink():
                 # a directory cannot be renamed onto a non-empty one: move the old one aside first
-                old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
+                old = Path(tempfile.mkdtemp(prefix=_own_tmp_prefix(path), dir=path.parent))
                 os.replace(path, old / "old")
                 os.replace(tmp, path)
                 remove(old)

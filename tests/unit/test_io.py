@@ -1,4 +1,7 @@
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -49,6 +52,26 @@ def test_temps_left_by_a_kill_are_cleaned_by_the_next_write(tmp_path):
     assert _temps(tmp_path) == [".other.json.tmp-x"]
     clean_stale_temps(tmp_path / "other.json")
     assert _temps(tmp_path) == []
+
+
+def test_a_write_in_progress_in_another_process_is_not_cleaned(tmp_path):
+    host = socket.gethostname()
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        live = tmp_path / f".ids.npy.tmp-{host}-{writer.pid}-abc123"
+        dead = tmp_path / f".ids.npy.tmp-{host}-{gone.pid}-def456"
+        elsewhere = tmp_path / f".ids.npy.tmp-other-host-{gone.pid}-ghi789"
+        for p in (live, dead, elsewhere):
+            p.write_text("part")
+        write_text(tmp_path / "ids.npy", "whole")
+        assert sorted(_temps(tmp_path)) == sorted([live.name, elsewhere.name])  # the dead writer's leftover is gone
+    finally:
+        writer.kill()
+        writer.wait()
+    clean_stale_temps(tmp_path / "ids.npy")
+    assert _temps(tmp_path) == [elsewhere.name]  # another host's PID means nothing here: left alone
 
 
 def test_read_json_and_short_hash(tmp_path):

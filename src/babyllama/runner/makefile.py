@@ -20,8 +20,11 @@ from ..io import write_text
 from .plan import Plan
 
 HEADER = "# written by `babyllama run --makefile`"
-# what a stage's log shows on the console: the runner's stage lines, the evaluations' and fine-tuning's summaries
-CONSOLE_LINES = r"^(== |  [a-z_]+: |  perplexity |\| |error|babyllama: error)"
+# what of a stage's log the console shows: as they are, the lines that name their stage (the runner's start and end
+# lines, fine-tuning's one line per task and seed, an error); with the stage's name in front, the evaluations'
+# one-line summaries and every 100th training step (steps, loss, tokens/s, the stage's ETA)
+AS_THEY_ARE = r"^(== |\[[0-9]+/[0-9]+\] |babyllama: error)"
+WITH_STAGE = r"^(  [a-z_]+: |  perplexity |train  step [0-9]*00/)"
 
 
 def target(stage_name: str) -> str:
@@ -66,7 +69,7 @@ def makefile_text(plan: Plan, recipe_path: str, overrides: list[str], data_root:
         "define stage",
         "@mkdir -p $(LOGS); threads=$${OMP_NUM_THREADS:-$$(( $$(nproc) / $(JOBS) ))}; \\",
         "OMP_NUM_THREADS=$$(( threads > 0 ? threads : 1 )) $(RUN) --only '$(1)' 2>&1 | tee $(LOGS)/$(2).log \\",
-        f"  | {{ grep --line-buffered -E '{CONSOLE_LINES}' || true; }} \\",
+        f"  | sed -u -n -E -e '\\#{AS_THEY_ARE}#p' -e '\\#{WITH_STAGE}#{{s#^ *#[$(2)] #;p;}}' \\",
         "  || { echo \"stage $(1) failed; its log: $(LOGS)/$(2).log\"; tail -n 5 $(LOGS)/$(2).log; exit 1; }",
         "endef",
         "",

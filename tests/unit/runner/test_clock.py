@@ -1,9 +1,12 @@
 """The run's ETA prices the stages left by what this run's finished stages cost per unit of work."""
 
+import time
+
 import pytest
 
 from babyllama.config import load_recipe
-from babyllama.runner.clock import RunClock, stage_params, stage_work
+from babyllama.runinfo import write_run_info
+from babyllama.runner.clock import RunClock, run_clock, stage_params, stage_work
 from babyllama.runner.plan import make_plan
 from helpers import REPO
 
@@ -46,3 +49,25 @@ def test_eta_after_the_first_stage_of_each_kind(plan):
             run.finished(s, 10.0)
     run.finished(plan.stage("eval:teacher:llama-tiny"), 2.0)
     assert run.eta().endswith(" + fine-tuning")  # evals are priced now
+
+
+def seconds(eta: str) -> int:
+    h, m, sec = map(int, eta.split()[1].split(":"))
+    return 3600 * h + 60 * m + sec
+
+
+def test_a_stage_run_by_make_keeps_the_whole_runs_clock(plan, monkeypatch):
+    baseline, teacher = plan.stage("baseline:s1"), plan.stage("teacher:llama-tiny")
+    assert run_clock(plan, [baseline]).todo == [baseline]  # outside make: this process's stages
+    for s in plan.stages[:2]:
+        write_run_info(plan.path(s), s.kind, {}, run_dir=plan.run_dir, wall_s=1.0)
+    write_run_info(plan.path(teacher), "pretrain", {}, run_dir=plan.run_dir, wall_s=100.0)
+    monkeypatch.setenv("BABYLLAMA_RUN_STARTED", str(int(time.time()) - 600))
+    monkeypatch.setenv("BABYLLAMA_PARALLEL_STAGES", "2")
+    run = run_clock(plan, [baseline])
+    assert run.todo == plan.stages[3:]  # every stage not done, whichever process runs it
+    assert run.elapsed() in ("0:10:00", "0:10:01")
+    alone = RunClock(plan, plan.stages[3:])
+    alone.finished(teacher, 100.0)  # the finished teacher's recorded wall time prices the training left
+    assert abs(seconds(run.eta()) - seconds(alone.eta()) / 2) <= 1  # two jobs share the work
+    assert seconds(alone.eta()) > 100
