@@ -42,7 +42,10 @@ def eval_root(tmp_path):
 
 
 @pytest.mark.slow
-def test_lm_eval_cli_runs_our_tasks_with_our_decisions(eval_root, tiny_tokenizer, tmp_path):
+def test_lm_eval_cli_runs_our_tasks_with_our_decisions(eval_root, tiny_tokenizer_dir, tmp_path):
+    from babyllama.tokenizer import load_tokenizer
+
+    tiny_tokenizer = load_tokenizer(tiny_tokenizer_dir)  # its own copy: other tests set a pad token on the shared one
     model_dir = tmp_path / "model"
     model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=3).eval()
     model.save_pretrained(model_dir)
