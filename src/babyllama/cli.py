@@ -43,6 +43,11 @@ def int_at_least(low: int, high: int | None = None):
     return parse
 
 
+def jobs_arg(text: str) -> int | str:
+    """An argparse type: ``auto`` or a number of runs at once (1 or more)."""
+    return "auto" if text == "auto" else int_at_least(1)(text)
+
+
 def output_folder(text: str) -> str:
     """An argparse type for a folder to write into: it may not exist yet, but it must not be a file."""
     if Path(text).exists() and not Path(text).is_dir():
@@ -204,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "as the 2024 pipeline's train_lora.py) and the head instead of the whole model")
     p.add_argument("--random-batches", action="store_true", help="random training batches instead of "
                    "length-grouped ones (slower; the same examples per epoch)")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="torch.compile the decoder "
+                   "layers for training (auto: on a CPU when the runs are long enough to pay for the compile)")
+    p.add_argument("--jobs", type=jobs_arg, help="runs (task x seed) at once in forked processes sharing the "
+                   "torch threads (default 1; auto: one per thread on a CPU, within memory; 1 on a GPU)")
     p.add_argument("--json", dest="json_out", type=output_file, help="write the full results as JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
@@ -436,7 +445,8 @@ def cmd_finetune(a) -> int:
     tree = {"tasks": a.tasks, "protocol": a.protocol, "seeds": a.seeds, "data_dir": a.data_dir,
             "hparams": a.hparams, "max_epochs": a.max_epochs, "max_train_examples": a.max_train_examples,
             "precision": a.precision, "pooling": a.pooling, "length_grouping": not a.random_batches,
-            "lora": {} if a.lora else None}
+            "lora": {} if a.lora else None, "jobs": a.jobs,
+            "compile": {"auto": "auto", "on": True, "off": False}[a.compile]}
     config = validate_tree(FinetuneConfig, {k: v for k, v in tree.items() if v is not None}, "babyllama finetune")
     if not config.tasks or not a.tasks:
         raise UserError("no task: pass --task NAME (repeatable), e.g. --task rte --task mrpc")

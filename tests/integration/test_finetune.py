@@ -71,6 +71,71 @@ def test_rte_few_hundred_examples_two_seeds(teachers):
     assert res["models"][0]["macro"]["n"] == 2
 
 
+def test_runs_side_by_side_equal_the_runs_one_after_the_other(tiny_models, tmp_path):
+    """jobs: 2 forks two workers; on the same threads per run, every run's history and predictions are the
+    sequential run's, in the same places of the result."""
+    import torch
+
+    data = write_msgs(tmp_path, n_train=64, n_valid=24)
+    write_msgs(tmp_path, task="syntactic_category_control", n_train=48, n_valid=24, seed=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {}
+        for jobs in (1, 2):
+            lines = []
+            cfg = FinetuneConfig(tasks=["main_verb_control", "syntactic_category_control"], seeds=[1, 2],
+                                 data_dir=str(data), max_epochs=2, precision="fp32", jobs=jobs,
+                                 hparams={"default": {"learning_rate": 3e-3, "batch_size": 16}})
+            out[jobs] = (finetune_models(tiny_models[:1], cfg, log=lines.append), lines)
+    finally:
+        torch.set_num_threads(before)
+    (seq, seq_lines), (par, par_lines) = out[1], out[2]
+    assert any("4 runs, 2 at once on 1 thread each" in line for line in par_lines), par_lines
+    assert not any("at once" in line for line in seq_lines)
+    for task in ("main_verb_control", "syntactic_category_control"):
+        a, b = seq["models"][0]["tasks"][task], par["models"][0]["tasks"][task]
+        assert [r["seed"] for r in b["runs"]] == [1, 2]
+        for ra, rb in zip(a["runs"], b["runs"]):
+            assert ra["predictions"] == rb["predictions"] and ra["history"] == rb["history"]
+            assert ra["metrics"] == rb["metrics"]
+        assert a["mean"] == b["mean"]
+    done = [line for line in par_lines if "(kept epoch" in line]
+    assert len(done) == 4 and done[-1].rstrip().endswith("eta 0 s)")
+    # each run's epoch lines reach the log before its result line
+    for line in done:
+        run = line.split(":")[0]
+        assert max(i for i, x in enumerate(par_lines) if x.strip().startswith(run) and " step " in x) \
+            < par_lines.index(line)
+
+
+def test_compiled_layers_train_as_the_eager_ones(tiny_models, tmp_path):
+    """finetune.compile: the training steps run compiled code (dynamo counts the compiled frames) and learn what the
+    eager run learns; the kept model's scores are the same up to the fused kernels' rounding."""
+    import torch._dynamo
+
+    data = write_msgs(tmp_path, n_train=96, n_valid=40)
+    out = {}
+    for flag in (False, True):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        lines = []
+        cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=4,
+                             precision="fp32", compile=flag, hparams={"default": {"learning_rate": 3e-3,
+                                                                                  "batch_size": 16}})
+        out[flag] = finetune_models(tiny_models[:1], cfg, log=lines.append)
+        frames = sum(torch._dynamo.utils.counters["frames"].values())
+        assert (frames > 0) == flag, dict(torch._dynamo.utils.counters["frames"])
+        assert out[flag]["models"][0]["compiled"] is flag
+        assert any("compiled for training" in line for line in lines) == flag
+    torch._dynamo.reset()
+    eager, comp = (out[f]["models"][0]["tasks"]["main_verb_control"]["runs"][0] for f in (False, True))
+    assert eager["metrics"]["accuracy"] > 0.85 and comp["metrics"]["accuracy"] > 0.85, (eager["history"],
+                                                                                         comp["history"])
+    assert abs(eager["metrics"]["accuracy"] - comp["metrics"]["accuracy"]) <= 0.05
+    assert len(eager["history"]) == len(comp["history"])
+
+
 def test_checkpoints_without_a_pad_token_fine_tune_in_batches(tiny_tokenizer, tmp_path):
     """LLaMA and GPT-2 whose tokenizer and config have no pad token (the pipelines' batch-size-1 failure)."""
     import copy

@@ -92,7 +92,9 @@ def finetune_identity(config: FinetuneConfig) -> list:
             files.append((t, *(sha256_file(find_file(spec, data_dir, split, config.protocol))
                                for split in ("train", "valid"))))
     table = {k: v.model_dump(exclude_none=True) for k, v in hparams_table(config.hparams).items()}
-    settings = config.model_dump(mode="json", exclude={"data_dir", "hparams", "eval_batch_size", "device"})
+    # how the runs are executed (batching of scoring, device, runs at once, compiled kernels) moves only roundings
+    settings = config.model_dump(mode="json", exclude={"data_dir", "hparams", "eval_batch_size", "device", "jobs",
+                                                       "compile"})
     return [settings, table, files]
 
 
@@ -111,8 +113,12 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     with the first on the same seeds."""
     from ..models import resolve_model_path
     from ..runinfo import package_versions
-    from ..training.hardware import resolve_attention, resolve_device, resolve_precision
+    import torch
+
+    from ..training.hardware import device_type, resolve_attention, resolve_device, resolve_precision
     from .model import load_base
+    from .compiled import resolve_compile
+    from .parallel import resolve_jobs, run_side_by_side
     from .train import finetune_run
 
     device = resolve_device(device or config.device)
@@ -157,11 +163,12 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     t_all = time.perf_counter()
     total_runs = len(paths) * len(runs) * len(seeds)
     done = 0
-    for name, path in zip(names, paths):
+    for model_index, (name, path) in enumerate(zip(names, paths)):
         base = load_base(path)
         for n in base.notes:
             log(f"note: {n}")
         model_block = {"name": name, "path": str(path), "notes": base.notes, "tasks": {}}
+        prepared = []
         for run_name, gives in runs:
             d = data[run_name]
             h = protocol_hparams(config.protocol, run_name, d.num_labels, config.pooling)
@@ -178,20 +185,44 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
             extra = {g: encode_split(base.tokenizer, base.tokenizer_id, g, data[g].valid, h.max_length, cache_dir)
                      for g in gives if g != run_name}
             mask = np.asarray([c == "test" for c in d.valid.conditions]) if d.spec.test_condition else None
-            per_seed = []
-            for seed in seeds:
-                done += 1
-                label = f"[{done}/{total_runs}] {name} {run_name} seed {seed}"
-                r = finetune_run(base, train, valid, d.num_labels, h, seed, precision=precision, device=device,
-                                 eval_batch_size=config.eval_batch_size, length_grouping=config.length_grouping,
-                                 report_mask=mask, extra_valid=extra, attention=attention, lora=lora, log=log,
-                                 label=label)
-                per_seed.append(r)
-                score = r.metrics[d.spec.metric]
-                elapsed = time.perf_counter() - t_all
-                log(f"{label}: {d.spec.metric} {score:.4f} (kept epoch {r.best_epoch}, {r.epochs_run} epochs, "
-                    f"{r.examples / r.seconds:.0f} ex/s, {r.seconds:.0f} s; "
-                    f"eta {elapsed / done * (total_runs - done):.0f} s)")
+            prepared.append((run_name, gives, d, h, train, valid, extra, mask))
+
+        first = model_index * len(runs) * len(seeds)
+        plan = [(t, seed) for t in range(len(prepared)) for seed in seeds]
+        labels = {key: f"[{first + k + 1}/{total_runs}] {name} {prepared[key[0]][0]} seed {key[1]}"
+                  for k, key in enumerate(plan)}
+
+        def one_run(key, run_log, prepared=prepared, base=base, labels=labels):
+            run_name, gives, d, h, train, valid, extra, mask = prepared[key[0]]
+            return finetune_run(base, train, valid, d.num_labels, h, key[1], precision=precision, device=device,
+                                eval_batch_size=config.eval_batch_size, length_grouping=config.length_grouping,
+                                report_mask=mask, extra_valid=extra, attention=attention, lora=lora,
+                                compile_layers_=compile_now, log=run_log, label=labels[key])
+
+        positions = int(sum(_run_cost(p[3], p[4]) for p in prepared)) * len(seeds)
+        compile_now, why_not = resolve_compile(config.compile, device_type(device), positions)
+        if why_not:
+            log(f"note: {name}: {why_not}")
+        if compile_now:
+            log(f"{name}: decoder layers compiled for training ({positions / 1e6:.1f}M positions to train)")
+        params = sum(v.numel() for v in base.body_state.values())
+        jobs, threads = resolve_jobs(config.jobs, device_type(device), len(plan), params, torch.get_num_threads())
+        model_block.update(jobs=jobs, threads_per_run=threads, compiled=compile_now)  # threads decide a product's rounding
+        if jobs > 1:
+            log(f"{name}: {len(plan)} runs, {jobs} at once on {threads} thread{'s' * (threads > 1)} each")
+        # the longest first: the last run to start decides when all end
+        order = sorted(plan, key=lambda key: -_run_cost(prepared[key[0]][3], prepared[key[0]][4]))
+        finished = {}
+        for key, r in run_side_by_side(one_run, order, jobs, threads, log):
+            finished[key] = r
+            done += 1
+            d = prepared[key[0]][2]
+            elapsed = time.perf_counter() - t_all
+            log(f"{labels[key]}: {d.spec.metric} {r.metrics[d.spec.metric]:.4f} (kept epoch {r.best_epoch}, "
+                f"{r.epochs_run} epochs, {r.examples / r.seconds:.0f} ex/s, {r.seconds:.0f} s; "
+                f"eta {elapsed / done * (total_runs - done):.0f} s)")
+        for t, (run_name, gives, d, h, *_rest) in enumerate(prepared):
+            per_seed = [finished[(t, seed)] for seed in seeds]
             model_block["tasks"][run_name] = _task_block(d.spec.metric, h, per_seed, lambda r: r.metrics)
             for g in gives:
                 if g != run_name:
@@ -207,6 +238,11 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     results["seconds"] = time.perf_counter() - t_all
     results["comparisons"] = compare(results)
     return results
+
+
+def _run_cost(h, train) -> float:
+    """Positions a run trains on at most, to start the longest first."""
+    return float(train.lengths.sum()) * h.max_epochs
 
 
 def _compact(predictions: list[int]):

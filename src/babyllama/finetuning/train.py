@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..training.hardware import autocast, device_type
+from .compiled import compile_layers, eager_scoring
 from .data import Encoded, collate, eval_batches, train_batches
 from .metrics import classification_metrics
 from .model import BaseModel, build_classifier
@@ -71,7 +72,7 @@ def predict(model, enc: Encoded, pad_id: int, batch_size: int, precision: str, d
     out = np.zeros(len(enc), dtype=np.int64)
     for index in eval_batches(enc.lengths, batch_size):
         ids, mask, _ = collate(enc, index, pad_id)
-        with autocast(precision, device):
+        with autocast(precision, device), eager_scoring():
             logits = model(ids.to(device), mask.to(device))
         out[index] = logits.float().argmax(-1).cpu().numpy()
     return out
@@ -90,11 +91,14 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
                  precision: str = "fp32", device: str = "cpu", eval_batch_size: int = 128,
                  length_grouping: bool = True, report_mask: np.ndarray | None = None,
                  extra_valid: dict[str, Encoded] | None = None, attention: str = "sdpa",
-                 lora: tuple[int, int, float] | None = None, log: Callable[[str], None] | None = None,
-                 label: str = "") -> RunResult:
-    """Fine-tune a fresh classifier on ``train``, select on ``valid``; the kept model's scores and predictions."""
+                 lora: tuple[int, int, float] | None = None, compile_layers_: bool = False,
+                 log: Callable[[str], None] | None = None, label: str = "") -> RunResult:
+    """Fine-tune a fresh classifier on ``train``, select on ``valid``; the kept model's scores and predictions.
+    ``compile_layers_``: the body's layers compiled for the training steps (:mod:`.compiled`)."""
     t0 = time.perf_counter()
     model = build_classifier(base, h.head, num_labels, h.pooling, h.dropout, seed, attention, lora).to(device)
+    if compile_layers_:
+        compile_layers(model.body)
     trainable = [p for p in model.parameters() if p.requires_grad]
     # the fused kernel: one pass over each parameter instead of a dozen element-wise ops (CPU and CUDA)
     opt = torch.optim.AdamW(trainable, lr=h.learning_rate, betas=(0.9, 0.999), eps=1e-8,

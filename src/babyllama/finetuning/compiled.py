@@ -1,0 +1,72 @@
+"""The decoder layers compiled for training: ``torch.compile`` of each layer (regional), scoring left eager.
+
+Why: at the sizes a CPU fine-tunes, a step is bound by element-wise work (norms, rotary embeddings, the gated MLP,
+dtype casts), which inductor fuses; a whole model compiles once per process per architecture (one layer class,
+dynamic shapes), and every later model, seed and task of that process reuses the compiled code (measured:
+benchmarks/README.md, "Fine-tuning"). Compiling costs tens of seconds the first time on a machine and a few once
+inductor's on-disk cache holds it, so ``auto`` compiles only runs long enough to pay for it. Evaluation runs the
+same layers eagerly (``force_eager``): a no-grad graph would be a second compile for a few seconds of scoring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+# positions trained (examples x tokens x epochs, all of one model's runs) from which auto compiles on a CPU: about
+# where a first compile (tens of seconds) is paid back by the faster steps at 4M parameters on 2 cores; bigger
+# models pay back sooner
+AUTO_MIN_POSITIONS = 1_500_000
+
+
+def layer_list(body: nn.Module) -> nn.ModuleList | None:
+    """The repeated blocks of a transformers base model (LLaMA-like ``layers``, GPT-2-like ``h``), else None."""
+    for name in ("layers", "h"):
+        layers = getattr(body, name, None)
+        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
+            return layers
+    return None
+
+
+def has_compiler() -> bool:
+    """Inductor on a CPU writes C++ and needs a compiler to build it."""
+    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+
+
+def resolve_compile(pref: bool | str, device: str, positions: int) -> tuple[bool, str | None]:
+    """(compile, why not when auto declines). ``auto``: on a CPU with a C++ compiler, for runs of at least
+    :data:`AUTO_MIN_POSITIONS` positions; elsewhere off (untested on accelerators here)."""
+    if pref is True and device == "cpu" and not has_compiler():
+        raise UserError("finetune.compile: true needs a C++ compiler (c++, g++ or clang++) on PATH for "
+                        "torch.compile on a CPU; install one or set finetune.compile: auto or false")
+    if pref is True or pref is False:
+        return pref, None
+    if device != "cpu":
+        return False, None
+    if positions < AUTO_MIN_POSITIONS:
+        return False, None
+    if not has_compiler():
+        return False, "no C++ compiler (c++, g++ or clang++) on PATH for torch.compile; the layers run eagerly"
+    return True, None
+
+
+def compile_layers(body: nn.Module) -> bool:
+    """Compile each repeated block of ``body`` in place (dynamic shapes: every batch length is one graph).
+    False when the body has no block list to compile."""
+    layers = layer_list(body)
+    if layers is None:
+        return False
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return True
+
+
+def eager_scoring():
+    """A context in which compiled layers run their eager code (scoring under no_grad)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
