@@ -192,26 +192,29 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
         labels = {key: f"[{first + k + 1}/{total_runs}] {name} {prepared[key[0]][0]} seed {key[1]}"
                   for k, key in enumerate(plan)}
 
-        def one_run(key, run_log, prepared=prepared, base=base, labels=labels):
-            run_name, gives, d, h, train, valid, extra, mask = prepared[key[0]]
-            return finetune_run(base, train, valid, d.num_labels, h, key[1], precision=precision, device=device,
-                                eval_batch_size=config.eval_batch_size, length_grouping=config.length_grouping,
-                                report_mask=mask, extra_valid=extra, attention=attention, lora=lora,
-                                compile_layers_=compile_now, log=run_log, label=labels[key])
-
         positions = int(sum(_run_cost(p[3], p[4]) for p in prepared)) * len(seeds)
         compile_now, why_not = resolve_compile(config.compile, device_type(device), positions)
         if why_not:
             log(f"note: {name}: {why_not}")
         if compile_now:
             log(f"{name}: decoder layers compiled for training ({positions / 1e6:.1f}M positions to train)")
+
+        def one_run(key, run_log, prepared=prepared, base=base, labels=labels, compile_now=compile_now):
+            run_name, gives, d, h, train, valid, extra, mask = prepared[key[0]]
+            return finetune_run(base, train, valid, d.num_labels, h, key[1], precision=precision, device=device,
+                                eval_batch_size=config.eval_batch_size, length_grouping=config.length_grouping,
+                                report_mask=mask, extra_valid=extra, attention=attention, lora=lora,
+                                compile_layers_=compile_now, log=run_log, label=labels[key])
+
         params = sum(v.numel() for v in base.body_state.values())
         jobs, threads = resolve_jobs(config.jobs, device_type(device), len(plan), params, torch.get_num_threads())
-        model_block.update(jobs=jobs, threads_per_run=threads, compiled=compile_now)  # threads decide a product's rounding
+        # the thread count decides a product's rounding, so it belongs with the results
+        model_block.update(jobs=jobs, threads_per_run=threads, compiled=compile_now)
         if jobs > 1:
             log(f"{name}: {len(plan)} runs, {jobs} at once on {threads} thread{'s' * (threads > 1)} each")
-        # the longest first: the last run to start decides when all end
-        order = sorted(plan, key=lambda key: -_run_cost(prepared[key[0]][3], prepared[key[0]][4]))
+        # side by side, the longest first: the last run to start decides when all end
+        order = plan if jobs == 1 else sorted(plan, key=lambda key: -_run_cost(prepared[key[0]][3],
+                                                                              prepared[key[0]][4]))
         finished = {}
         for key, r in run_side_by_side(one_run, order, jobs, threads, log):
             finished[key] = r
