@@ -6,18 +6,23 @@ The reference is the plain Hugging Face Trainer set up as ``finetune_classificat
 checkpoint every epoch, ``load_best_model_at_end`` on F1, ``EarlyStoppingCallback(3, 0.001)``, seed 12 (and the
 further seeds asked for), its ``compute_metrics`` and ``preprocess_logits_for_metrics``. Ours is
 :func:`babyllama.finetuning.run.finetune_models` with the same protocol, in each precision asked for. Both run the
-same epochs (``--epochs``, the protocol's 10 capped for time) on the same files, one after the other in one process.
-The reference runs one seed after another, as one script call per seed does; ours is one call per task with every
-seed (``--compile`` and ``--jobs`` set ``finetune.compile`` and ``finetune.jobs``; several values give one path
-each). With ``--inductor-cache cold`` (the default) torch.compile starts from an empty cache, as on a machine's
-first run, and the first task that compiles pays for it; ``keep`` uses the cache earlier runs left.
+same epochs (``--epochs``, the protocol's 10 capped for time) on the same files, in one process. The reference runs
+one seed after another, as one script call per seed does; ours is one call per task with every seed (``--compile``
+and ``--jobs`` set ``finetune.compile`` and ``finetune.jobs``; several values give one path each). On a shared
+machine whose speed drifts within the hour, each task's reference seeds are split around our calls (the first half
+before, the rest after), so a slow spell falls on both sides. With ``--inductor-cache cold`` (the default)
+torch.compile starts from an empty cache, as on a machine's first run, and the first task that compiles pays for
+it; ``keep`` uses the cache earlier runs left.
 
 Prints one JSON line: per path and task, examples/s (training examples processed / wall seconds of the whole call:
 tokenization, model set-up, training, every evaluation, checkpoint selection) and the validation metrics per seed;
 then the speedup of each of our paths over the reference and whether each task's mean metric (the one the results
-table reports, and F1, which the 2024 script selects on) lies within the two paths' seed spread.
+table reports, and F1, which the 2024 script selects on) lies within the two paths' seed spread. ``matmul_share``
+says what the hardware leaves to gain: the share of our first path's training step spent in matrix products
+(torch.profiler, real batches of the first task), and ``speedup_bound`` the speedup that path would reach if
+nothing else took any time.
 
-    python benchmarks/finetune.py                      # RTE and MRPC, 2 epochs, seeds 12 13, llama-cpu-4m
+    python benchmarks/finetune.py                      # RTE and MRPC, 2 epochs, seeds 12 13, llama-cpu-4m, precision auto
     python benchmarks/finetune.py --model DIR --epochs 10 --seeds 12 13 14
     python benchmarks/finetune.py --seeds 12 13 14 15 --compile auto off   # also our path without compiling
 """
@@ -116,6 +121,55 @@ def ours_runs(model_dir: Path, task: str, data_dir: Path, epochs: int, seeds: li
     return seconds, runs, res["models"][0]["compiled"]
 
 
+def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, compile_: bool | str,
+                 steps: int = 8) -> dict:
+    """The share of a training step of our path that matrix products take: ``steps`` length-grouped batches of
+    ``task`` under torch.profiler, after three unprofiled ones (where a compile happens)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from babyllama.finetuning.compiled import compile_layers, resolve_compile
+    from babyllama.finetuning.data import collate, encode_split, train_batches
+    from babyllama.finetuning.model import build_classifier, load_base
+    from babyllama.finetuning.protocols import protocol_hparams
+    from babyllama.finetuning.tasks import load_task
+    from babyllama.training.hardware import autocast, resolve_attention, resolve_precision
+
+    precision = resolve_precision(precision, "cpu")
+    compiled = resolve_compile(compile_, "cpu", 10**12)[0]  # as a call long enough for auto to compile
+    attention = "by_grad" if compiled else resolve_attention("auto", precision, device="cpu")
+    base = load_base(model_dir)
+    d = load_task(task, data_dir, "babylm2024")
+    h = protocol_hparams("babylm2024", task, d.num_labels, "auto")
+    train = encode_split(base.tokenizer, base.tokenizer_id, task, d.train, h.max_length)
+    model = build_classifier(base, h.head, d.num_labels, h.pooling, h.dropout, 0, attention)
+    if compiled:
+        compile_layers(model.body)
+    opt = torch.optim.AdamW(model.parameters(), lr=h.learning_rate, fused=True)
+    batches = train_batches(train.lengths, h.batch_size, torch.Generator().manual_seed(0), False)[:3 + steps]
+    model.train()
+
+    def step(index):
+        ids, mask, labels = collate(train, index, base.pad_id)
+        with autocast(precision, "cpu"):
+            logits = model(ids, mask)
+        torch.nn.functional.cross_entropy(logits.float(), labels).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for index in batches[:3]:
+        step(index)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for index in batches[3:]:
+            step(index)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm",
+                                                                      "aten::baddbmm"))
+    return {"task": task, "precision": precision, "compiled": compiled, "attention": attention, "steps": steps,
+            "share": round(matmul / total, 3)}
+
+
 def record(block: dict, name: str, task: str, seconds: float, runs: list[dict], **extra) -> None:
     examples = sum(r["examples"] for r in runs)
     block[task] = {"examples_per_s": round(examples / seconds, 2), "seconds": round(seconds, 1), **extra,
@@ -130,7 +184,8 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seeds", nargs="+", type=int, default=[12, 13])
-    ap.add_argument("--precisions", nargs="+", default=["bf16"])
+    ap.add_argument("--precisions", nargs="+", default=["auto"],
+                    help="our path's precisions (auto: bf16 where the CPU has it natively, else fp32)")
     ap.add_argument("--jobs", nargs="+", default=["1"],
                     help="finetune.jobs of our path (auto, or a number); several values: one path each")
     ap.add_argument("--compile", nargs="+", default=["auto"], choices=["auto", "on", "off"],
@@ -161,20 +216,23 @@ def main() -> None:
 
     line["params"] = sum(p.numel() for p in load_model(model_dir).parameters())
     line["paths"]["reference"] = {}
-    for task in a.tasks:
-        runs = [reference_run(model_dir, task, data_dir, a.epochs, s, work) for s in a.seeds]
-        record(line["paths"]["reference"], "reference", task, sum(r["seconds"] for r in runs), runs)
     flags = {"auto": "auto", "on": True, "off": False}
-    for prec in a.precisions:
-        for comp in a.compile:
-            for jobs in a.jobs:
-                name = (f"ours_{prec}" + ("" if comp == "auto" else f"_compile_{comp}")
-                        + ("" if jobs == "1" else f"_jobs{jobs}"))
-                line["paths"][name] = {}
-                for task in a.tasks:
-                    seconds, runs, compiled = ours_runs(model_dir, task, data_dir, a.epochs, a.seeds, prec,
-                                                        jobs if jobs == "auto" else int(jobs), flags[comp])
-                    record(line["paths"][name], name, task, seconds, runs, compiled=compiled)
+    paths = [(f"ours_{prec}" + ("" if comp == "auto" else f"_compile_{comp}") + ("" if jobs == "1" else f"_jobs{jobs}"),
+              prec, comp, jobs) for prec in a.precisions for comp in a.compile for jobs in a.jobs]
+    from babyllama.training.hardware import resolve_precision
+
+    for name, prec, *_ in paths:
+        line["paths"][name] = {}
+    half = (len(a.seeds) + 1) // 2
+    for task in a.tasks:
+        ref_runs = [reference_run(model_dir, task, data_dir, a.epochs, s, work) for s in a.seeds[:half]]
+        for name, prec, comp, jobs in paths:
+            seconds, runs, compiled = ours_runs(model_dir, task, data_dir, a.epochs, a.seeds, prec,
+                                                jobs if jobs == "auto" else int(jobs), flags[comp])
+            record(line["paths"][name], name, task, seconds, runs, compiled=compiled,
+                   precision=resolve_precision(prec, "cpu"))
+        ref_runs += [reference_run(model_dir, task, data_dir, a.epochs, s, work) for s in a.seeds[half:]]
+        record(line["paths"]["reference"], "reference", task, sum(r["seconds"] for r in ref_runs), ref_runs)
     ref = line["paths"]["reference"]
     line["speedup"] = {n: {t: round(p[t]["examples_per_s"] / ref[t]["examples_per_s"], 2) for t in a.tasks}
                        for n, p in line["paths"].items() if n != "reference"}
@@ -204,6 +262,10 @@ def main() -> None:
                                        "seed_spread": round(spread, 4),
                                        "within_spread": bool(abs(np.mean(ours) - np.mean(theirs)) <= spread)}
     line["metrics_agree"] = agree
+    first, prec, comp, _ = paths[0]
+    share = matmul_share(model_dir, a.tasks[0], data_dir, prec, flags[comp])
+    line["matmul_share"] = {"path": first, **share,
+                            "speedup_bound": round(line["speedup"][first]["all_tasks"] / share["share"], 2)}
     print(json.dumps(line))
 
 

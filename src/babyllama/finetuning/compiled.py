@@ -6,11 +6,18 @@ dynamic shapes), and every later model, seed and task of that process reuses the
 benchmarks/README.md, "Fine-tuning"). Compiling costs tens of seconds the first time on a machine and a few once
 inductor's on-disk cache holds it, so ``auto`` compiles only runs long enough to pay for it. Evaluation runs the
 same layers eagerly (``force_eager``): a no-grad graph would be a second compile for a few seconds of scoring.
+
+One graph serves every batch: shapes are dynamic, the pooled path gives every right-padded batch the same attention
+path (:func:`.pooled.pooled_hidden`), and the batch dimension is unbacked. Unbacked, inductor cannot ask whether a
+batch holds more than 4,096 positions, which it otherwise guards on (for its chunked float sums) and so compiles
+the same layer twice; its sums then add each vector lane in one run instead of in chunks of 4,096, a rounding
+difference of the kind any fused kernel makes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 
 import torch
@@ -56,14 +63,27 @@ def resolve_compile(pref: bool | str, device: str, positions: int) -> tuple[bool
 
 
 def compile_layers(body: nn.Module) -> bool:
-    """Compile each repeated block of ``body`` in place (dynamic shapes: every batch length is one graph).
-    False when the body has no block list to compile."""
+    """Compile each repeated block of ``body`` in place (dynamic shapes, the batch dimension unbacked: one graph
+    for every batch). False when the body has no block list to compile."""
     layers = layer_list(body)
     if layers is None:
         return False
     for layer in layers:
-        layer.compile(dynamic=True)
+        layer.forward = _batch_unbacked(torch.compile(layer.forward, dynamic=True))
     return True
+
+
+def _batch_unbacked(compiled):
+    """``compiled`` called with its first argument's batch dimension marked unbacked (outside the compiled
+    region, where the marking must happen)."""
+    from torch._dynamo.decorators import mark_unbacked
+
+    @functools.wraps(compiled)
+    def forward(hidden_states, *args, **kwargs):
+        mark_unbacked(hidden_states, 0)
+        return compiled(hidden_states, *args, **kwargs)
+
+    return forward
 
 
 def eager_scoring():

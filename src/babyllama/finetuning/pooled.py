@@ -97,15 +97,27 @@ def _gpt2_last(body, block, hidden: torch.Tensor, positions: torch.Tensor, mask:
     return h + block.mlp(block.ln_2(h))
 
 
+def right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether every row is its real tokens followed by padding (or none)."""
+    return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+
+
 def pooled_hidden(body: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   positions: torch.Tensor) -> torch.Tensor:
-    """The body's final hidden state (after its final norm) at ``positions`` (one per row): (batch, hidden)."""
+    """The body's final hidden state (after its final norm) at ``positions`` (one per row): (batch, hidden).
+
+    On right-padded rows the first layers run as if no position were padding: causal attention already keeps every
+    real position from the padding after it, and the padded positions' own states reach nothing that is read (the
+    last layer's keys are masked below). The results are the same; what changes is that every batch, padded or not,
+    takes transformers' unpadded (causal-only) attention path, so compiled layers (:mod:`.compiled`) need one graph
+    instead of one per case."""
     layers_name, norm_name, last_layer = _layout(body)
     layers, norm = body._modules[layers_name], body._modules[norm_name]
+    body_mask = torch.ones_like(attention_mask) if right_padded(attention_mask) else attention_mask
     # the body's own forward over all but the last layer, its final norm left for after the pooled layer
     body._modules[layers_name], body._modules[norm_name] = layers[:-1], nn.Identity()
     try:
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        hidden = body(input_ids=input_ids, attention_mask=body_mask, use_cache=False).last_hidden_state
     finally:
         body._modules[layers_name], body._modules[norm_name] = layers, norm
     mask = _allowed_keys(attention_mask, positions, hidden.dtype)

@@ -123,7 +123,6 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
 
     device = resolve_device(device or config.device)
     precision = resolve_precision(config.precision, device)
-    attention = resolve_attention("auto", precision, device=device)
     seeds = config.seeds or [protocol_seed(config.protocol)]
     lora = (config.lora.r, config.lora.alpha, config.lora.dropout) if config.lora else None
     if lora:
@@ -198,8 +197,13 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
             log(f"note: {name}: {why_not}")
         if compile_now:
             log(f"{name}: decoder layers compiled for training ({positions / 1e6:.1f}M positions to train)")
+        # compiled layers fuse eager attention's scaling, mask and softmax into their neighbours; the CPU SDPA kernel
+        # stays opaque, and its backward slow (benchmarks/README.md, "Fine-tuning"): eager while training there
+        attention = "by_grad" if compile_now and device == "cpu" else resolve_attention("auto", precision,
+                                                                                        device=device)
 
-        def one_run(key, run_log, prepared=prepared, base=base, labels=labels, compile_now=compile_now):
+        def one_run(key, run_log, prepared=prepared, base=base, labels=labels, compile_now=compile_now,
+                    attention=attention):
             run_name, gives, d, h, train, valid, extra, mask = prepared[key[0]]
             return finetune_run(base, train, valid, d.num_labels, h, key[1], precision=precision, device=device,
                                 eval_batch_size=config.eval_batch_size, length_grouping=config.length_grouping,
@@ -209,7 +213,7 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
         params = sum(v.numel() for v in base.body_state.values())
         jobs, threads = resolve_jobs(config.jobs, device_type(device), len(plan), params, torch.get_num_threads())
         # the thread count decides a product's rounding, so it belongs with the results
-        model_block.update(jobs=jobs, threads_per_run=threads, compiled=compile_now)
+        model_block.update(jobs=jobs, threads_per_run=threads, compiled=compile_now, attention=attention)
         if jobs > 1:
             log(f"{name}: {len(plan)} runs, {jobs} at once on {threads} thread{'s' * (threads > 1)} each")
         # side by side, the longest first: the last run to start decides when all end

@@ -126,3 +126,21 @@ def test_by_grad_attention_reaches_the_pooled_path(make, monkeypatch):
     with torch.no_grad():
         model(ids, mask)
     assert seen == ["eager", "sdpa"]
+
+
+@pytest.mark.parametrize("make", [_llama, _gpt2], ids=["llama", "gpt2"])
+def test_right_padded_batches_reach_the_body_unpadded(make):
+    """Right-padded rows run the first layers without their padding mask (causal attention already hides the
+    padding from every real position; the result is the same, the equality tests above cover it), so that padded
+    and unpadded batches take one attention path; left-padded rows keep their mask."""
+    from babyllama.finetuning.pooled import right_padded
+
+    pooled, _ = _pair(make(), "sequence_classification", "last")
+    seen = []
+    pooled.body.register_forward_pre_hook(lambda m, a, k: seen.append(k["attention_mask"]), with_kwargs=True)
+    for side in ("right", "left"):
+        ids, mask = _batch(side)
+        assert right_padded(mask) == (side == "right")
+        pooled(ids, mask)
+    assert bool(seen[0].all()) and seen[0].shape == mask.shape
+    assert torch.equal(seen[1], mask)
