@@ -128,16 +128,16 @@ def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, com
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from babyllama.finetuning.compiled import compile_layers, resolve_compile
+    from babyllama.finetuning.compiled import compile_layers, resolve_compile, training_attention
     from babyllama.finetuning.data import collate, encode_split, train_batches
     from babyllama.finetuning.model import build_classifier, load_base
     from babyllama.finetuning.protocols import protocol_hparams
     from babyllama.finetuning.tasks import load_task
-    from babyllama.training.hardware import autocast, resolve_attention, resolve_precision
+    from babyllama.training.hardware import autocast, resolve_precision
 
     precision = resolve_precision(precision, "cpu")
     compiled = resolve_compile(compile_, "cpu", 10**12)[0]  # as a call long enough for auto to compile
-    attention = "by_grad" if compiled else resolve_attention("auto", precision, device="cpu")
+    attention = training_attention(compiled, precision, "cpu")
     base = load_base(model_dir)
     d = load_task(task, data_dir, "babylm2024")
     h = protocol_hparams("babylm2024", task, d.num_labels, "auto")
@@ -213,15 +213,14 @@ def main() -> None:
             "model": str(model_dir), "params": None, "tasks": a.tasks, "epochs": a.epochs, "seeds": a.seeds,
             "protocol": "babylm2024", "inductor_cache": a.inductor_cache, "paths": {}}
     from babyllama.models import load_model
+    from babyllama.training.hardware import resolve_precision
 
     line["params"] = sum(p.numel() for p in load_model(model_dir).parameters())
     line["paths"]["reference"] = {}
     flags = {"auto": "auto", "on": True, "off": False}
     paths = [(f"ours_{prec}" + ("" if comp == "auto" else f"_compile_{comp}") + ("" if jobs == "1" else f"_jobs{jobs}"),
               prec, comp, jobs) for prec in a.precisions for comp in a.compile for jobs in a.jobs]
-    from babyllama.training.hardware import resolve_precision
-
-    for name, prec, *_ in paths:
+    for name, *_ in paths:
         line["paths"][name] = {}
     half = (len(a.seeds) + 1) // 2
     for task in a.tasks:

@@ -62,6 +62,15 @@ def resolve_compile(pref: bool | str, device: str, positions: int) -> tuple[bool
     return True, None
 
 
+def training_attention(compiled: bool, precision: str, device: str) -> str:
+    """The attention a fine-tuning run trains with. Compiled layers on a CPU train with eager attention (``by_grad``:
+    SDPA still scores), whose scaling, mask and softmax inductor fuses into their neighbours, while the CPU SDPA
+    kernel stays opaque and its backward slow (benchmarks/README.md, "Fine-tuning"); otherwise the hardware rule."""
+    from ..training.hardware import resolve_attention
+
+    return "by_grad" if compiled and device == "cpu" else resolve_attention("auto", precision, device=device)
+
+
 def compile_layers(body: nn.Module) -> bool:
     """Compile each repeated block of ``body`` in place (dynamic shapes, the batch dimension unbacked: one graph
     for every batch). False when the body has no block list to compile."""

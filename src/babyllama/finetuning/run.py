@@ -115,9 +115,9 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     from ..runinfo import package_versions
     import torch
 
-    from ..training.hardware import device_type, resolve_attention, resolve_device, resolve_precision
+    from ..training.hardware import device_type, resolve_device, resolve_precision
     from .model import load_base
-    from .compiled import resolve_compile
+    from .compiled import resolve_compile, training_attention
     from .parallel import resolve_jobs, run_side_by_side
     from .train import finetune_run
 
@@ -197,10 +197,7 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
             log(f"note: {name}: {why_not}")
         if compile_now:
             log(f"{name}: decoder layers compiled for training ({positions / 1e6:.1f}M positions to train)")
-        # compiled layers fuse eager attention's scaling, mask and softmax into their neighbours; the CPU SDPA kernel
-        # stays opaque, and its backward slow (benchmarks/README.md, "Fine-tuning"): eager while training there
-        attention = "by_grad" if compile_now and device == "cpu" else resolve_attention("auto", precision,
-                                                                                        device=device)
+        attention = training_attention(compile_now, precision, device)
 
         def one_run(key, run_log, prepared=prepared, base=base, labels=labels, compile_now=compile_now,
                     attention=attention):

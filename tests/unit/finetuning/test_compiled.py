@@ -92,3 +92,12 @@ def test_one_graph_serves_every_batch(arch):
             torch.testing.assert_close(grads[0][1][name], grad, rtol=1e-3, atol=1e-5, msg=name)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1, dict(torch._dynamo.utils.counters["stats"])
     torch._dynamo.reset()
+
+
+def test_compiled_layers_train_with_eager_attention_on_a_cpu():
+    from babyllama.finetuning.compiled import training_attention
+
+    assert training_attention(True, "fp32", "cpu") == "by_grad"
+    assert training_attention(False, "fp32", "cpu") == "sdpa"  # the hardware rule: eager pays only under bf16
+    assert training_attention(False, "bf16", "cpu") == "by_grad"
+    assert training_attention(True, "bf16", "cuda:0") == "sdpa"
