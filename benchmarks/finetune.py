@@ -6,7 +6,9 @@ The reference is the plain Hugging Face Trainer set up as ``finetune_classificat
 checkpoint every epoch, ``load_best_model_at_end`` on F1, ``EarlyStoppingCallback(3, 0.001)``, seed 12 (and the
 further seeds asked for), its ``compute_metrics`` and ``preprocess_logits_for_metrics``. Ours is
 :func:`babyllama.finetuning.run.finetune_models` with the same protocol, in each precision asked for. Both run the
-same epochs (``--epochs``, the protocol's 10 capped for time) on the same files, in one process. The reference runs
+same epochs (``--epochs``, the protocol's 10 capped for time) on the same files, in one process, on one device
+(``--device``: auto is the GPU where torch sees one; the reference's Trainer is put on the same device, in fp32 as
+the script runs it). The reference runs
 one seed after another, as one script call per seed does; ours is one call per task with every seed (``--compile``
 and ``--jobs`` set ``finetune.compile`` and ``finetune.jobs``; several values give one path each). On a shared
 machine whose speed drifts within the hour, each task's reference seeds are split around our calls (the first half
@@ -18,13 +20,14 @@ Prints one JSON line: per path and task, examples/s (training examples processed
 tokenization, model set-up, training, every evaluation, checkpoint selection) and the validation metrics per seed;
 then the speedup of each of our paths over the reference and whether each task's mean metric (the one the results
 table reports, and F1, which the 2024 script selects on) lies within the two paths' seed spread. ``matmul_share``
-says what the hardware leaves to gain: the share of our first path's training step spent in matrix products
+(on a CPU) says what the hardware leaves to gain: the share of our first path's training step spent in matrix products
 (torch.profiler, real batches of the first task), and ``speedup_bound`` the speedup that path would reach if
 nothing else took any time.
 
     python benchmarks/finetune.py                      # RTE and MRPC, 2 epochs, seeds 12 13, llama-cpu-4m, precision auto
     python benchmarks/finetune.py --model DIR --epochs 10 --seeds 12 13 14
     python benchmarks/finetune.py --seeds 12 13 14 15 --compile auto off   # also our path without compiling
+    python benchmarks/finetune.py --device cuda --compile auto on          # on a GPU (benchmarks/gpu.sh runs it)
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_blimp import model_for  # noqa: E402
-from train_step import machine_info, peaks_for  # noqa: E402
+from train_step import machine_info, matmul_peak, peaks_for  # noqa: E402
 
 
-def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed: int, work: Path) -> dict:
+def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed: int, work: Path,
+                  device: str) -> dict:
     """The 2024 script's Trainer set-up on one task and seed; its wall time and validation metrics."""
     import torch
     from sklearn.metrics import f1_score, matthews_corrcoef
@@ -87,7 +91,8 @@ def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed:
         output_dir=str(work / f"ref-{task}-{seed}"), do_train=True, do_eval=True,
         per_device_train_batch_size=64, learning_rate=5e-5, num_train_epochs=epochs, eval_strategy="epoch",
         save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="f1",
-        greater_is_better=True, seed=seed, report_to=[], disable_tqdm=True, logging_strategy="no")
+        greater_is_better=True, seed=seed, report_to=[], disable_tqdm=True, logging_strategy="no",
+        use_cpu=device == "cpu")
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=valid,
                       compute_metrics=compute_metrics, preprocess_logits_for_metrics=preprocess_logits_for_metrics,
                       data_collator=default_data_collator,
@@ -102,7 +107,7 @@ def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed:
 
 
 def ours_runs(model_dir: Path, task: str, data_dir: Path, epochs: int, seeds: list[int], precision: str,
-              jobs: int | str, compile_: bool | str) -> tuple[float, list[dict], bool]:
+              jobs: int | str, compile_: bool | str, device: str) -> tuple[float, list[dict], bool]:
     """One `babyllama finetune` call on a task with every seed (the seeds side by side when jobs allow): its wall
     seconds and each run's figures."""
     from babyllama.config import FinetuneConfig
@@ -112,7 +117,7 @@ def ours_runs(model_dir: Path, task: str, data_dir: Path, epochs: int, seeds: li
     _MEMORY.clear()  # each call pays for its own tokenization, as the reference does
     t0 = time.perf_counter()
     cfg = FinetuneConfig(tasks=[task], protocol="babylm2024", seeds=seeds, data_dir=str(data_dir),
-                         max_epochs=epochs, precision=precision, jobs=jobs, compile=compile_)
+                         max_epochs=epochs, precision=precision, jobs=jobs, compile=compile_, device=device)
     res = finetune_models([model_dir], cfg, log=lambda s: None)
     seconds = time.perf_counter() - t0
     runs = [{"seed": r["seed"], "run_seconds": r["seconds"], "examples": r["examples"],
@@ -193,6 +198,7 @@ def main() -> None:
     ap.add_argument("--inductor-cache", choices=["cold", "keep"], default="cold",
                     help="cold: a fresh torch.compile cache for this run (what a first run on a machine pays); "
                     "keep: the cache as earlier runs left it")
+    ap.add_argument("--device", default="auto", help="auto (the GPU where torch sees one), cpu, cuda or cuda:N")
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "eval"))
     ap.add_argument("--work", default=os.environ.get("BENCH_WORK", str(Path(tempfile.gettempdir()) / "bench")))
     a = ap.parse_args()
@@ -206,10 +212,22 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
+    from babyllama.errors import UserError
+    from babyllama.training.hardware import device_type, resolve_device
+
+    try:
+        device = resolve_device(a.device)
+    except UserError as e:
+        sys.exit(f"--device: {e}")
     model_dir = Path(a.model) if a.model else model_for(a.preset, work)
     data_dir = Path(a.data_dir)
     info = machine_info()
-    line = {"benchmark": "finetune", **info, "matmul_peak_gflops": peaks_for(["fp32", "bf16"], info["native_bf16"]),
+    if device_type(device) == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        peaks = {p: matmul_peak(dt, 8192, 10, device) for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    else:
+        peaks = peaks_for(["fp32", "bf16"], info["native_bf16"])
+    line = {"benchmark": "finetune", **info, "device": device, "matmul_peak_gflops": peaks,
             "model": str(model_dir), "params": None, "tasks": a.tasks, "epochs": a.epochs, "seeds": a.seeds,
             "protocol": "babylm2024", "inductor_cache": a.inductor_cache, "paths": {}}
     from babyllama.models import load_model
@@ -224,13 +242,13 @@ def main() -> None:
         line["paths"][name] = {}
     half = (len(a.seeds) + 1) // 2
     for task in a.tasks:
-        ref_runs = [reference_run(model_dir, task, data_dir, a.epochs, s, work) for s in a.seeds[:half]]
+        ref_runs = [reference_run(model_dir, task, data_dir, a.epochs, s, work, device) for s in a.seeds[:half]]
         for name, prec, comp, jobs in paths:
             seconds, runs, compiled = ours_runs(model_dir, task, data_dir, a.epochs, a.seeds, prec,
-                                                jobs if jobs == "auto" else int(jobs), flags[comp])
+                                                jobs if jobs == "auto" else int(jobs), flags[comp], device)
             record(line["paths"][name], name, task, seconds, runs, compiled=compiled,
-                   precision=resolve_precision(prec, "cpu"))
-        ref_runs += [reference_run(model_dir, task, data_dir, a.epochs, s, work) for s in a.seeds[half:]]
+                   precision=resolve_precision(prec, device))
+        ref_runs += [reference_run(model_dir, task, data_dir, a.epochs, s, work, device) for s in a.seeds[half:]]
         record(line["paths"]["reference"], "reference", task, sum(r["seconds"] for r in ref_runs), ref_runs)
     ref = line["paths"]["reference"]
     line["speedup"] = {n: {t: round(p[t]["examples_per_s"] / ref[t]["examples_per_s"], 2) for t in a.tasks}
@@ -262,9 +280,10 @@ def main() -> None:
                                        "within_spread": bool(abs(np.mean(ours) - np.mean(theirs)) <= spread)}
     line["metrics_agree"] = agree
     first, prec, comp, _ = paths[0]
-    share = matmul_share(model_dir, a.tasks[0], data_dir, prec, flags[comp])
-    line["matmul_share"] = {"path": first, **share,
-                            "speedup_bound": round(line["speedup"][first]["all_tasks"] / share["share"], 2)}
+    if device == "cpu":  # on a GPU a step's wall time is not the sum of its kernels' times
+        share = matmul_share(model_dir, a.tasks[0], data_dir, prec, flags[comp])
+        line["matmul_share"] = {"path": first, **share,
+                                "speedup_bound": round(line["speedup"][first]["all_tasks"] / share["share"], 2)}
     print(json.dumps(line))
 
 

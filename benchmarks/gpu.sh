@@ -2,12 +2,15 @@
 # The GPU check (at most ~8 minutes on one H200-class GPU), from the repository root on the GPU machine:
 #   1. the gpu-marked tests (tests/integration/test_cuda.py: every stage on CUDA, the smoke recipe included);
 #   2. benchmarks/gpu.py: one JSON line per measurement (peak, training MFU, cache building, cached vs plain
-#      student, full BLiMP, the paper recipes' projected wall time).
+#      student, full BLiMP, the paper recipes' projected wall time);
+#   3. benchmarks/finetune.py on the GPU: our fine-tuning path against the 2024 script's Trainer set-up (RTE, MRPC).
+# STEPS (default "tests bench finetune") picks which of them run.
 # It reads BUNDLE (default .gpu-bundle/, made here by benchmarks/gpu_bundle.sh) for what that machine lacks, and
 # writes its logs and gpu.jsonl under $OUT (default /tmp/babyllama-gpu).
 #   bash benchmarks/gpu.sh [BUNDLE]
 set -uo pipefail
 B=${1:-.gpu-bundle}
+STEPS=" ${STEPS:-tests bench finetune} "
 OUT=${OUT:-/tmp/babyllama-gpu}
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -20,12 +23,16 @@ export PYTHONPATH="$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import babyllama, pydantic, optuna, torch; assert torch.cuda.is_available(), 'no CUDA device'" || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
+tests_rc=0 bench_rc=0 finetune_rc=0
+if [[ $STEPS == *" tests "* ]]; then
 start=$(date +%s)
-timeout 270 python3 -m pytest -q -m gpu tests/integration/test_cuda.py -p no:cacheprovider \
+timeout "${TESTS_TIMEOUT:-270}" python3 -m pytest -q -m gpu tests/integration/test_cuda.py -p no:cacheprovider \
     -W ignore::DeprecationWarning 2>&1 | tee "$OUT/gpu-tests.log" | tail -25
 tests_rc=${PIPESTATUS[0]}
 echo "gpu tests: exit $tests_rc in $(( $(date +%s) - start )) s"
+fi
 
+if [[ $STEPS == *" bench "* ]]; then
 args=()
 if [ -f "$B/eval-blimp.tar.gz" ]; then
     mkdir -p /tmp/babyllama-eval && tar -xzf "$B/eval-blimp.tar.gz" -C /tmp/babyllama-eval
@@ -38,4 +45,15 @@ timeout 300 python3 benchmarks/gpu.py "${args[@]}" 2> "$OUT/gpu-bench.err" | tee
 bench_rc=${PIPESTATUS[0]}
 echo "benchmark: exit $bench_rc in $(( $(date +%s) - start )) s"
 [ "$bench_rc" = 0 ] || tail -30 "$OUT/gpu-bench.err"
-exit $(( tests_rc || bench_rc ))
+fi
+
+if [[ $STEPS == *" finetune "* ]]; then
+start=$(date +%s)
+timeout "${FINETUNE_TIMEOUT:-240}" python3 benchmarks/finetune.py --device cuda --model "$B/finetune/model-llama-cpu-4m" \
+    --data-dir "$B/finetune/eval" --seeds 12 13 14 15 --work /tmp/babyllama-finetune \
+    2> "$OUT/finetune.err" | tee "$OUT/finetune.jsonl"
+finetune_rc=${PIPESTATUS[0]}
+echo "finetune benchmark: exit $finetune_rc in $(( $(date +%s) - start )) s"
+[ "$finetune_rc" = 0 ] || tail -30 "$OUT/finetune.err"
+fi
+exit $(( tests_rc || bench_rc || finetune_rc ))

@@ -5,6 +5,7 @@
 #   tokenizer/        a 16,000-token BPE of the corpus (the papers' vocabulary), for the BLiMP measurement
 #   words_per_token   of that BPE on the corpus's training split, for the projection's 10M words in tokens
 #   eval-blimp.tar.gz BLiMP (67 paradigms) from the data root's eval/
+#   finetune/         a fresh llama-cpu-4m with its BPE and eval/glue_filtered/ RTE and MRPC, for benchmarks/finetune.py
 # Usage: bash benchmarks/gpu_bundle.sh [BUNDLE]   (DATA_ROOT: default ../shared/data; .venv set up by `make setup`)
 set -euo pipefail
 B=${1:-.gpu-bundle}
@@ -37,5 +38,12 @@ for f in sorted((b / "corpus" / "train").glob("*")):
 print(f"words per token: {words / tokens:.4f} ({words:,} words, {tokens:,} tokens)")
 PY
 rm -rf "$B/corpus"
+if [ ! -f "$B/finetune/model-llama-cpu-4m/config.json" ]; then
+    "$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; from eval_blimp import model_for
+model_for('llama-cpu-4m', Path(sys.argv[1]))" "$B/finetune"
+    rm -rf "$B/finetune/corpus"
+fi
+mkdir -p "$B/finetune/eval/glue_filtered"
+cp "$DATA"/eval/glue_filtered/{rte,mrpc}.{train,valid}.jsonl "$B/finetune/eval/glue_filtered/"
 tar -czf "$B/eval-blimp.tar.gz" -C "$DATA/eval" blimp
 du -sh "$B"/*

@@ -277,8 +277,8 @@ class FinetuneConfig(Section):
     eval_batch_size: int = Field(128, gt=0, description="Examples per forward pass when scoring.")
     compile: bool | Literal["auto"] = Field(
         "auto", description="torch.compile the decoder layers for the training steps (scoring stays eager). auto: "
-        "on a CPU with a C++ compiler when a model's runs train on at least 1.5M positions, where the first "
-        "compile pays for itself; off on accelerators.")
+        "on a CPU with a C++ compiler when a model's runs train on at least 1.5M positions, on a CUDA GPU from 10M, "
+        "where the first compile pays for itself; off on other accelerators.")
     jobs: int | Literal["auto"] = Field(
         1, description="Runs (task x seed) at once, in forked processes that share the torch threads. auto: on a "
         "CPU one per torch thread, within memory and the number of runs; on an accelerator 1. On 2 cores this "

@@ -182,6 +182,34 @@ def test_fine_tuning_on_the_gpu(precision, teacher_dirs, tmp_path):
     assert run["steps"] > 0 and run["examples"] == 16 * run["steps"] and np.isfinite(run["score"])
 
 
+@pytest.mark.parametrize("model", [0, 1], ids=["llama", "gpt2"])
+def test_compiled_fine_tuning_on_the_gpu(model, teacher_dirs, tmp_path):
+    """finetune.compile on CUDA (inductor's GPU kernels): the training steps run one compiled graph for every batch
+    shape and learn what the eager run learns."""
+    import torch._dynamo
+
+    from babyllama.config import FinetuneConfig
+    from babyllama.finetuning.run import finetune_models
+
+    data = write_msgs(tmp_path / "data", n_train=200, n_valid=64)  # 200 = 12 x 16 + 8: a short last batch too
+    out = {}
+    for flag in (False, True):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=4,
+                             precision=gpu_precisions()[0], device="cuda", compile=flag,
+                             hparams={"default": {"batch_size": 16, "learning_rate": 3e-3}})
+        out[flag] = finetune_models(teacher_dirs[model:model + 1], cfg, log=lambda s: None)
+        assert out[flag]["models"][0]["compiled"] is flag
+        stats = dict(torch._dynamo.utils.counters["stats"])
+        assert stats.get("unique_graphs", 0) == (1 if flag else 0), stats
+    torch._dynamo.reset()
+    eager, comp = (out[f]["models"][0]["tasks"]["main_verb_control"]["runs"][0] for f in (False, True))
+    assert comp["steps"] == eager["steps"] > 0
+    assert abs(eager["metrics"]["accuracy"] - comp["metrics"]["accuracy"]) <= 0.1, (eager["history"],
+                                                                                    comp["history"])
+
+
 def test_smoke_recipe_runs_every_stage_on_the_gpu(data_root, tmp_path):
     """`babyllama run recipes/smoke.yaml` with nothing said about the device: every stage finds the GPU."""
     from helpers import REPO, run_cli

@@ -1,17 +1,18 @@
 """The decoder layers compiled for training: ``torch.compile`` of each layer (regional), scoring left eager.
 
 Why: at the sizes a CPU fine-tunes, a step is bound by element-wise work (norms, rotary embeddings, the gated MLP,
-dtype casts), which inductor fuses; a whole model compiles once per process per architecture (one layer class,
-dynamic shapes), and every later model, seed and task of that process reuses the compiled code (measured:
-benchmarks/README.md, "Fine-tuning"). Compiling costs tens of seconds the first time on a machine and a few once
+dtype casts), which inductor fuses; on a GPU, at these sizes, by the launches of many small kernels, which fusing
+cuts. A whole model compiles once per process per architecture (one layer class, dynamic shapes), and every later
+model, seed and task of that process reuses the compiled code (measured: benchmarks/README.md, "Fine-tuning"). Compiling costs tens of seconds the first time on a machine and a few once
 inductor's on-disk cache holds it, so ``auto`` compiles only runs long enough to pay for it. Evaluation runs the
 same layers eagerly (``force_eager``): a no-grad graph would be a second compile for a few seconds of scoring.
 
 One graph serves every batch: shapes are dynamic, the pooled path gives every right-padded batch the same attention
-path (:func:`.pooled.pooled_hidden`), and the batch dimension is unbacked. Unbacked, inductor cannot ask whether a
-batch holds more than 4,096 positions, which it otherwise guards on (for its chunked float sums) and so compiles
-the same layer twice; its sums then add each vector lane in one run instead of in chunks of 4,096, a rounding
-difference of the kind any fused kernel makes.
+path (:func:`.pooled.pooled_hidden`), and the batch dimension is unbacked, in the hidden states and in the
+attention mask that eager attention is given (declared equal inside the compiled region). Unbacked, inductor cannot
+ask whether a batch holds more than 4,096 positions, which it otherwise guards on (for its chunked float sums) and
+so compiles the same layer twice; its sums then add each vector lane in one run instead of in chunks of 4,096, a
+rounding difference of the kind any fused kernel makes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from ..errors import UserError
 # where a first compile (tens of seconds) is paid back by the faster steps at 4M parameters on 2 cores; bigger
 # models pay back sooner
 AUTO_MIN_POSITIONS = 1_500_000
+# the same on a CUDA GPU, where a cold compile (tens of seconds) saves a few seconds per million positions at 4M to
+# 58M parameters (benchmarks/README.md, "Fine-tuning on a GPU")
+AUTO_MIN_POSITIONS_GPU = 10_000_000
 
 
 def layer_list(body: nn.Module) -> nn.ModuleList | None:
@@ -47,12 +51,14 @@ def has_compiler() -> bool:
 
 def resolve_compile(pref: bool | str, device: str, positions: int) -> tuple[bool, str | None]:
     """(compile, why not when auto declines). ``auto``: on a CPU with a C++ compiler, for runs of at least
-    :data:`AUTO_MIN_POSITIONS` positions; elsewhere off (untested on accelerators here)."""
+    :data:`AUTO_MIN_POSITIONS` positions; on a CUDA GPU from :data:`AUTO_MIN_POSITIONS_GPU`; elsewhere off."""
     if pref is True and device == "cpu" and not has_compiler():
         raise UserError("finetune.compile: true needs a C++ compiler (c++, g++ or clang++) on PATH for "
                         "torch.compile on a CPU; install one or set finetune.compile: auto or false")
     if pref is True or pref is False:
         return pref, None
+    if device == "cuda":
+        return positions >= AUTO_MIN_POSITIONS_GPU, None
     if device != "cpu":
         return False, None
     if positions < AUTO_MIN_POSITIONS:
@@ -78,19 +84,46 @@ def compile_layers(body: nn.Module) -> bool:
     if layers is None:
         return False
     for layer in layers:
-        layer.forward = _batch_unbacked(torch.compile(layer.forward, dynamic=True))
+        layer.forward = _batch_unbacked(torch.compile(_same_batch(layer.forward), dynamic=True))
     return True
 
 
+def _same_batch(forward):
+    """``forward`` told, inside the compiled region, that the attention masks named in ``_masks`` have the hidden
+    states' batch size: two unbacked sizes are otherwise unrelated, and broadcasting one against the other breaks
+    the graph."""
+
+    @functools.wraps(forward)
+    def checked(hidden_states, *args, _masks=(), **kwargs):
+        for key in _masks:
+            mask = args[key] if isinstance(key, int) else kwargs[key]
+            torch._check(mask.shape[0] == hidden_states.shape[0])
+        return forward(hidden_states, *args, **kwargs)
+
+    return checked
+
+
 def _batch_unbacked(compiled):
-    """``compiled`` called with its first argument's batch dimension marked unbacked (outside the compiled
-    region, where the marking must happen)."""
+    """``compiled`` called with the batch dimension of its hidden states and of any 4-D attention mask marked
+    unbacked (outside the compiled region, where the marking must happen). The mask matters: eager attention gets
+    a (batch, 1, query, key) mask even for unpadded batches, and a backed batch size there would let inductor guard
+    on the batch again."""
+    import torch._dynamo.config
     from torch._dynamo.decorators import mark_unbacked
 
     @functools.wraps(compiled)
     def forward(hidden_states, *args, **kwargs):
+        batch = hidden_states.shape[0]
         mark_unbacked(hidden_states, 0)
-        return compiled(hidden_states, *args, **kwargs)
+        masks = []
+        for key, value in (*enumerate(args), *kwargs.items()):
+            if isinstance(value, torch.Tensor) and value.dim() == 4 and value.shape[0] == batch:
+                mark_unbacked(value, 0)
+                masks.append(key)
+        # the layers' float attributes (norm epsilon, attention scaling, dropout) are constants of the model: traced
+        # as symbols, dynamo's first attempt fails and it starts again, a few seconds of a cold compile
+        with torch._dynamo.config.patch(specialize_float=True):
+            return compiled(hidden_states, *args, _masks=tuple(masks), **kwargs)
 
     return forward
 

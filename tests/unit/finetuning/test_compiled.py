@@ -6,14 +6,16 @@ import pytest
 
 from babyllama.errors import UserError
 from babyllama.finetuning import compiled
-from babyllama.finetuning.compiled import AUTO_MIN_POSITIONS, layer_list, resolve_compile
+from babyllama.finetuning.compiled import AUTO_MIN_POSITIONS, AUTO_MIN_POSITIONS_GPU, layer_list, resolve_compile
 
 
-def test_auto_compiles_long_cpu_runs_only(monkeypatch):
+def test_auto_compiles_long_runs_only(monkeypatch):
     monkeypatch.setattr(compiled, "has_compiler", lambda: True)
     assert resolve_compile("auto", "cpu", AUTO_MIN_POSITIONS) == (True, None)
     assert resolve_compile("auto", "cpu", AUTO_MIN_POSITIONS - 1) == (False, None)  # the compile would not pay
-    assert resolve_compile("auto", "cuda", 10 * AUTO_MIN_POSITIONS) == (False, None)
+    assert resolve_compile("auto", "cuda", AUTO_MIN_POSITIONS_GPU - 1) == (False, None)  # GPU steps gain less
+    assert resolve_compile("auto", "cuda", AUTO_MIN_POSITIONS_GPU) == (True, None)
+    assert resolve_compile("auto", "mps", 10 * AUTO_MIN_POSITIONS_GPU) == (False, None)
     assert resolve_compile(True, "cpu", 10) == (True, None) and resolve_compile(False, "cpu", 10**9) == (False, None)
     monkeypatch.setattr(compiled, "has_compiler", lambda: False)
     on, why = resolve_compile("auto", "cpu", 10 * AUTO_MIN_POSITIONS)
@@ -34,11 +36,12 @@ def test_the_blocks_of_llama_and_gpt2_bodies(tiny_tokenizer, preset, name):
     assert layer_list(torch.nn.Linear(2, 2)) is None
 
 
-def _classifier(arch: str):
+def _classifier(arch: str, attention: str = "sdpa"):
     import torch
     from transformers import GPT2Config, LlamaConfig
 
     from babyllama.finetuning.model import Classifier
+    from babyllama.training.hardware import set_attention
 
     torch.manual_seed(0)
     if arch == "llama":
@@ -48,15 +51,19 @@ def _classifier(arch: str):
         config = GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=128, pad_token_id=0,
                             bos_token_id=1, eos_token_id=1, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     config._attn_implementation = "sdpa"
-    return Classifier("sequence_classification", config, 2, "last", dropout=0.0)
+    model = Classifier("sequence_classification", config, 2, "last", dropout=0.0)
+    set_attention(model.body, attention)
+    return model
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_one_graph_serves_every_batch(arch):
+@pytest.mark.parametrize("attention", ["sdpa", "by_grad"])  # by_grad: what compiled layers train with on a CPU
+def test_one_graph_serves_every_batch(arch, attention):
     """Batches above and below 4,096 positions, padded and not, and a batch of one run one compiled graph (inductor
     would otherwise guard on the size, and transformers takes another attention path for unpadded batches), with
-    the eager model's logits and gradients."""
+    the eager model's logits and gradients. Eager attention passes the layers a (batch, 1, seq, seq) mask even for
+    unpadded batches, a second tensor that carries the batch size."""
     import copy
 
     import torch
@@ -66,7 +73,7 @@ def test_one_graph_serves_every_batch(arch):
 
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    model = _classifier(arch)
+    model = _classifier(arch, attention)
     eager = copy.deepcopy(model)
     assert compile_layers(model.body)
     for m in (model, eager):
