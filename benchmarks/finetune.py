@@ -207,18 +207,19 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
+    from babyllama.errors import UserError
+    from babyllama.models import load_model
+    from babyllama.training.hardware import device_type, resolve_device, resolve_precision
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     torch.set_num_threads(os.cpu_count() or 1)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    from babyllama.errors import UserError
-    from babyllama.training.hardware import device_type, resolve_device
-
     try:
         device = resolve_device(a.device)
     except UserError as e:
-        sys.exit(f"--device: {e}")
+        sys.exit(f"--{e}")
     model_dir = Path(a.model) if a.model else model_for(a.preset, work)
     data_dir = Path(a.data_dir)
     info = machine_info()
@@ -230,9 +231,6 @@ def main() -> None:
     line = {"benchmark": "finetune", **info, "device": device, "matmul_peak_gflops": peaks,
             "model": str(model_dir), "params": None, "tasks": a.tasks, "epochs": a.epochs, "seeds": a.seeds,
             "protocol": "babylm2024", "inductor_cache": a.inductor_cache, "paths": {}}
-    from babyllama.models import load_model
-    from babyllama.training.hardware import resolve_precision
-
     line["params"] = sum(p.numel() for p in load_model(model_dir).parameters())
     line["paths"]["reference"] = {}
     flags = {"auto": "auto", "on": True, "off": False}

@@ -3,9 +3,10 @@
 Why: at the sizes a CPU fine-tunes, a step is bound by element-wise work (norms, rotary embeddings, the gated MLP,
 dtype casts), which inductor fuses; on a GPU, at these sizes, by the launches of many small kernels, which fusing
 cuts. A whole model compiles once per process per architecture (one layer class, dynamic shapes), and every later
-model, seed and task of that process reuses the compiled code (measured: benchmarks/README.md, "Fine-tuning"). Compiling costs tens of seconds the first time on a machine and a few once
-inductor's on-disk cache holds it, so ``auto`` compiles only runs long enough to pay for it. Evaluation runs the
-same layers eagerly (``force_eager``): a no-grad graph would be a second compile for a few seconds of scoring.
+model, seed and task of that process reuses the compiled code (measured: benchmarks/README.md, "Fine-tuning").
+Compiling costs tens of seconds the first time on a machine and a few once inductor's on-disk cache holds it, so
+``auto`` compiles only runs long enough to pay for it. Evaluation runs the same layers eagerly (``force_eager``): a
+no-grad graph would be a second compile for a few seconds of scoring.
 
 One graph serves every batch: shapes are dynamic, the pooled path gives every right-padded batch the same attention
 path (:func:`.pooled.pooled_hidden`), and the batch dimension is unbacked, in the hidden states and in the
@@ -84,35 +85,29 @@ def compile_layers(body: nn.Module) -> bool:
     if layers is None:
         return False
     for layer in layers:
-        layer.forward = _batch_unbacked(torch.compile(_same_batch(layer.forward), dynamic=True))
+        layer.forward = _one_graph_for_every_batch(layer.forward)
     return True
 
 
-def _same_batch(forward):
-    """``forward`` told, inside the compiled region, that the attention masks named in ``_masks`` have the hidden
-    states' batch size: two unbacked sizes are otherwise unrelated, and broadcasting one against the other breaks
-    the graph."""
+def _one_graph_for_every_batch(forward):
+    """``forward`` compiled with the batch dimension of its hidden states and of any 4-D attention mask marked
+    unbacked. The mask matters: eager attention gets a (batch, 1, query, key) mask even for unpadded batches, and a
+    backed batch size there would let inductor guard on the batch again. The marking happens outside the compiled
+    region (where it must); inside, the masks are declared to share the hidden states' batch size, since two
+    unbacked sizes are otherwise unrelated and broadcasting one against the other breaks the graph."""
+    import torch._dynamo.config
+    from torch._dynamo.decorators import mark_unbacked
 
-    @functools.wraps(forward)
-    def checked(hidden_states, *args, _masks=(), **kwargs):
+    def same_batch(hidden_states, *args, _masks=(), **kwargs):
         for key in _masks:
             mask = args[key] if isinstance(key, int) else kwargs[key]
             torch._check(mask.shape[0] == hidden_states.shape[0])
         return forward(hidden_states, *args, **kwargs)
 
-    return checked
+    compiled = torch.compile(functools.wraps(forward)(same_batch), dynamic=True)
 
-
-def _batch_unbacked(compiled):
-    """``compiled`` called with the batch dimension of its hidden states and of any 4-D attention mask marked
-    unbacked (outside the compiled region, where the marking must happen). The mask matters: eager attention gets
-    a (batch, 1, query, key) mask even for unpadded batches, and a backed batch size there would let inductor guard
-    on the batch again."""
-    import torch._dynamo.config
-    from torch._dynamo.decorators import mark_unbacked
-
-    @functools.wraps(compiled)
-    def forward(hidden_states, *args, **kwargs):
+    @functools.wraps(forward)
+    def marked(hidden_states, *args, **kwargs):
         batch = hidden_states.shape[0]
         mark_unbacked(hidden_states, 0)
         masks = []
@@ -125,7 +120,7 @@ def _batch_unbacked(compiled):
         with torch._dynamo.config.patch(specialize_float=True):
             return compiled(hidden_states, *args, _masks=tuple(masks), **kwargs)
 
-    return forward
+    return marked
 
 
 def eager_scoring():
