@@ -19,10 +19,11 @@ it; ``keep`` uses the cache earlier runs left.
 Prints one JSON line: per path and task, examples/s (training examples processed / wall seconds of the whole call:
 tokenization, model set-up, training, every evaluation, checkpoint selection) and the validation metrics per seed;
 then the speedup of each of our paths over the reference and whether each task's mean metric (the one the results
-table reports, and F1, which the 2024 script selects on) lies within the two paths' seed spread. ``matmul_share``
-(on a CPU) says what the hardware leaves to gain: the share of our first path's training step spent in matrix products
-(torch.profiler, real batches of the first task), and ``speedup_bound`` the speedup that path would reach if
-nothing else took any time.
+table reports, and F1, which the 2024 script selects on) lies within the two paths' seed spread (the target), with
+the per-seed paired difference, its 95% t interval and p-value (seeds are shared, so this is how `babyllama
+finetune` itself would compare the two). ``matmul_share`` (on a CPU) says what the hardware leaves to gain: the
+share of our first path's training step spent in matrix products (torch.profiler, real batches of the first task),
+and ``speedup_bound`` the speedup that path would reach if nothing else took any time.
 
     python benchmarks/finetune.py                      # RTE and MRPC, 2 epochs, seeds 12 13, llama-cpu-4m, precision auto
     python benchmarks/finetune.py --model DIR --epochs 10 --seeds 12 13 14
@@ -45,7 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_blimp import model_for  # noqa: E402
-from train_step import machine_info, matmul_peak, peaks_for  # noqa: E402
+from train_step import machine_info, peaks_for  # noqa: E402
 
 
 def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed: int, work: Path,
@@ -126,14 +127,14 @@ def ours_runs(model_dir: Path, task: str, data_dir: Path, epochs: int, seeds: li
     return seconds, runs, res["models"][0]["compiled"]
 
 
-def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, compile_: bool | str,
+def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, compiled: bool,
                  steps: int = 8) -> dict:
     """The share of a training step of our path that matrix products take: ``steps`` length-grouped batches of
     ``task`` under torch.profiler, after three unprofiled ones (where a compile happens)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from babyllama.finetuning.compiled import compile_layers, resolve_compile, training_attention
+    from babyllama.finetuning.compiled import compile_layers, training_attention
     from babyllama.finetuning.data import collate, encode_split, train_batches
     from babyllama.finetuning.model import build_classifier, load_base
     from babyllama.finetuning.protocols import protocol_hparams
@@ -141,7 +142,6 @@ def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, com
     from babyllama.training.hardware import autocast, resolve_precision
 
     precision = resolve_precision(precision, "cpu")
-    compiled = resolve_compile(compile_, "cpu", 10**12)[0]  # as a call long enough for auto to compile
     attention = training_attention(compiled, precision, "cpu")
     base = load_base(model_dir)
     d = load_task(task, data_dir, "babylm2024")
@@ -225,9 +225,7 @@ def main() -> None:
     info = machine_info()
     if device_type(device) == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-        peaks = {p: matmul_peak(dt, 8192, 10, device) for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    else:
-        peaks = peaks_for(["fp32", "bf16"], info["native_bf16"])
+    peaks = peaks_for(["fp32", "bf16"], info["native_bf16"], device)
     line = {"benchmark": "finetune", **info, "device": device, "matmul_peak_gflops": peaks,
             "model": str(model_dir), "params": None, "tasks": a.tasks, "epochs": a.epochs, "seeds": a.seeds,
             "protocol": "babylm2024", "inductor_cache": a.inductor_cache, "paths": {}}
@@ -258,6 +256,7 @@ def main() -> None:
     for n, p in line["paths"].items():
         if n != "reference":
             line["speedup"][n]["all_tasks"] = round(overall(p) / overall(ref), 2)
+    from babyllama.finetuning.stats import paired
     from babyllama.finetuning.tasks import get_task
 
     agree = {}
@@ -269,17 +268,24 @@ def main() -> None:
             reported = get_task(t).metric  # what the results table shows; the 2024 script selects on F1
             agree[n][t] = {"reported": reported}
             for metric in dict.fromkeys([reported, "f1"]):
-                ours = [r[metric] for r in p[t]["runs"]]
+                ours = {r["seed"]: r[metric] for r in p[t]["runs"]}
                 theirs = [r[metric] for r in ref[t]["runs"]]
-                spread = max(max(ours) - min(ours), max(theirs) - min(theirs))
-                agree[n][t][metric] = {"ours_mean": round(float(np.mean(ours)), 4),
+                spread = max(max(ours.values()) - min(ours.values()), max(theirs) - min(theirs))
+                # same seeds, same files: the per-seed differences, as `babyllama finetune` compares two models
+                diff = paired([ours[r["seed"]] for r in ref[t]["runs"]], theirs)
+                agree[n][t][metric] = {"ours_mean": round(float(np.mean(list(ours.values()))), 4),
                                        "reference_mean": round(float(np.mean(theirs)), 4),
                                        "seed_spread": round(spread, 4),
-                                       "within_spread": bool(abs(np.mean(ours) - np.mean(theirs)) <= spread)}
+                                       "within_spread": bool(abs(np.mean(list(ours.values())) - np.mean(theirs))
+                                                             <= spread),
+                                       "paired_diff": round(diff["diff"], 4),
+                                       "paired_ci": diff["ci"] and [round(v, 4) for v in diff["ci"]],
+                                       "paired_p": diff["p"] and round(diff["p"], 4)}
     line["metrics_agree"] = agree
-    first, prec, comp, _ = paths[0]
+    first, prec, _, _ = paths[0]
     if device == "cpu":  # on a GPU a step's wall time is not the sum of its kernels' times
-        share = matmul_share(model_dir, a.tasks[0], data_dir, prec, flags[comp])
+        # the step that path ran: compiled or not as its first task's call decided
+        share = matmul_share(model_dir, a.tasks[0], data_dir, prec, line["paths"][first][a.tasks[0]]["compiled"])
         line["matmul_share"] = {"path": first, **share,
                                 "speedup_bound": round(line["speedup"][first]["all_tasks"] / share["share"], 2)}
     print(json.dumps(line))

@@ -79,8 +79,12 @@ def machine_info() -> dict:
             "threads": torch.get_num_threads()}
 
 
-def peaks_for(precisions, native_bf16: bool) -> dict[str, float]:
-    """matmul_peak for each precision; bf16 without native support is emulated (far slower): a smaller matmul."""
+def peaks_for(precisions, native_bf16: bool, device: str = "cpu") -> dict[str, float]:
+    """matmul_peak for each precision on ``device``. On a CPU, 2048 x 2048 products, and bf16 without native
+    support is emulated (far slower): a smaller one. A GPU needs 8192 x 8192 to reach its peak."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if torch.device(device).type == "cuda":
+        return {p: matmul_peak(dtypes[p], 8192, 10, device) for p in precisions}
     return {p: matmul_peak(torch.float32) if p == "fp32" else
             matmul_peak(torch.bfloat16, *((2048, 10) if native_bf16 else (512, 3))) for p in precisions}
 
