@@ -139,7 +139,8 @@ def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, com
     from babyllama.finetuning.model import build_classifier, load_base
     from babyllama.finetuning.protocols import protocol_hparams
     from babyllama.finetuning.tasks import load_task
-    from babyllama.training.hardware import autocast, resolve_precision
+    from babyllama.finetuning.train import optimizer_for, training_step
+    from babyllama.training.hardware import resolve_precision
 
     precision = resolve_precision(precision, "cpu")
     attention = training_attention(compiled, precision, "cpu")
@@ -150,17 +151,12 @@ def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, com
     model = build_classifier(base, h.head, d.num_labels, h.pooling, h.dropout, 0, attention)
     if compiled:
         compile_layers(model.body)
-    opt = torch.optim.AdamW(model.parameters(), lr=h.learning_rate, fused=True)
+    opt, scaler = optimizer_for(model, h, precision, "cpu")
     batches = train_batches(train.lengths, h.batch_size, torch.Generator().manual_seed(0), False)[:3 + steps]
     model.train()
 
-    def step(index):
-        ids, mask, labels = collate(train, index, base.pad_id)
-        with autocast(precision, "cpu"):
-            logits = model(ids, mask)
-        torch.nn.functional.cross_entropy(logits.float(), labels).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def step(index):  # a run's own step (its schedule aside)
+        training_step(model, opt, scaler, *collate(train, index, base.pad_id), h.max_grad_norm, precision, "cpu")
 
     for index in batches[:3]:
         step(index)

@@ -78,6 +78,33 @@ def predict(model, enc: Encoded, pad_id: int, batch_size: int, precision: str, d
     return out
 
 
+def optimizer_for(model, h: Hparams, precision: str, device: str):
+    """(AdamW over the trainable parameters with the protocol's settings, the gradient scaler ``precision`` needs)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # the fused kernel: one pass over each parameter instead of a dozen element-wise ops (CPU and CUDA)
+    opt = torch.optim.AdamW(trainable, lr=h.learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=h.weight_decay, fused=device_type(device) in ("cpu", "cuda") or None)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (the scaler is then a no-op)
+    scaler = torch.amp.GradScaler(device_type(device), enabled=precision == "fp16")
+    return opt, scaler
+
+
+def training_step(model, opt, scaler, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                  max_grad_norm: float | None, precision: str, device: str) -> None:
+    """One optimiser step on one batch: forward under the precision's autocast, cross-entropy, backward, the
+    gradient clipped to ``max_grad_norm`` (the Trainer's default 1.0), the update. The schedule is the caller's."""
+    with autocast(precision, device):
+        logits = model(ids, mask)
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+    scaler.scale(loss).backward()
+    if max_grad_norm is not None:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_([p for group in opt.param_groups for p in group["params"]], max_grad_norm)
+    scaler.step(opt)
+    scaler.update()
+    opt.zero_grad(set_to_none=True)
+
+
 def _scheduler(opt, h: Hparams, total_steps: int):
     from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_scheduler
 
@@ -99,12 +126,7 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
     model = build_classifier(base, h.head, num_labels, h.pooling, h.dropout, seed, attention, lora).to(device)
     if compile_layers_:
         compile_layers(model.body)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    # the fused kernel: one pass over each parameter instead of a dozen element-wise ops (CPU and CUDA)
-    opt = torch.optim.AdamW(trainable, lr=h.learning_rate, betas=(0.9, 0.999), eps=1e-8,
-                            weight_decay=h.weight_decay, fused=device_type(device) in ("cpu", "cuda") or None)
-    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (the scaler is then a no-op)
-    scaler = torch.amp.GradScaler(device_type(device), enabled=precision == "fp16")
+    opt, scaler = optimizer_for(model, h, precision, device)
     gen = torch.Generator().manual_seed(seed)
     lengths = train.lengths
     per_epoch = len(lengths) // h.batch_size if h.drop_last else math.ceil(len(lengths) / h.batch_size)
@@ -145,17 +167,8 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
         for index in train_batches(lengths, h.batch_size, gen, drop_last, length_grouping):
             ids, mask, labels = collate(train, index, base.pad_id)
             ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-            with autocast(precision, device):
-                logits = model(ids, mask)
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-            scaler.scale(loss).backward()
-            if h.max_grad_norm is not None:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(trainable, h.max_grad_norm)
-            scaler.step(opt)
-            scaler.update()
+            training_step(model, opt, scaler, ids, mask, labels, h.max_grad_norm, precision, device)
             sched.step()
-            opt.zero_grad(set_to_none=True)
             step += 1
             examples += len(index)
             real_tokens += int(mask.sum())
