@@ -264,16 +264,16 @@ def main() -> None:
             reported = get_task(t).metric  # what the results table shows; the 2024 script selects on F1
             agree[n][t] = {"reported": reported}
             for metric in dict.fromkeys([reported, "f1"]):
-                ours = {r["seed"]: r[metric] for r in p[t]["runs"]}
                 theirs = [r[metric] for r in ref[t]["runs"]]
-                spread = max(max(ours.values()) - min(ours.values()), max(theirs) - min(theirs))
+                by_seed = {r["seed"]: r[metric] for r in p[t]["runs"]}
+                ours = [by_seed[r["seed"]] for r in ref[t]["runs"]]  # in the reference's seed order
+                spread = max(max(ours) - min(ours), max(theirs) - min(theirs))
                 # same seeds, same files: the per-seed differences, as `babyllama finetune` compares two models
-                diff = paired([ours[r["seed"]] for r in ref[t]["runs"]], theirs)
-                agree[n][t][metric] = {"ours_mean": round(float(np.mean(list(ours.values()))), 4),
+                diff = paired(ours, theirs)
+                agree[n][t][metric] = {"ours_mean": round(float(np.mean(ours)), 4),
                                        "reference_mean": round(float(np.mean(theirs)), 4),
                                        "seed_spread": round(spread, 4),
-                                       "within_spread": bool(abs(np.mean(list(ours.values())) - np.mean(theirs))
-                                                             <= spread),
+                                       "within_spread": bool(abs(np.mean(ours) - np.mean(theirs)) <= spread),
                                        "paired_diff": round(diff["diff"], 4),
                                        "paired_ci": diff["ci"] and [round(v, 4) for v in diff["ci"]],
                                        "paired_p": diff["p"] and round(diff["p"], 4)}
