@@ -92,20 +92,26 @@ def _killed_then_resumed(tmp_path, cfg, where, at):
     return r
 
 
-def test_pretraining_killed_at_a_random_step_resumes_bit_identical(tiny_prepared, tiny_tokenizer_dir, tmp_path):
-    ref = _config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "ref")
-    assert _run(tmp_path, ref).returncode == 0
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_prepared, tiny_tokenizer_dir, tmp_path_factory):
+    """The pretraining run that was never killed: what both pretraining tests must end bit-identical to."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    r = _run(tmp, _config(tiny_prepared, tiny_tokenizer_dir, tmp / "ref"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp / "ref"
+
+
+def test_pretraining_killed_at_a_random_step_resumes_bit_identical(tiny_prepared, tiny_tokenizer_dir, uninterrupted,
+                                                                   tmp_path):
     at = random.Random().randint(6, 19)  # after the first checkpoint (step 5), before the end
     cfg = _config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "killed")
     r = _killed_then_resumed(tmp_path, cfg, "step", at)
     assert "resuming from" in r.stdout, at
-    _assert_identical(tmp_path / "ref", tmp_path / "killed")
+    _assert_identical(uninterrupted, tmp_path / "killed")
 
 
 def test_pretraining_killed_while_writing_a_checkpoint_resumes_from_the_one_before(tiny_prepared, tiny_tokenizer_dir,
-                                                                                   tmp_path):
-    ref = _config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "ref")
-    assert _run(tmp_path, ref).returncode == 0
+                                                                                   uninterrupted, tmp_path):
     cfg = _config(tiny_prepared, tiny_tokenizer_dir, tmp_path / "killed")
     r = _run(tmp_path, cfg, "checkpoint", 10)
     assert r.returncode == -9
@@ -115,7 +121,7 @@ def test_pretraining_killed_while_writing_a_checkpoint_resumes_from_the_one_befo
     assert r.returncode == 0, r.stderr[-3000:]
     assert "removing unfinished checkpoint" in r.stdout and f"resuming from {tmp_path / 'killed' / 'checkpoint-5'}" \
         in r.stdout
-    _assert_identical(tmp_path / "ref", tmp_path / "killed")
+    _assert_identical(uninterrupted, tmp_path / "killed")
 
 
 @pytest.fixture(scope="module")

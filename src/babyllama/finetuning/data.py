@@ -2,9 +2,11 @@
 
 Why: the 2023/2024 script pads every example to 128 tokens, while filtered RTE averages 77 tokens and CoLA 11
 (our 8k BPE), so most of its arithmetic is on padding. Here each example is tokenized once per (tokenizer, file,
-max length) - in memory for the process and, with a cache folder, on disk - and training batches are drawn as
-the Hugging Face ``LengthGroupedSampler`` draws them (a seeded permutation cut into megabatches of 50 batches, each
-sorted by length), then padded to their own longest example. Every example is still seen once per epoch.
+max length) - in memory for the process and, with a cache folder, on disk - and training batches are the ones the
+Hugging Face Trainer draws with ``group_by_length=True`` (transformers' own ``get_length_grouped_indices``: a seeded
+permutation cut into megabatches of at most 50 batches and at least four megabatches per epoch, each sorted by
+length, the longest example first), then padded to their own longest example. Every example is still seen once per
+epoch.
 
 Tokenization is the script's: ``tokenizer(text_a[, text_b], truncation=True, max_length=L)``, no special tokens
 beyond what the tokenizer itself adds.
@@ -17,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from ..io import atomic_write, short_hash
 from .tasks import Split
-
-MEGABATCH_MULT = 50  # transformers' LengthGroupedSampler
-
 
 @dataclass
 class Encoded:
@@ -78,18 +78,16 @@ def encode_split(tokenizer, tokenizer_id: str, task: str, split: Split, max_leng
 
 def train_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator, drop_last: bool,
                   length_grouping: bool = True) -> list[np.ndarray]:
-    """One epoch's batches of example indices. Only the very last batch can be short (dropped if ``drop_last``)."""
+    """One epoch's batches of example indices, in the Trainer's order: a random permutation, or (``length_grouping``)
+    its ``LengthGroupedSampler`` order. Only the very last batch can be short (dropped if ``drop_last``)."""
     n = len(lengths)
-    perm = torch.randperm(n, generator=generator).numpy()
     if length_grouping:
-        mb = batch_size * MEGABATCH_MULT
-        perm = np.concatenate([sorted(perm[i:i + mb], key=lambda j: -lengths[j]) for i in range(0, n, mb)])
+        perm = np.asarray(get_length_grouped_indices(lengths.tolist(), batch_size, generator=generator))
+    else:
+        perm = torch.randperm(n, generator=generator).numpy()
     batches = [perm[i:i + batch_size] for i in range(0, n, batch_size)]
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
-    if length_grouping and len(batches) > 1:  # so that an epoch does not run long-to-short within each megabatch
-        order = torch.randperm(len(batches), generator=generator).numpy()
-        batches = [batches[i] for i in order]
     return batches
 
 

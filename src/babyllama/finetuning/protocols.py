@@ -14,10 +14,12 @@ LayerNorm, Dropout 0.1, Linear) on the first token, AdamW (weight decay 0.01 on 
 cosine decay to 0.1x, no clipping, lr 3e-5, batch 32 (16 for BoolQ and MultiRC), 10 epochs (30 for WSC), the last
 incomplete batch dropped, max length 512, seed 42; the best epoch by accuracy (F1 for MRPC and QQP), no early stop.
 
-What we do differently, by design: batches are grouped by length and padded to their longest example, not to
-``max_length`` (the same examples and updates, less arithmetic on padding), the last decoder layer is computed at
-the pooled position only (the same logits and gradients, :mod:`.pooled`), and training runs under bf16 autocast
-where the training precision rule says so. ``length_grouping: false`` restores random batches.
+What we do differently, by design: training batches are the Trainer's ``group_by_length=True`` batches
+(transformers' ``LengthGroupedSampler``) padded to their longest example, not random batches padded to
+``max_length`` (the same examples each epoch, in another order, with far less arithmetic on padding), the last
+decoder layer is computed at the pooled position only (the same logits and gradients, :mod:`.pooled`), and training
+runs under bf16 autocast where the training precision rule says so. ``length_grouping: false`` restores random
+batches.
 """
 
 from __future__ import annotations

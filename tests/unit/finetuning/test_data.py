@@ -36,6 +36,20 @@ def test_grouping_cuts_padding_and_is_seeded():
     assert any(len(a) != len(b) or (a != b).any() for a, b in zip(grouped, other))
 
 
+def test_grouped_batches_are_the_trainers_group_by_length_batches():
+    """The Hugging Face Trainer's ``group_by_length=True`` sampler, cut into batches as its DataLoader cuts it: at
+    least four megabatches per epoch (RTE's 2,490 examples: 9 batches each), not one sorted epoch."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    lengths = _lengths(2490, seed=3)
+    ours = train_batches(lengths, 64, torch.Generator().manual_seed(12), False, True)
+    order = list(LengthGroupedSampler(64, lengths=lengths.tolist(), generator=torch.Generator().manual_seed(12)))
+    assert [b.tolist() for b in ours] == [order[i:i + 64] for i in range(0, len(order), 64)]
+    longest = [int(lengths[b].max()) for b in ours]
+    restarts = sum(b > a for a, b in zip(longest, longest[1:]))  # a new megabatch starts long again
+    assert restarts >= 3
+
+
 def test_collate_pads_to_the_longest_in_the_batch_either_side():
     enc = Encoded([np.array([5, 6, 7]), np.array([8])], np.array([1, 0]))
     ids, mask, labels = collate(enc, np.array([0, 1]), pad_id=0)
