@@ -66,7 +66,7 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     need_shared()
 
     def here(*args, cwd=None):
-        """The read-only commands run in this process (no interpreter start-up), from ``cwd``."""
+        """A command in this process (no interpreter start-up), from ``cwd``; the first run stays a subprocess."""
         from types import SimpleNamespace
 
         from babyllama.cli import main
@@ -129,7 +129,7 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     (student / "run_info.json").unlink()
     r = here("status", rd)
     assert parse_status(r.stdout)["student:s1"] == "partial"
-    r = run_cli("run", SMOKE, *common)
+    r = here("run", SMOKE, *common)
     assert r.returncode == 0 and "resuming from" in r.stdout and "stage 6/15: student:s1" in r.stdout
     assert "stage 10/15: eval:student:s1" in r.stdout  # the re-finished model is evaluated again
     assert "stage 15/15: finetune:student:s1" in r.stdout  # and fine-tuned again
