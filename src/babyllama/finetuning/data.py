@@ -6,7 +6,7 @@ max length) - in memory for the process and, with a cache folder, on disk - and 
 Hugging Face Trainer draws with ``group_by_length=True`` (transformers' own ``get_length_grouped_indices``: a seeded
 permutation cut into megabatches of at most 50 batches and at least four megabatches per epoch, each sorted by
 length, the longest example first), then padded to their own longest example. Every example is still seen once per
-epoch.
+epoch (where a protocol drops the last short batch, all but a random remainder, as with random batches).
 
 Tokenization is the script's: ``tokenizer(text_a[, text_b], truncation=True, max_length=L)``, no special tokens
 beyond what the tokenizer itself adds.
@@ -82,7 +82,13 @@ def train_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generat
     its ``LengthGroupedSampler`` order. Only the very last batch can be short (dropped if ``drop_last``)."""
     n = len(lengths)
     if length_grouping:
-        perm = np.asarray(get_length_grouped_indices(lengths.tolist(), batch_size, generator=generator))
+        rows = np.arange(n)
+        if drop_last and n % batch_size:
+            # the examples left out are drawn at random, as with random batches: grouped, the short last batch
+            # would hold the shortest examples of the last megabatch, and short examples would be left out most
+            rows = np.sort(torch.randperm(n, generator=generator).numpy()[:n - n % batch_size])
+        grouped = get_length_grouped_indices(lengths[rows].tolist(), batch_size, generator=generator)
+        perm = rows[np.asarray(grouped, dtype=np.int64)]
     else:
         perm = torch.randperm(n, generator=generator).numpy()
     batches = [perm[i:i + batch_size] for i in range(0, n, batch_size)]

@@ -50,6 +50,17 @@ def test_grouped_batches_are_the_trainers_group_by_length_batches():
     assert restarts >= 3
 
 
+def test_grouped_batches_leave_out_random_examples_not_the_shortest():
+    """With ``drop_last`` (the 2025 protocol) the examples an epoch leaves out are as long, on average, as the rest."""
+    lengths = np.arange(1, 554 + 1)  # WSC's size; batch 32 leaves 10 out per epoch
+    left_out = []
+    for seed in range(100):
+        kept = np.concatenate(train_batches(lengths, 32, torch.Generator().manual_seed(seed), True, True))
+        assert len(kept) == 544 and len(set(kept.tolist())) == 544
+        left_out += sorted(set(range(554)) - set(kept.tolist()))
+    assert abs(np.mean(lengths[left_out]) / np.mean(lengths) - 1) < 0.1
+
+
 def test_collate_pads_to_the_longest_in_the_batch_either_side():
     enc = Encoded([np.array([5, 6, 7]), np.array([8])], np.array([1, 0]))
     ids, mask, labels = collate(enc, np.array([0, 1]), pad_id=0)
