@@ -28,6 +28,7 @@ and ``speedup_bound`` the speedup that path would reach if nothing else took any
     python benchmarks/finetune.py                      # RTE and MRPC, 2 epochs, seeds 12 13, llama-cpu-4m, precision auto
     python benchmarks/finetune.py --model DIR --epochs 10 --seeds 12 13 14
     python benchmarks/finetune.py --seeds 12 13 14 15 --compile auto off   # also our path without compiling
+    python benchmarks/finetune.py --batches grouped random                 # also our path with the script's batches
     python benchmarks/finetune.py --device cuda --compile auto on          # on a GPU (benchmarks/gpu.sh runs it)
 """
 
@@ -108,7 +109,8 @@ def reference_run(model_dir: Path, task: str, data_dir: Path, epochs: int, seed:
 
 
 def ours_runs(model_dir: Path, task: str, data_dir: Path, epochs: int, seeds: list[int], precision: str,
-              jobs: int | str, compile_: bool | str, device: str) -> tuple[float, list[dict], bool]:
+              jobs: int | str, compile_: bool | str, device: str, length_grouping: bool = True
+              ) -> tuple[float, list[dict], bool]:
     """One `babyllama finetune` call on a task with every seed (the seeds side by side when jobs allow): its wall
     seconds and each run's figures."""
     from babyllama.config import FinetuneConfig
@@ -118,7 +120,8 @@ def ours_runs(model_dir: Path, task: str, data_dir: Path, epochs: int, seeds: li
     _MEMORY.clear()  # each call pays for its own tokenization, as the reference does
     t0 = time.perf_counter()
     cfg = FinetuneConfig(tasks=[task], protocol="babylm2024", seeds=seeds, data_dir=str(data_dir),
-                         max_epochs=epochs, precision=precision, jobs=jobs, compile=compile_, device=device)
+                         max_epochs=epochs, precision=precision, jobs=jobs, compile=compile_, device=device,
+                         length_grouping=length_grouping)
     res = finetune_models([model_dir], cfg, log=lambda s: None)
     seconds = time.perf_counter() - t0
     runs = [{"seed": r["seed"], "run_seconds": r["seconds"], "examples": r["examples"],
@@ -128,9 +131,9 @@ def ours_runs(model_dir: Path, task: str, data_dir: Path, epochs: int, seeds: li
 
 
 def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, compiled: bool,
-                 steps: int = 8) -> dict:
-    """The share of a training step of our path that matrix products take: ``steps`` length-grouped batches of
-    ``task`` under torch.profiler, after three unprofiled ones (where a compile happens)."""
+                 length_grouping: bool = True, steps: int = 8) -> dict:
+    """The share of a training step of our path that matrix products take: ``steps`` batches of ``task`` (as the
+    path draws them) under torch.profiler, after three unprofiled ones (where a compile happens)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -152,7 +155,8 @@ def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, com
     if compiled:
         compile_layers(model.body)
     opt, scaler = optimizer_for(model, h, precision, "cpu")
-    batches = train_batches(train.lengths, h.batch_size, torch.Generator().manual_seed(0), False)[:3 + steps]
+    batches = train_batches(train.lengths, h.batch_size, torch.Generator().manual_seed(0), False,
+                            length_grouping)[:3 + steps]
     model.train()
 
     def step(index):  # a run's own step (its schedule aside)
@@ -191,6 +195,9 @@ def main() -> None:
                     help="finetune.jobs of our path (auto, or a number); several values: one path each")
     ap.add_argument("--compile", nargs="+", default=["auto"], choices=["auto", "on", "off"],
                     help="finetune.compile of our path; several values: one path each")
+    ap.add_argument("--batches", nargs="+", default=["grouped"], choices=["grouped", "random"],
+                    help="our path's training batches: the Trainer's group_by_length ones, or random ones as the "
+                    "script draws them (finetune.length_grouping); several values: one path each")
     ap.add_argument("--inductor-cache", choices=["cold", "keep"], default="cold",
                     help="cold: a fresh torch.compile cache for this run (what a first run on a machine pays); "
                     "keep: the cache as earlier runs left it")
@@ -228,16 +235,18 @@ def main() -> None:
     line["params"] = sum(p.numel() for p in load_model(model_dir).parameters())
     line["paths"]["reference"] = {}
     flags = {"auto": "auto", "on": True, "off": False}
-    paths = [(f"ours_{prec}" + ("" if comp == "auto" else f"_compile_{comp}") + ("" if jobs == "1" else f"_jobs{jobs}"),
-              prec, comp, jobs) for prec in a.precisions for comp in a.compile for jobs in a.jobs]
+    paths = [(f"ours_{prec}" + ("" if comp == "auto" else f"_compile_{comp}") + ("" if jobs == "1" else f"_jobs{jobs}")
+              + ("" if batches == "grouped" else f"_{batches}_batches"), prec, comp, jobs, batches)
+             for prec in a.precisions for comp in a.compile for jobs in a.jobs for batches in a.batches]
     for name, *_ in paths:
         line["paths"][name] = {}
     half = (len(a.seeds) + 1) // 2
     for task in a.tasks:
         ref_runs = [reference_run(model_dir, task, data_dir, a.epochs, s, work, device) for s in a.seeds[:half]]
-        for name, prec, comp, jobs in paths:
+        for name, prec, comp, jobs, batches in paths:
             seconds, runs, compiled = ours_runs(model_dir, task, data_dir, a.epochs, a.seeds, prec,
-                                                jobs if jobs == "auto" else int(jobs), flags[comp], device)
+                                                jobs if jobs == "auto" else int(jobs), flags[comp], device,
+                                                batches == "grouped")
             record(line["paths"][name], name, task, seconds, runs, compiled=compiled,
                    precision=resolve_precision(prec, device))
         ref_runs += [reference_run(model_dir, task, data_dir, a.epochs, s, work, device) for s in a.seeds[half:]]
@@ -278,10 +287,11 @@ def main() -> None:
                                        "paired_ci": diff["ci"] and [round(v, 4) for v in diff["ci"]],
                                        "paired_p": diff["p"] and round(diff["p"], 4)}
     line["metrics_agree"] = agree
-    first, prec, _, _ = paths[0]
+    first, prec, _, _, first_batches = paths[0]
     if device == "cpu":  # on a GPU a step's wall time is not the sum of its kernels' times
         # the step that path ran: compiled or not as its first task's call decided
-        share = matmul_share(model_dir, a.tasks[0], data_dir, prec, line["paths"][first][a.tasks[0]]["compiled"])
+        share = matmul_share(model_dir, a.tasks[0], data_dir, prec, line["paths"][first][a.tasks[0]]["compiled"],
+                             first_batches == "grouped")
         line["matmul_share"] = {"path": first, **share,
                                 "speedup_bound": round(line["speedup"][first]["all_tasks"] / share["share"], 2)}
     print(json.dumps(line))
