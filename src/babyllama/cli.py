@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", action="store_true", help="train low-rank adapters (peft; r 8, alpha 16, dropout 0.1 "
                    "as the 2024 pipeline's train_lora.py) and the head instead of the whole model")
     p.add_argument("--random-batches", action="store_true", help="random training batches, as the "
-                   "2023/2024 script draws them, instead of the Trainer's group_by_length ones (slower: more padding)")
+                   "protocols' scripts draw them, instead of the Trainer's group_by_length ones (slower: more padding)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="torch.compile the decoder "
                    "layers for training (auto: on a CPU when the runs are long enough to pay for the compile)")
     p.add_argument("--jobs", type=jobs_arg, help="runs (task x seed) at once in forked processes sharing the "
