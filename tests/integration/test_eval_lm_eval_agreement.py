@@ -41,7 +41,7 @@ def test_decisions_identical_to_lm_eval(teachers, tmp_path, monkeypatch):
     for p in PARADIGMS:
         src = SHARED_EVAL / "blimp" / f"{p}.jsonl"
         sub = tmp_path / f"{p}.jsonl"
-        sub.write_text("".join(src.read_text().splitlines(keepends=True)[:300]))
+        sub.write_text("".join(src.read_text().splitlines(keepends=True)[:200]))
         _task(tasks, f"bl_{p}", sub, "", "{{[sentence_good, sentence_bad]}}")
         names.append(f"bl_{p}")
     # EWoK stays zipped in the data folder; a temporary, uncommitted copy of 100 items is made for lm-eval
@@ -63,7 +63,7 @@ def test_decisions_identical_to_lm_eval(teachers, tmp_path, monkeypatch):
             items = load_items(str(tmp_path / f"{p}.jsonl"))
             ours, lps = scorer.score_items(items)
             theirs = sorted(res["samples"][f"bl_{p}"], key=lambda s: s["doc_id"])
-            assert len(theirs) == len(ours) == 300
+            assert len(theirs) == len(ours) == 200
             assert [s["acc"] == 1.0 for s in theirs] == ours, p
             for s, lp in zip(theirs, lps):
                 assert [r[0] for r in s["filtered_resps"]] == pytest.approx(list(lp), abs=1e-3)

@@ -66,7 +66,7 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     need_shared()
 
     def here(*args, cwd=None):
-        """A command in this process (no interpreter start-up), from ``cwd``; the first run stays a subprocess."""
+        """A command in this process (no interpreter start-up), from ``cwd``."""
         from types import SimpleNamespace
 
         from babyllama.cli import main
@@ -81,7 +81,7 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
 
     rd = tmp_path / "run"
     common = ["--data-root", str(SHARED), "--run-dir", str(rd)]
-    r = run_cli("run", SMOKE, *common)
+    r = here("run", SMOKE, *common)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "student - baseline" in r.stdout and "student - llama-tiny" in r.stdout
     assert "student - ensemble" in r.stdout and "| ensemble | ensemble | 1 | - | - | " in r.stdout
