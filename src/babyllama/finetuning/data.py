@@ -24,6 +24,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from ..io import atomic_write, short_hash
 from .tasks import Split
 
+
 @dataclass
 class Encoded:
     ids: list[np.ndarray]  # one int32 array per example
