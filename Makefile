@@ -12,12 +12,14 @@ export TRANSFORMERS_OFFLINE := 1
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-# torch first and exactly 2.13.0: the CPU wheel; anything looser may pull a CUDA build.
+# torch first and exactly 2.13.0, with pip: the CPU wheel; anything looser may pull a CUDA build. The rest with uv,
+# which installs the same packages as pip would, several times faster (benchmarks/README.md, "Setting up and the
+# test suite"), torch held at the version installed.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -e '.[dev]' torch==2.13.0
 	touch $@
 
 setup: $(VENV)/.installed
@@ -32,10 +34,11 @@ run: setup
 smoke: setup
 	$(BIN)/babyllama run recipes/smoke.yaml $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
-# one worker per core (pytest-xdist), a test file's tests on one worker; passive OpenMP waits, so that the
+# one worker per core (pytest-xdist), a test file's tests on one worker, the longest files first (tests/conftest.py
+# orders them by tests/durations.json; `pytest --store-durations` refreshes it); passive OpenMP waits, so that the
 # workers' thread pools do not spin against each other
 test: setup
-	OMP_WAIT_POLICY=passive $(BIN)/python -m pytest -q -n auto --dist loadfile
+	OMP_WAIT_POLICY=passive $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 # the one-minute loop: everything but the end-to-end runs (marked slow); needs no ../shared
 quick: setup

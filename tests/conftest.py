@@ -27,6 +27,7 @@ from helpers import SHARED_CORPUS, need_shared, tiny_config  # noqa: E402
 
 SLICE_DOMAINS = ("aochildes", "cbt", "gutenberg", "open_subtitles", "simple_wikipedia", "wikipedia")
 TINY_VOCAB = 300
+DURATIONS = Path(__file__).with_name("durations.json")  # seconds per test file, from `pytest --store-durations`
 
 _SUBJECTS = ["the cat", "a dog", "the girl", "my brother", "the old man", "a teacher", "the children", "she", "he"]
 _VERBS = ["sees", "likes", "finds", "wants", "draws", "reads about", "talks to", "waits for"]
@@ -165,13 +166,39 @@ def data_root(tiny_raw, tmp_path):
     return root
 
 
+def pytest_addoption(parser):
+    parser.addoption("--store-durations", action="store_true",
+                     help=f"write each test file's seconds to {DURATIONS.name} (the order later runs start files in)")
+
+
 def pytest_collection_modifyitems(config, items):
-    """``gpu``-marked tests run where torch sees a CUDA device and are reported as skipped elsewhere."""
+    """Longest test files first; ``gpu``-marked tests skipped where torch sees no CUDA device.
+
+    `make test` hands whole files to its workers (``--dist loadfile --no-loadscope-reorder``) in this order: with the
+    longest first, no worker is left running a minute-long file while the other has run out of work.
+    """
     import torch
 
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0.0))  # stable: a file keeps its order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+_file_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    file = report.nodeid.split("::")[0]
+    _file_seconds[file] = _file_seconds.get(file, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # the controller (or a run without workers) hears every test's report; a worker only its own
+    if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
+        ordered = sorted(_file_seconds.items(), key=lambda kv: -kv[1])
+        DURATIONS.write_text(json.dumps({f: round(s, 1) for f, s in ordered}, indent=1) + "\n")
