@@ -15,11 +15,14 @@ $(BIN)/python:
 
 # torch first and exactly 2.13.0, with pip: the CPU wheel; anything looser may pull a CUDA build. The rest with uv,
 # which installs the same packages as pip would, several times faster (benchmarks/README.md, "Setting up and the
-# test suite"), torch held at the version installed.
+# test suite"), torch held at the version installed; byte-compiled, since an environment with
+# PYTHONDONTWRITEBYTECODE would otherwise compile them again at every import. uv reads no pip.conf: where it cannot
+# reach an index (a pip-only mirror), pip installs the rest instead.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q uv
-	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -e '.[dev]' torch==2.13.0
+	if $(BIN)/pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode \
+		-e '.[dev]' torch==2.13.0; then :; else \
+		echo "uv could not install the dependencies: installing them with pip"; $(BIN)/pip install -q -e '.[dev]'; fi
 	touch $@
 
 setup: $(VENV)/.installed
