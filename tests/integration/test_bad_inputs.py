@@ -105,7 +105,7 @@ def _jsonl(fx, text):
 
 SMOKE = REPO / "recipes" / "smoke.yaml"
 
-# (id, build(fx) -> argv, needle in the error line)
+# (id, build(fx) -> argv, what the error line says: one needle or a tuple of them)
 CASES = [
     # --- configs and overrides
     ("config-missing", lambda fx: ["train", fx.tmp / "nope.yaml"], "config file not found"),
@@ -213,9 +213,10 @@ CASES = [
     ("eval-perplexity-without-corpus", lambda fx: ["eval", fx.model, "--suite", "perplexity"], "needs --corpus"),
     # --- recipes and run directories
     ("run-recipe-missing", lambda fx: ["run", fx.tmp / "r.yaml"], "config file not found"),
-    ("run-no-data-root", lambda fx: ["run", SMOKE, "--run-dir", fx.tmp / "r"], "needs the data root"),
+    ("run-no-data-root", lambda fx: ["run", SMOKE, "--run-dir", fx.tmp / "r"],
+     "needs the data root; pass --data-root DIR or set BABYLLAMA_DATA"),
     ("run-corpus-missing", lambda fx: ["run", SMOKE, "--run-dir", fx.tmp / "r", "--data-root", fx.tmp / "no"],
-     "corpus not found"),
+     ("corpus not found", "or set BABYLLAMA_DATA")),
     ("run-unknown-base-key", lambda fx: ["run", SMOKE, "--data-root", fx.tmp, "--set", "base.training.lrr=1"],
      "unknown key 'base.training.lrr'"),
     ("run-runner-owned-path", lambda fx: ["run", SMOKE, "--data-root", fx.tmp, "--set", "base.data.corpus=/x"],
@@ -239,7 +240,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, fx, capsys, monkeypatch
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, (name, err[-2000:])
     assert len(lines) == 1 and lines[0].startswith("babyllama: error:"), lines
-    assert needle in lines[0], lines[0]
+    assert all(n in lines[0] for n in ((needle,) if isinstance(needle, str) else needle)), lines[0]
     after = snapshot(fx.tmp)
     assert {k: v for k, v in after.items() if k in before} == before, "a file the user had was changed"
     assert not set(after) - set(before), f"new files: {sorted(set(after) - set(before))}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import (SHARED_EVAL, need_shared, one_error_line, run_cli, run_here, save_random_teachers,
+from helpers import (SHARED_EVAL, need_shared, one_error_line, run_here, save_random_teachers,
                      msgs_sentence, write_msgs)
 
 from babyllama.config import FinetuneConfig
@@ -193,11 +193,11 @@ def test_babylm2025_head_warns_about_first_token_pooling(tiny_models, tmp_path):
         assert ctx < 512 and res["models"][0]["tasks"]["main_verb_control"]["hparams"]["max_length"] == ctx
 
 
-def test_cli_two_checkpoints_table_with_cis_and_paired_comparison(tiny_models, tmp_path):
+def test_cli_two_checkpoints_table_with_cis_and_paired_comparison(tiny_models, tmp_path, capsys):
     data = write_msgs(tmp_path, n_train=64, n_valid=20)
     out = tmp_path / "ft.json"
-    r = run_cli("finetune", *tiny_models, "--task", "main_verb_control", "--seeds", "1", "2", "--data-dir", data,
-                "--max-epochs", "1", "--precision", "fp32", "--json", out)
+    r = run_here(capsys, "finetune", *tiny_models, "--task", "main_verb_control", "--seeds", "1", "2", "--data-dir",
+                 data, "--max-epochs", "1", "--precision", "fp32", "--json", out)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "| main_verb_control | MCC |" in r.stdout and "[95% t interval]" in r.stdout
     assert "(paired, same seeds and files)" in r.stdout and "| **macro** |" in r.stdout
@@ -208,7 +208,7 @@ def test_cli_two_checkpoints_table_with_cis_and_paired_comparison(tiny_models, t
     b = res["models"][0]["tasks"]["main_verb_control"]["values"]
     assert comp["tasks"]["main_verb_control"]["diff"] == pytest.approx(np.mean(np.subtract(a, b)))
     assert res["protocol"] == "babylm2024" and res["versions"]["transformers"]
-    r = run_cli("finetune", tiny_models[0], "--task", "main_verb_control", "--data-dir", data, "--json", out)
+    r = run_here(capsys, "finetune", tiny_models[0], "--task", "main_verb_control", "--data-dir", data, "--json", out)
     assert "exists" in one_error_line(r)
 
 

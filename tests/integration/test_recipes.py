@@ -169,16 +169,6 @@ def test_report_of_a_folder_without_finished_stages_keeps_what_is_there(tmp_path
     assert (tmp_path / "report.md").read_text() == "a good report"
 
 
-def test_missing_data_root_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.delenv("BABYLLAMA_DATA", raising=False)
-    env = {k: v for k, v in os.environ.items() if k != "BABYLLAMA_DATA"}
-    r = run_cli("run", SMOKE, "--run-dir", tmp_path / "r", env=env)
-    assert "needs the data root" in one_error_line(r)
-    r = run_cli("run", SMOKE, "--run-dir", tmp_path / "r", "--data-root", tmp_path / "nowhere", env=env)
-    line = one_error_line(r)
-    assert "corpus not found" in line and "BABYLLAMA_DATA" in line
-
-
 def test_stage_keys_follow_corpus_content_not_file_times(tmp_path):
     """A re-copied corpus (new modification times, same bytes) keeps every stage key; changed bytes change them."""
     root = tmp_path / "data"
