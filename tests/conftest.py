@@ -168,7 +168,8 @@ def data_root(tiny_raw, tmp_path):
 
 def pytest_addoption(parser):
     parser.addoption("--store-durations", action="store_true",
-                     help=f"write each test file's seconds to {DURATIONS.name} (the order later runs start files in)")
+                     help=f"write each test file's seconds to tests/{DURATIONS.name}, the order later runs start files "
+                          "in; it replaces the file, so run it over the whole suite")
 
 
 def pytest_collection_modifyitems(config, items):
