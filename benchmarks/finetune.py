@@ -261,7 +261,7 @@ def main() -> None:
     for n, p in line["paths"].items():
         if n != "reference":
             line["speedup"][n]["all_tasks"] = round(overall(p) / overall(ref), 2)
-    from babyllama.finetuning.stats import paired
+    from babyllama.finetuning.stats import metric_range, paired
     from babyllama.finetuning.tasks import get_task
 
     agree = {}
@@ -278,7 +278,7 @@ def main() -> None:
                 ours = [by_seed[r["seed"]] for r in ref[t]["runs"]]  # in the reference's seed order
                 spread = max(max(ours) - min(ours), max(theirs) - min(theirs))
                 # same seeds, same files: the per-seed differences, as `babyllama finetune` compares two models
-                diff = paired(ours, theirs)
+                diff = paired(ours, theirs, metric_range([metric]))
                 agree[n][t][metric] = {"ours_mean": round(float(np.mean(ours)), 4),
                                        "reference_mean": round(float(np.mean(theirs)), 4),
                                        "seed_spread": round(spread, 4),

@@ -19,7 +19,7 @@ from ..config import FinetuneConfig
 from ..errors import UserError
 from .data import encode_split
 from .protocols import TaskOverrides, apply_overrides, overrides_for, protocol_hparams, protocol_seed
-from .stats import paired, summarize
+from .stats import metric_range, paired, summarize
 from .tasks import TaskData, get_task, load_task
 
 
@@ -256,8 +256,7 @@ def _compact(predictions: list[int]):
 
 def _task_block(metric: str, h, runs, metrics_of, extra_of: tuple[str, str] | None = None) -> dict:
     scores = [metrics_of(r)[metric] for r in runs]
-    bounds = (-1.0, 1.0) if metric == "mcc" else (0.0, 1.0)
-    block = {"metric": metric, **summarize(scores, bounds), "hparams": asdict(h), "runs": []}
+    block = {"metric": metric, **summarize(scores, metric_range([metric])), "hparams": asdict(h), "runs": []}
     for r in runs:
         row = {"seed": r.seed, "score": metrics_of(r)[metric], "metrics": metrics_of(r)}
         if extra_of is None:
@@ -276,8 +275,7 @@ def _macro(tasks: dict[str, dict], seeds: list[int]) -> dict | None:
     if not tasks:
         return None
     per_seed = [float(np.mean([tasks[t]["values"][i] for t in tasks])) for i in range(len(seeds))]
-    bounds = (-1.0, 1.0) if any(b["metric"] == "mcc" for b in tasks.values()) else (0.0, 1.0)
-    return {"tasks": list(tasks), **summarize(per_seed, bounds)}
+    return {"tasks": list(tasks), **summarize(per_seed, metric_range(b["metric"] for b in tasks.values()))}
 
 
 def compare(results: dict) -> list[dict]:
@@ -291,8 +289,10 @@ def compare(results: dict) -> list[dict]:
         row = {"a": m["name"], "b": ref["name"], "tasks": {}}
         for t, block in m["tasks"].items():
             if t in ref["tasks"]:
-                row["tasks"][t] = {"metric": block["metric"], **paired(block["values"], ref["tasks"][t]["values"])}
+                row["tasks"][t] = {"metric": block["metric"], **paired(block["values"], ref["tasks"][t]["values"],
+                                                                       metric_range([block["metric"]]))}
         if m["macro"] and ref["macro"]:
-            row["macro"] = paired(m["macro"]["values"], ref["macro"]["values"])
+            macro_range = metric_range(ref["tasks"][t]["metric"] for t in ref["macro"]["tasks"])
+            row["macro"] = paired(m["macro"]["values"], ref["macro"]["values"], macro_range)
         out.append(row)
     return out

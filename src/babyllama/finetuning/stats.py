@@ -24,18 +24,31 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float] | None:
     return float(x.mean() - half), float(x.mean() + half)
 
 
+def metric_range(metrics) -> tuple[float, float]:
+    """The values a score of these metrics (or a mean over tasks scored by them) can take: MCC [-1, 1], else [0, 1]."""
+    return (-1.0, 1.0) if "mcc" in set(metrics) else (0.0, 1.0)
+
+
+def difference_range(bounds: tuple[float, float]) -> tuple[float, float]:
+    """The values a difference of two scores in ``bounds`` can take."""
+    return bounds[0] - bounds[1], bounds[1] - bounds[0]
+
+
+def _clip(ci, bounds):
+    return (max(ci[0], bounds[0]), min(ci[1], bounds[1])) if ci and bounds else ci
+
+
 def summarize(values, bounds: tuple[float, float] | None = None) -> dict:
     """Mean, t interval (clipped to the metric's range ``bounds`` when given), sd, n and the values."""
     x = [float(v) for v in values]
-    ci = t_interval(x)
-    if ci and bounds:
-        ci = (max(ci[0], bounds[0]), min(ci[1], bounds[1]))
+    ci = _clip(t_interval(x), bounds)
     return {"mean": float(np.mean(x)), "ci": ci, "sd": float(np.std(x, ddof=1)) if len(x) > 1 else None,
             "n": len(x), "values": x}
 
 
-def paired(a, b) -> dict:
-    """A minus B over paired seeds."""
+def paired(a, b, bounds: tuple[float, float] | None = None) -> dict:
+    """A minus B over paired seeds; the interval clipped to what a difference can take when the scores' ``bounds``
+    are given (two seeds give t intervals wider than that)."""
     from scipy import stats
 
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -47,4 +60,5 @@ def paired(a, b) -> dict:
         p = 1.0 if np.all(d == d[0]) and d[0] == 0 else float(stats.ttest_rel(x, y).pvalue)
         if math.isnan(p):  # every difference equal and nonzero: no spread to test against
             p = None
-    return {"diff": float(d.mean()), "ci": t_interval(d), "p": p, "n": int(d.size)}
+    ci = _clip(t_interval(d), difference_range(bounds) if bounds else None)
+    return {"diff": float(d.mean()), "ci": ci, "p": p, "n": int(d.size)}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from babyllama.finetuning.stats import paired, summarize, t_interval
+from babyllama.finetuning.stats import difference_range, metric_range, paired, summarize, t_interval
 
 
 def test_t_interval_by_hand():
@@ -35,3 +35,20 @@ def test_paired_one_seed_and_constant_differences():
     assert paired([0.5, 0.6], [0.5, 0.6])["p"] == 1.0
     with pytest.raises(ValueError):
         paired([0.5, 0.6], [0.5])
+
+
+def test_paired_interval_clipped_to_what_a_difference_can_take():
+    a, b = [0.46, 0.54], [0.54, 0.54]  # two seeds: the t interval is about +-0.5 around -0.04
+    free = paired(a, b)
+    assert free["ci"][0] < -0.5 and free["ci"][1] > 0.4
+    clipped = paired(a, b, bounds=(0.0, 1.0))
+    assert clipped["ci"] == (pytest.approx(free["ci"][0]), pytest.approx(free["ci"][1]))  # inside [-1, 1]: unchanged
+    wide = paired([0.1, 0.9], [0.9, 0.1], bounds=(0.0, 1.0))  # t interval about +-10
+    assert wide["ci"] == (-1.0, 1.0) and wide["diff"] == 0.0
+    assert paired([0.1, 0.9], [0.9, 0.1], bounds=(-1.0, 1.0))["ci"] == (-2.0, 2.0)  # MCC differences span [-2, 2]
+
+
+def test_metric_ranges():
+    assert metric_range(["accuracy", "f1"]) == (0.0, 1.0)
+    assert metric_range(["accuracy", "mcc"]) == (-1.0, 1.0)  # a macro average over tasks with an MCC task
+    assert difference_range((0.0, 1.0)) == (-1.0, 1.0) and difference_range((-1.0, 1.0)) == (-2.0, 2.0)
