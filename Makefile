@@ -43,7 +43,7 @@ smoke: setup
 test: setup
 	OMP_WAIT_POLICY=passive $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
-# the one-minute loop: everything but the end-to-end runs (marked slow); needs no ../shared
+# the quick loop: everything but the end-to-end runs (marked slow); needs no ../shared
 quick: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
