@@ -19,7 +19,7 @@ from ..config import FinetuneConfig
 from ..errors import UserError
 from .data import encode_split
 from .protocols import TaskOverrides, apply_overrides, overrides_for, protocol_hparams, protocol_seed
-from .stats import metric_range, paired, summarize
+from .stats import metric_range, paired, score_range, summarize
 from .tasks import TaskData, get_task, load_task
 
 
@@ -290,9 +290,8 @@ def compare(results: dict) -> list[dict]:
         for t, block in m["tasks"].items():
             if t in ref["tasks"]:
                 row["tasks"][t] = {"metric": block["metric"], **paired(block["values"], ref["tasks"][t]["values"],
-                                                                       metric_range([block["metric"]]))}
+                                                                       score_range(ref, t))}
         if m["macro"] and ref["macro"]:
-            macro_range = metric_range(ref["tasks"][t]["metric"] for t in ref["macro"]["tasks"])
-            row["macro"] = paired(m["macro"]["values"], ref["macro"]["values"], macro_range)
+            row["macro"] = paired(m["macro"]["values"], ref["macro"]["values"], score_range(ref, "macro"))
         out.append(row)
     return out

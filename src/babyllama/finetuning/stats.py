@@ -29,6 +29,12 @@ def metric_range(metrics) -> tuple[float, float]:
     return (-1.0, 1.0) if "mcc" in set(metrics) else (0.0, 1.0)
 
 
+def score_range(model: dict, task: str) -> tuple[float, float]:
+    """What a model's score on ``task`` (or ``"macro"``) can take, from its result block (``{"tasks", "macro"}``)."""
+    tasks = model["macro"]["tasks"] if task == "macro" else [task]
+    return metric_range(model["tasks"][t]["metric"] for t in tasks)
+
+
 def difference_range(bounds: tuple[float, float]) -> tuple[float, float]:
     """The values a difference of two scores in ``bounds`` can take."""
     return bounds[0] - bounds[1], bounds[1] - bounds[0]

@@ -8,7 +8,7 @@ with a paired t-test (:func:`babyllama.finetuning.stats.paired`).
 from __future__ import annotations
 
 from ..finetuning.markdown import METRIC_NAMES, score_cell
-from ..finetuning.stats import metric_range, paired
+from ..finetuning.stats import paired, score_range
 from .collect import label
 from .verdicts import comparison_pairs
 
@@ -25,16 +25,14 @@ def finetune_verdicts(models: list[dict]) -> list[dict]:
     for name, pairs in comps.items():
         tasks = [t for t in _block(pairs[0][0])["tasks"] if all(t in _block(b)["tasks"] for _, b in pairs)]
         row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs], "tasks": {}}
-        first = _block(pairs[0][0])
         for t in [*tasks, "macro"]:
-            scored_by = first["macro"]["tasks"] if t == "macro" else [t]
             xa, xb = [], []
             for a, b in pairs:
                 ba = _block(a)["macro"] if t == "macro" else _block(a)["tasks"][t]
                 bb = _block(b)["macro"] if t == "macro" else _block(b)["tasks"][t]
                 xa += ba["values"]
                 xb += bb["values"]
-            row["tasks"][t] = paired(xa, xb, metric_range(first["tasks"][u]["metric"] for u in scored_by))
+            row["tasks"][t] = paired(xa, xb, score_range(_block(pairs[0][0]), t))
         out.append(row)
     return out
 

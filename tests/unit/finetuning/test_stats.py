@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from babyllama.finetuning.stats import difference_range, metric_range, paired, summarize, t_interval
+from babyllama.finetuning.stats import difference_range, metric_range, paired, score_range, summarize, t_interval
 
 
 def test_t_interval_by_hand():
@@ -52,3 +52,12 @@ def test_metric_ranges():
     assert metric_range(["accuracy", "f1"]) == (0.0, 1.0)
     assert metric_range(["accuracy", "mcc"]) == (-1.0, 1.0)  # a macro average over tasks with an MCC task
     assert difference_range((0.0, 1.0)) == (-1.0, 1.0) and difference_range((-1.0, 1.0)) == (-2.0, 2.0)
+
+
+def test_score_range_of_a_task_and_of_the_macro_average():
+    model = {"tasks": {"rte": {"metric": "accuracy"}, "cola": {"metric": "mcc"}},
+             "macro": {"tasks": ["rte", "cola"]}}
+    assert score_range(model, "rte") == (0.0, 1.0) and score_range(model, "cola") == (-1.0, 1.0)
+    assert score_range(model, "macro") == (-1.0, 1.0)
+    model["macro"]["tasks"] = ["rte"]
+    assert score_range(model, "macro") == (0.0, 1.0)
