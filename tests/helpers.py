@@ -33,7 +33,10 @@ def run_here(capsys, *args) -> subprocess.CompletedProcess:
     from babyllama.cli import main
 
     capsys.readouterr()
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own exits: --help, --version, a usage error
+        code = e.code if isinstance(e.code, int) else 1
     out = capsys.readouterr()
     return subprocess.CompletedProcess([str(a) for a in args], code, out.out, out.err)
 

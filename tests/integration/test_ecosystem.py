@@ -10,7 +10,7 @@ import pytest
 from babyllama.cli import build_parser, main
 from babyllama.config import ModelConfig
 from babyllama.models import build_model, resolve_model_path
-from helpers import REPO, run_cli, tiny_config
+from helpers import REPO, run_here, tiny_config
 
 PAIRS = [("The cat sees the ball.", "The cat see the ball."), ("She likes a dog.", "She like a dog."),
          ("The children wait.", "The children waits.")]
@@ -101,7 +101,7 @@ def test_the_readme_python_example_runs(tiny_raw, tmp_path, pairs, monkeypatch):
 
 
 def test_command_line_conventions(capsys):
-    assert run_cli("--version").stdout.strip().startswith("babyllama 0.")
+    assert run_here(capsys, "--version").stdout.strip().startswith("babyllama 0.")
     parser = build_parser()
     subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     missing = []
@@ -111,9 +111,9 @@ def test_command_line_conventions(capsys):
         for p in children:
             missing += [f"{p.prog} {a.dest}" for a in p._actions if not a.help and a.dest != "help"]
     assert not missing, missing
-    text = run_cli("eval", "--help").stdout
+    text = run_here(capsys, "eval", "--help").stdout
     assert "(default: 64)" in " ".join(text.split())  # defaults shown
-    r = run_cli("models")
+    r = run_here(capsys, "models")
     lines = r.stdout.splitlines()
     assert len({re.match(r"\S+\s+", line).end() for line in lines}) == 1  # aligned columns
     assert len({len(line) for line in lines}) == 1 and lines[0].split() == ["preset", "architecture", "params"]

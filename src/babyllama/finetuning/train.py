@@ -166,13 +166,14 @@ def finetune_run(base: BaseModel, train: Encoded, valid: Encoded, num_labels: in
     for epoch in range(h.max_epochs):
         for index in train_batches(lengths, h.batch_size, gen, drop_last, length_grouping):
             ids, mask, labels = collate(train, index, base.pad_id)
+            # counted on the host copy: a count of the device copy would wait for the GPU at every step
+            real_tokens += int(mask.sum())
+            padded += mask.numel()
             ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
             training_step(model, opt, scaler, ids, mask, labels, h.max_grad_norm, precision, device)
             sched.step()
             step += 1
             examples += len(index)
-            real_tokens += int(mask.sum())
-            padded += mask.numel()
             if h.eval_every and step % h.eval_every == 0 and evaluate(step / per_epoch):
                 stopped = True
                 break
