@@ -98,7 +98,8 @@ def test_smoke_recipe_end_to_end(tmp_path, capsys, monkeypatch):
     # what each figure was measured on, what it cost, what every model was, and the tables for a paper
     assert "minimal pairs over" in report and "**dev CE** (the one used in this report" in report
     assert "(one seed (1): the CIs cover item sampling only" in report
-    assert "## Compute" in report and "| student:s1 | distill |" in report and "Total wall time" in report
+    assert "## Compute" in report and "| student:s1 | distill |" in report and "Stage wall times add up to " in report
+    assert "from the first stage's start to the last one's end: 0:" in report
     assert "## Hyperparameters" in report and "## Appendix: accuracy per paradigm" in report
     for stem in ("models", "verdicts", "compute", "hyperparameters"):
         assert (rd / "tables" / f"{stem}.csv").is_file() and (rd / "tables" / f"{stem}.tex").is_file()

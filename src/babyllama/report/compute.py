@@ -6,6 +6,8 @@ Read from what the stages wrote: ``run_info.json`` (wall time, machine, resolved
 
 from __future__ import annotations
 
+import datetime
+
 from ..io import read_json
 from ..progress import clock
 from ..runinfo import hardware_line, read_run_info
@@ -14,10 +16,25 @@ from ..runner.state import stage_state, stage_wall_s
 from .tables import Table
 
 
-def compute_table(plan: Plan) -> tuple[Table, float]:
-    """One row per finished stage: wall time, training tokens/s, precision, hardware; and the total seconds."""
+def elapsed_s(stages: list[tuple[str | None, float | None]]) -> float | None:
+    """Seconds from the first stage's start to the last one's end, from each finished stage's (``finished_at``,
+    wall seconds); stages without both are left out, None when none has them. Unlike the sum of the stages' wall
+    times, stages that ran side by side count once, and time between two runs of the recipe counts in full."""
+    spans = []
+    for finished_at, wall in stages:
+        if finished_at is None or wall is None:
+            continue
+        end = datetime.datetime.fromisoformat(finished_at).timestamp()
+        spans.append((end - wall, end))
+    return max(e for _, e in spans) - min(s for s, _ in spans) if spans else None
+
+
+def compute_table(plan: Plan) -> tuple[Table, float, float | None]:
+    """One row per finished stage: wall time, training tokens/s, precision, hardware; the sum of the stages' wall
+    seconds, and the seconds from the first stage's start to the last one's end (:func:`elapsed_s`)."""
     t = Table(["stage", "kind", "wall time", "tokens/s", "precision", "hardware"], numeric={2, 3})
     total = 0.0
+    finished: list[tuple[str | None, float | None]] = []
     for s in plan.stages:
         if stage_state(plan, s) != "done":
             continue
@@ -29,6 +46,7 @@ def compute_table(plan: Plan) -> tuple[Table, float]:
             timing = (read_json(d / "eval.json") or {}).get("timing", {})
             wall = sum(timing.values()) if timing else None
         total += wall or 0.0
+        finished.append((info.get("finished_at"), wall))
         tps = (met or {}).get("train_tokens_per_s")
         if met:
             precision = met.get("precision", "-")
@@ -40,7 +58,7 @@ def compute_table(plan: Plan) -> tuple[Table, float]:
             precision = "-"
         t.add(s.name, s.kind, clock(wall), f"{tps:,.0f}" if tps else "-", precision,
               hardware_line(info.get("machine")))
-    return t, total
+    return t, total, elapsed_s(finished)
 
 
 def _architecture(cfg: dict | None) -> str:

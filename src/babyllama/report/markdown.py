@@ -121,7 +121,7 @@ def write_report(run_dir: str | Path) -> str:
         figs.append(FIGURES[1])
     if domain_differences(models, rd / FIGURES[2], n_boot):
         figs.append(FIGURES[2])
-    compute, total = compute_table(plan)
+    compute, total, elapsed = compute_table(plan)
     hparams = hyperparameter_table(models)
     exports = main.export(rd, "models") + compute.export(rd, "compute") + hparams.export(rd, "hyperparameters")
     if vs:
@@ -144,7 +144,10 @@ def write_report(run_dir: str | Path) -> str:
     ft_lines, ft_verdicts = finetune_section(models)
     md += ft_lines
     md += perplexity_lines(models, FIGURES[2] in figs)
-    md += ["## Compute", "", *compute.markdown(), "", f"Total wall time of the stages: {clock(total)}.", "",
+    span = "" if elapsed is None else (
+        f"; from the first stage's start to the last one's end: {clock(elapsed)} (stages that ran side by side "
+        "overlap there; time between runs of the recipe counts in full)")
+    md += ["## Compute", "", *compute.markdown(), "", f"Stage wall times add up to {clock(total)}{span}.", "",
            "## Hyperparameters", "", "As resolved for each training stage (its run_info.json).", "",
            *hparams.markdown(), ""]
     appendix = [(s, t) for s in suites if (t := paradigm_table(models, s))]
