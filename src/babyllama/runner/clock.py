@@ -61,10 +61,17 @@ RATE_KIND = {"pretrain": "train", "distill": "train", "eval": "eval", "finetune"
 class RunClock:
     """Elapsed time and ETA of the stages a run still has to do."""
 
-    def __init__(self, plan: Plan, todo: list[Stage], started: float | None = None, parallel: int = 1):
+    def __init__(self, plan: Plan, todo: list[Stage], started: float | None = None, parallel: int = 1,
+                 whole_run: bool = False):
         self.plan, self.todo, self.parallel = plan, list(todo), max(1, parallel)
         self.t0 = time.time() if started is None else started
         self.spent: dict[str, list[float]] = {}  # kind -> [seconds, work]
+        self.whole_run = whole_run  # built by run_clock from a make run's stages on disk
+
+    def refreshed(self) -> RunClock:
+        """A make run's clock as the run stands on disk now (other processes finish stages meanwhile, and a stage
+        of a kind this one has not seen prices the rest); this process's own clock as it is."""
+        return run_clock(self.plan, self.todo) if self.whole_run else self
 
     def finished(self, stage: Stage, seconds: float) -> None:
         if stage in self.todo:
@@ -110,7 +117,7 @@ def run_clock(plan: Plan, todo: list[Stage]) -> RunClock:
     parallel = os.environ.get("BABYLLAMA_PARALLEL_STAGES", "1")
     states = {s.name: stage_state(plan, s) for s in plan.stages}
     run = RunClock(plan, [s for s in plan.stages if states[s.name] != "done"], started=float(started),
-                   parallel=int(parallel) if parallel.isdigit() else 1)
+                   parallel=int(parallel) if parallel.isdigit() else 1, whole_run=True)
     for s in plan.stages:
         wall = stage_wall_s(plan, s) if states[s.name] == "done" else None
         if wall:

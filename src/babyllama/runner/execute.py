@@ -237,6 +237,7 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
                 with writing(plan.path(s)):
                     STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s, (callbacks or {}).get(s.name, [])))
                 run.finished(s, time.time() - ts)
+                run = run.refreshed()
                 print(f"== {s.name} done in {clock(time.time() - ts)} (elapsed {run.elapsed()}"
                       + (f", {run.eta()}" if run.todo else "") + ") ==", flush=True)
         # stages of a user's scheduler (``try``) may finish together: its last job writes the report, not each stage

@@ -8,6 +8,7 @@ from babyllama.config import load_recipe
 from babyllama.runinfo import write_run_info
 from babyllama.runner.clock import RunClock, run_clock, stage_params, stage_work
 from babyllama.runner.plan import make_plan
+from babyllama.runner.state import finish_stamps
 from helpers import REPO
 
 SMOKE = REPO / "recipes" / "smoke.yaml"
@@ -71,3 +72,18 @@ def test_a_stage_run_by_make_keeps_the_whole_runs_clock(plan, monkeypatch):
     alone.finished(teacher, 100.0)  # the finished teacher's recorded wall time prices the training left
     assert abs(seconds(run.eta()) - seconds(alone.eta()) / 2) <= 1  # two jobs share the work
     assert seconds(alone.eta()) > 100
+
+
+def test_a_make_runs_clock_refreshes_from_the_stages_others_finished(plan, monkeypatch):
+    for s in plan.stages[:3]:  # prepare, tokenizer, the first teacher
+        write_run_info(plan.path(s), s.kind, {}, run_dir=plan.run_dir, wall_s=100.0)
+    monkeypatch.setenv("BABYLLAMA_RUN_STARTED", str(int(time.time())))
+    run = run_clock(plan, [])
+    assert run.eta().endswith(" + evals + fine-tuning")
+    ev = plan.stage("eval:teacher:llama-tiny")  # another process of the make run finishes an eval stage
+    write_run_info(plan.path(ev), "eval", {}, run_dir=plan.run_dir, wall_s=5.0,
+                   model_finished_at=finish_stamps(plan, ev))
+    assert run.eta().endswith(" + evals + fine-tuning")  # what this process saw when it started
+    fresh = run.refreshed()
+    assert ev not in fresh.todo and fresh.eta().endswith(" + fine-tuning")
+    assert RunClock(plan, plan.stages).refreshed().todo == plan.stages  # outside make: the clock stays this process's
