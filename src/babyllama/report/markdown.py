@@ -146,7 +146,7 @@ def write_report(run_dir: str | Path) -> str:
     md += perplexity_lines(models, FIGURES[2] in figs)
     span = "" if elapsed is None else (
         f"; from the first stage's start to the last one's end: {clock(elapsed)} (stages that ran side by side "
-        "overlap there; time between runs of the recipe counts in full)")
+        "overlap there; the gaps between stages, and between runs of the recipe, count in full)")
     md += ["## Compute", "", *compute.markdown(), "", f"Stage wall times add up to {clock(total)}{span}.", "",
            "## Hyperparameters", "", "As resolved for each training stage (its run_info.json).", "",
            *hparams.markdown(), ""]
