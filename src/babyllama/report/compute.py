@@ -19,7 +19,8 @@ from .tables import Table
 def elapsed_s(stages: list[tuple[str | None, float | None]]) -> float | None:
     """Seconds from the first stage's start to the last one's end, from each finished stage's (``finished_at``,
     wall seconds); stages without both are left out, None when none has them. Unlike the sum of the stages' wall
-    times, stages that ran side by side count once, and time between two runs of the recipe counts in full."""
+    times, stages that ran side by side count once, and the gaps between stages (a make run starts a process for
+    each) and between two runs of the recipe count in full."""
     spans = []
     for finished_at, wall in stages:
         if finished_at is None or wall is None:
