@@ -36,7 +36,8 @@ def run_here(capsys, *args) -> subprocess.CompletedProcess:
     try:
         code = main([str(a) for a in args])
     except SystemExit as e:  # argparse's own exits: --help, --version, a usage error
-        code = e.code if isinstance(e.code, int) else 1
+        # as the interpreter reports them: no code is 0, a message (not a number) is 1
+        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
     out = capsys.readouterr()
     return subprocess.CompletedProcess([str(a) for a in args], code, out.out, out.err)
 
