@@ -119,7 +119,7 @@ def ours_runs(model_dir: Path, task: str, data_dir: Path, epochs: int, seeds: li
 
     _MEMORY.clear()  # each call pays for its own tokenization, as the reference does
     t0 = time.perf_counter()
-    cfg = FinetuneConfig(tasks=[task], protocol="babylm2024", seeds=seeds, data_dir=str(data_dir),
+    cfg = FinetuneConfig(tasks=[task], protocol="babylm2024", seeds=seeds, eval_root=str(data_dir),
                          max_epochs=epochs, precision=precision, jobs=jobs, compile=compile_, device=device,
                          length_grouping=length_grouping)
     res = finetune_models([model_dir], cfg, log=lambda s: None)
@@ -202,7 +202,7 @@ def main() -> None:
                     help="cold: a fresh torch.compile cache for this run (what a first run on a machine pays); "
                     "keep: the cache as earlier runs left it")
     ap.add_argument("--device", default="auto", help="auto (the GPU where torch sees one), cpu, cuda or cuda:N")
-    ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "eval"))
+    ap.add_argument("--eval-root", "--data-dir", dest="data_dir", default=str(REPO.parent / "shared" / "data" / "eval"))
     ap.add_argument("--work", default=os.environ.get("BENCH_WORK", str(Path(tempfile.gettempdir()) / "bench")))
     a = ap.parse_args()
     if a.inductor_cache == "cold":  # inductor reads it when it first compiles

@@ -50,7 +50,7 @@ fi
 if [[ $STEPS == *" finetune "* ]]; then
 start=$(date +%s)
 timeout "${FINETUNE_TIMEOUT:-240}" python3 benchmarks/finetune.py --device cuda --model "$B/finetune/model-llama-cpu-4m" \
-    --data-dir "$B/finetune/eval" --seeds 12 13 14 15 --work /tmp/babyllama-finetune \
+    --eval-root "$B/finetune/eval" --seeds 12 13 14 15 --work /tmp/babyllama-finetune \
     2> "$OUT/finetune.err" | tee "$OUT/finetune.jsonl"
 finetune_rc=${PIPESTATUS[0]}
 echo "finetune benchmark: exit $finetune_rc in $(( $(date +%s) - start )) s"

@@ -93,21 +93,23 @@ def evaluate(model: Any, suites: list[str] | None = None, *, tokenizer=None, cor
     return _evaluate(model, tokenizer, cfg, corpus)
 
 
-def finetune(models: str | Path | list[str | Path], tasks: list[str], *, data_dir: str | Path | None = None,
+def finetune(models: str | Path | list[str | Path], tasks: list[str], *, eval_root: str | Path | None = None,
              **settings) -> dict:
     """Fine-tuning evaluation ((Super)GLUE, MSGS) of one or more models as the BabyLM pipelines run it.
 
     ``settings`` are :class:`~babyllama.config.FinetuneConfig` fields (``protocol``, ``seeds``, ``max_epochs``,
-    ``hparams``, ``lora``, ...); ``data_dir`` defaults to ``$BABYLLAMA_DATA/eval``. Returns the results of
-    `babyllama finetune --json`: per model and task the mean score over seeds with its 95% interval, every run,
-    and with two or more models the paired comparisons with the first.
+    ``hparams``, ``lora``, ...); ``eval_root`` (the folder with glue_filtered/, as for :func:`evaluate`; its former
+    name ``data_dir`` still works) defaults to ``$BABYLLAMA_DATA/eval``. Returns the results of `babyllama finetune
+    --json`: per model and task the mean score over seeds with its 95% interval, every run, and with two or more
+    models the paired comparisons with the first.
     """
     from .config import FinetuneConfig
     from .finetuning.run import finetune_models
 
     paths = [models] if isinstance(models, str | Path) else list(models)
-    cfg = validate_tree(FinetuneConfig, {"tasks": tasks, "data_dir": str(data_dir) if data_dir else None,
-                                         **settings}, "finetune()")
+    eval_root = eval_root or settings.pop("data_dir", None)
+    root = {"eval_root": str(eval_root)} if eval_root else {}
+    cfg = validate_tree(FinetuneConfig, {"tasks": tasks, **root, **settings}, "finetune()")
     return finetune_models([str(p) for p in paths], cfg)
 
 

@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["babylm2023", "babylm2024", "babylm2025"], default=ft["protocol"].default,
                    help="whose fine-tuning script to follow")
     p.add_argument("--seeds", nargs="+", type=int, help="fine-tuning seeds (default: the protocol's, 12; 2025: 42)")
-    p.add_argument("--data-dir", help="folder with glue_filtered/ and msgs_filtered/ (default: $BABYLLAMA_DATA/eval)")
+    p.add_argument("--eval-root", "--data-dir", dest="eval_root", help="folder with glue_filtered/ and "
+                   "msgs_filtered/, as for `babyllama eval` (default: $BABYLLAMA_DATA/eval)")
     p.add_argument("--hparams", type=input_file, metavar="FILE.yaml",
                    help="per-task overrides {task or default: {learning_rate, batch_size, max_epochs, ...}}")
     p.add_argument("--max-epochs", type=int_at_least(1), help="cap every task's epochs")
@@ -442,7 +443,7 @@ def cmd_finetune(a) -> int:
     from .finetuning.run import finetune_models
 
     refuse_existing_json(a)
-    tree = {"tasks": a.tasks, "protocol": a.protocol, "seeds": a.seeds, "data_dir": a.data_dir,
+    tree = {"tasks": a.tasks, "protocol": a.protocol, "seeds": a.seeds, "eval_root": a.eval_root,
             "hparams": a.hparams, "max_epochs": a.max_epochs, "max_train_examples": a.max_train_examples,
             "precision": a.precision, "pooling": a.pooling, "length_grouping": not a.random_batches,
             "lora": {} if a.lora else None, "jobs": a.jobs,

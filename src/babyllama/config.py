@@ -258,9 +258,9 @@ class FinetuneConfig(Section):
     seeds: list[int] | None = Field(
         None, min_length=1, description="Fine-tuning seeds, each a full run per task; default the protocol's "
         "(12; 2025: 42).")
-    data_dir: str | None = Field(
-        None, description="Folder with glue_filtered/ (and msgs_filtered/); default the eval root "
-        "(${data_root}/eval or $BABYLLAMA_DATA/eval).")
+    eval_root: str | None = Field(
+        None, description="Folder with glue_filtered/ (and msgs_filtered/); default the recipe's eval.eval_root "
+        "(${data_root}/eval or $BABYLLAMA_DATA/eval). The former name data_dir is still read.")
     hparams: str | dict[str, dict[str, Any]] | None = Field(
         None, description="Per-task overrides: a YAML file or a mapping {task or default: {learning_rate, "
         "batch_size, max_epochs, max_length, patience, weight_decay, warmup_ratio, eval_every}}.")
@@ -285,6 +285,16 @@ class FinetuneConfig(Section):
         "was slower on RTE and faster on MRPC (benchmarks/README.md), so 1 is the default.")
     lora: LoraSettings | None = Field(
         None, description="Train low-rank adapters (and the head) instead of the whole model; needs peft.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_data_dir(cls, tree):
+        # data_dir was this key's name before it took eval's: configs saved then still load
+        if isinstance(tree, dict) and "data_dir" in tree:
+            if tree.get("eval_root") is not None:
+                raise ValueError("data_dir is the former name of eval_root; keep one of the two")
+            tree = {k: v for k, v in tree.items() if k != "data_dir"} | {"eval_root": tree["data_dir"]}
+        return tree
 
     @field_validator("jobs")
     @classmethod
@@ -406,8 +416,8 @@ class Recipe(Section):
             raise ValueError("distill.teachers is set by the runner from teachers:; remove it from the recipe")
         if self.eval.eval_root is None and self.data_root:
             self.eval.eval_root = f"{self.data_root}/eval"
-        if self.finetune is not None and self.finetune.data_dir is None and self.eval.eval_root:
-            self.finetune.data_dir = self.eval.eval_root
+        if self.finetune is not None and self.finetune.eval_root is None and self.eval.eval_root:
+            self.finetune.eval_root = self.eval.eval_root
         return self
 
 

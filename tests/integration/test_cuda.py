@@ -173,7 +173,7 @@ def test_fine_tuning_on_the_gpu(precision, teacher_dirs, tmp_path):
     if precision not in gpu_precisions():
         pytest.skip(f"this GPU has no {precision}")
     data = write_msgs(tmp_path / "data", n_train=256, n_valid=64)
-    cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=3,
+    cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], eval_root=str(data), max_epochs=3,
                          precision=precision, device="cuda", hparams={"default": {"batch_size": 16,
                                                                                   "learning_rate": 1e-3}})
     res = finetune_models(teacher_dirs[:1], cfg, log=lambda s: None)
@@ -196,7 +196,7 @@ def test_compiled_fine_tuning_on_the_gpu(model, teacher_dirs, tmp_path):
     for flag in (False, True):
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=4,
+        cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], eval_root=str(data), max_epochs=4,
                              precision=gpu_precisions()[0], device="cuda", compile=flag,
                              hparams={"default": {"batch_size": 16, "learning_rate": 3e-3}})
         out[flag] = finetune_models(teacher_dirs[model:model + 1], cfg, log=lambda s: None)

@@ -35,7 +35,7 @@ def _f1(y, p):
 
 def test_msgs_format_is_learned_and_scored_on_its_test_rows(tiny_models, tmp_path):
     data = write_msgs(tmp_path)
-    cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=8,
+    cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], eval_root=str(data), max_epochs=8,
                          precision="fp32", hparams={"default": {"learning_rate": 3e-3, "batch_size": 16}})
     res = finetune_models(tiny_models[:1], cfg, log=lambda s: None)
     block = res["models"][0]["tasks"]["main_verb_control"]
@@ -56,7 +56,7 @@ def test_msgs_format_is_learned_and_scored_on_its_test_rows(tiny_models, tmp_pat
 
 def test_rte_few_hundred_examples_two_seeds(teachers):
     need_shared()
-    cfg = FinetuneConfig(tasks=["rte"], seeds=[1, 2], data_dir=str(SHARED_EVAL), max_epochs=2,
+    cfg = FinetuneConfig(tasks=["rte"], seeds=[1, 2], eval_root=str(SHARED_EVAL), max_epochs=2,
                          max_train_examples=200, precision="fp32")
     res = finetune_models([teachers[0]], cfg, log=lambda s: None)
     block = res["models"][0]["tasks"]["rte"]
@@ -85,7 +85,7 @@ def test_runs_side_by_side_equal_the_runs_one_after_the_other(tiny_models, tmp_p
         for jobs in (1, 2):
             lines = []
             cfg = FinetuneConfig(tasks=["main_verb_control", "syntactic_category_control"], seeds=[1, 2],
-                                 data_dir=str(data), max_epochs=2, precision="fp32", jobs=jobs,
+                                 eval_root=str(data), max_epochs=2, precision="fp32", jobs=jobs,
                                  hparams={"default": {"learning_rate": 3e-3, "batch_size": 16}})
             out[jobs] = (finetune_models(tiny_models[:1], cfg, log=lines.append), lines)
     finally:
@@ -120,7 +120,7 @@ def test_compiled_layers_train_as_the_eager_ones(tiny_models, tmp_path):
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         lines = []
-        cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=4,
+        cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], eval_root=str(data), max_epochs=4,
                              precision="fp32", compile=flag, hparams={"default": {"learning_rate": 3e-3,
                                                                                   "batch_size": 16}})
         out[flag] = finetune_models(tiny_models[:1], cfg, log=lines.append)
@@ -150,7 +150,7 @@ def test_checkpoints_without_a_pad_token_fine_tune_in_batches(tiny_tokenizer, tm
         tok.save_pretrained(d)
         assert json.loads((tmp_path / d / "tokenizer_config.json").read_text()).get("pad_token") is None
     data = write_msgs(tmp_path / "data", n_train=48, n_valid=16)
-    cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], data_dir=str(data), max_epochs=1,
+    cfg = FinetuneConfig(tasks=["main_verb_control"], seeds=[1], eval_root=str(data), max_epochs=1,
                          precision="fp32", hparams={"default": {"batch_size": 8}})
     res = finetune_models(dirs, cfg, log=lambda s: None)
     for m in res["models"]:
@@ -168,7 +168,7 @@ def test_mnli_mm_is_scored_by_the_mnli_run_under_2024_and_trained_apart_under_20
                 for i in range(n)]
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     for protocol, runs in (("babylm2024", 1), ("babylm2023", 2)):
-        cfg = FinetuneConfig(tasks=["mnli", "mnli-mm"], protocol=protocol, seeds=[3], data_dir=str(tmp_path),
+        cfg = FinetuneConfig(tasks=["mnli", "mnli-mm"], protocol=protocol, seeds=[3], eval_root=str(tmp_path),
                              max_epochs=1, precision="fp32")
         lines = []
         res = finetune_models(tiny_models[:1], cfg, log=lines.append)
@@ -183,7 +183,7 @@ def test_babylm2025_head_warns_about_first_token_pooling(tiny_models, tmp_path):
     data = write_msgs(tmp_path, n_train=40, n_valid=10)
     for pooling, warned in (("auto", True), ("last", False)):
         lines = []
-        cfg = FinetuneConfig(tasks=["main_verb_control"], protocol="babylm2025", seeds=[1], data_dir=str(data),
+        cfg = FinetuneConfig(tasks=["main_verb_control"], protocol="babylm2025", seeds=[1], eval_root=str(data),
                              max_epochs=1, precision="fp32", pooling=pooling)
         res = finetune_models(tiny_models[1:], cfg, log=lines.append)
         run = res["models"][0]["tasks"]["main_verb_control"]["runs"][0]
@@ -196,7 +196,7 @@ def test_babylm2025_head_warns_about_first_token_pooling(tiny_models, tmp_path):
 def test_cli_two_checkpoints_table_with_cis_and_paired_comparison(tiny_models, tmp_path, capsys):
     data = write_msgs(tmp_path, n_train=64, n_valid=20)
     out = tmp_path / "ft.json"
-    r = run_here(capsys, "finetune", *tiny_models, "--task", "main_verb_control", "--seeds", "1", "2", "--data-dir",
+    r = run_here(capsys, "finetune", *tiny_models, "--task", "main_verb_control", "--seeds", "1", "2", "--eval-root",
                  data, "--max-epochs", "1", "--precision", "fp32", "--json", out)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "| main_verb_control | MCC |" in r.stdout and "[95% t interval]" in r.stdout
@@ -208,26 +208,29 @@ def test_cli_two_checkpoints_table_with_cis_and_paired_comparison(tiny_models, t
     b = res["models"][0]["tasks"]["main_verb_control"]["values"]
     assert comp["tasks"]["main_verb_control"]["diff"] == pytest.approx(np.mean(np.subtract(a, b)))
     assert res["protocol"] == "babylm2024" and res["versions"]["transformers"]
-    r = run_here(capsys, "finetune", tiny_models[0], "--task", "main_verb_control", "--data-dir", data, "--json", out)
+    r = run_here(capsys, "finetune", tiny_models[0], "--task", "main_verb_control", "--eval-root", data, "--json", out)
     assert "exists" in one_error_line(r)
 
 
 def test_cli_errors_are_one_line(tiny_models, tmp_path, capsys):
     need_shared()
-    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "boolq", "--data-dir", SHARED_EVAL))
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "boolq", "--eval-root", SHARED_EVAL))
     assert "boolq.train.jsonl not found" in line and "osf.io" in line
-    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "nope", "--data-dir", SHARED_EVAL))
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "nope", "--eval-root", SHARED_EVAL))
     assert "nope" in line
-    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--data-dir", SHARED_EVAL))
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--eval-root", SHARED_EVAL))
     assert "no task" in line
     bad = tmp_path / "hp.yaml"
     bad.write_text("rte: {learning_rat: 1e-4}\n")
-    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "rte", "--data-dir", SHARED_EVAL,
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "rte", "--eval-root", SHARED_EVAL,
                                    "--hparams", bad))
     assert "learning_rat" in line and str(bad) in line
-    line = one_error_line(run_here(capsys, "finetune", tmp_path / "missing", "--task", "rte", "--data-dir",
+    line = one_error_line(run_here(capsys, "finetune", tmp_path / "missing", "--task", "rte", "--eval-root",
                                    SHARED_EVAL))
     assert "missing" in line
+    line = one_error_line(run_here(capsys, "finetune", tiny_models[0], "--task", "rte", "--data-dir",  # former name
+                                   tmp_path / "none"))
+    assert "--eval-root" in line and "none: not a folder" in line
 
 
 @pytest.mark.parametrize("protocol", ["babylm2024", "babylm2025"])
@@ -247,7 +250,7 @@ def test_lora_trains_adapters_and_the_head_only(tiny_models, tmp_path, protocol)
     assert any("lora_" in n for n in trainable) and any("score" in n or "classifier" in n for n in trainable)
     frozen = {n: p.detach().clone() for n, p in m.named_parameters() if not p.requires_grad}
     data = write_msgs(tmp_path, n_train=64, n_valid=16)
-    cfg = FinetuneConfig(tasks=["main_verb_control"], protocol=protocol, seeds=[1], data_dir=str(data),
+    cfg = FinetuneConfig(tasks=["main_verb_control"], protocol=protocol, seeds=[1], eval_root=str(data),
                          max_epochs=1, precision="fp32", lora={})
     res = finetune_models(tiny_models[:1], cfg, log=lambda s: None)
     run = res["models"][0]["tasks"]["main_verb_control"]["runs"][0]
@@ -265,6 +268,6 @@ def test_python_api(tiny_models, tmp_path):
     import babyllama
 
     data = write_msgs(tmp_path, n_train=32, n_valid=8)
-    res = babyllama.finetune(tiny_models[0], tasks=["main_verb_control"], data_dir=data, seeds=[1], max_epochs=1,
+    res = babyllama.finetune(tiny_models[0], tasks=["main_verb_control"], eval_root=data, seeds=[1], max_epochs=1,
                              precision="fp32")
     assert res["models"][0]["tasks"]["main_verb_control"]["n"] == 1 and callable(babyllama.finetune)

@@ -46,15 +46,15 @@ def hparams_table(spec: str | dict | None) -> dict[str, TaskOverrides]:
     return table
 
 
-def resolve_data_dir(config: FinetuneConfig) -> Path:
+def resolve_eval_root(config: FinetuneConfig) -> Path:
     from ..eval.suites import default_eval_root
 
-    d = config.data_dir or default_eval_root()
+    d = config.eval_root or default_eval_root()
     if d is None:
-        raise UserError("fine-tuning needs the task files: pass --data-dir DIR (the folder with glue_filtered/) or "
+        raise UserError("fine-tuning needs the task files: pass --eval-root DIR (the folder with glue_filtered/) or "
                         "set BABYLLAMA_DATA (e.g. ../shared/data)")
     if not Path(d).is_dir():
-        raise UserError(f"--data-dir {d}: not a folder")
+        raise UserError(f"--eval-root {d}: not a folder")
     return Path(d)
 
 
@@ -84,7 +84,7 @@ def finetune_identity(config: FinetuneConfig) -> list:
     from ..io import sha256_file
     from .tasks import find_file
 
-    data_dir = resolve_data_dir(config)
+    data_dir = resolve_eval_root(config)
     files = []
     for run_name, gives in _plan_tasks(config):
         for t in dict.fromkeys([run_name, *gives]):
@@ -93,7 +93,7 @@ def finetune_identity(config: FinetuneConfig) -> list:
                                for split in ("train", "valid"))))
     table = {k: v.model_dump(exclude_none=True) for k, v in hparams_table(config.hparams).items()}
     # how the runs are executed (batching of scoring, device, runs at once, compiled kernels) moves only roundings
-    settings = config.model_dump(mode="json", exclude={"data_dir", "hparams", "eval_batch_size", "device", "jobs",
+    settings = config.model_dump(mode="json", exclude={"eval_root", "hparams", "eval_batch_size", "device", "jobs",
                                                        "compile"})
     return [settings, table, files]
 
@@ -133,7 +133,7 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
                 from None
     table = hparams_table(config.hparams)
     runs = _plan_tasks(config)
-    data_dir = resolve_data_dir(config)
+    data_dir = resolve_eval_root(config)
     data: dict[str, TaskData] = {}
     for run_name, gives in runs:
         data[run_name] = load_task(run_name, data_dir, config.protocol)

@@ -127,7 +127,7 @@ def find_file(spec: TaskSpec, data_dir: str | Path, split: str, protocol: str) -
     want = _folders(spec, data_dir, split)[0] / _candidates(spec, split)[0]
     what = "MSGS (BabyLM 2023 filter_data.zip, msgs_filtered/)" if spec.family == "msgs" else "the BabyLM data"
     raise UserError(f"task {spec.name}: {want} not found (the {split} file); download {what} from "
-                    f"{OSF[protocol]} and unpack it so that this file exists, or pass --data-dir DIR")
+                    f"{OSF[protocol]} and unpack it so that this file exists, or pass --eval-root DIR")
 
 
 def _text(row: dict, keys: tuple[str, ...], template: str | None, path: Path, line: int) -> str:

@@ -3,9 +3,9 @@
 import pytest
 from helpers import REPO
 
-from babyllama.config import FinetuneConfig
+from babyllama.config import FinetuneConfig, load_recipe, validate_tree
 from babyllama.errors import UserError
-from babyllama.finetuning.run import _plan_tasks, hparams_table
+from babyllama.finetuning.run import _plan_tasks, hparams_table, resolve_eval_root
 
 
 def test_mnli_mm_shares_the_mnli_run_except_under_2023():
@@ -38,3 +38,20 @@ def test_the_shipped_table_and_bad_tables(tmp_path):
         hparams_table(str(bad))
     with pytest.raises(UserError, match="not found"):
         hparams_table(str(tmp_path / "none.yaml"))
+
+
+def test_eval_root_is_evals_name_and_the_former_data_dir_still_loads(tmp_path, monkeypatch):
+    assert FinetuneConfig(eval_root=str(tmp_path)).eval_root == str(tmp_path)
+    saved = FinetuneConfig(data_dir=str(tmp_path))  # a config written before the rename
+    assert saved.eval_root == str(tmp_path) and "data_dir" not in saved.model_dump()
+    with pytest.raises(UserError, match="data_dir is the former name of eval_root"):
+        validate_tree(FinetuneConfig, {"eval_root": "a", "data_dir": "b"}, "ft.yaml")
+    recipe = load_recipe(REPO / "recipes" / "smoke.yaml", [f"eval.eval_root={tmp_path}"], data_root="/no/data")
+    assert recipe.finetune.eval_root == str(tmp_path)  # a recipe's fine-tuning reads the eval section's root
+    assert load_recipe(REPO / "recipes" / "smoke.yaml", data_root="/no/data").finetune.eval_root == "/no/data/eval"
+    assert resolve_eval_root(FinetuneConfig(eval_root=str(tmp_path))) == tmp_path
+    with pytest.raises(UserError, match=r"--eval-root .*none: not a folder"):
+        resolve_eval_root(FinetuneConfig(eval_root=str(tmp_path / "none")))
+    monkeypatch.delenv("BABYLLAMA_DATA", raising=False)
+    with pytest.raises(UserError, match="pass --eval-root DIR"):
+        resolve_eval_root(FinetuneConfig())
