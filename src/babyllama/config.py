@@ -581,7 +581,10 @@ def validate_tree(cls: type[BaseModel], tree: dict, source: str, data_root: str 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, data_root: str | None = None,
                 cls=Config):
     """Read a YAML config (or start from defaults), apply ``key=value`` overrides, validate."""
-    tree = read_yaml(path) if path else {}
+    if cls is Recipe:
+        tree = read_yaml(path, "recipe", "a mapping of recipe keys (name:, teachers:, student:, ...)") if path else {}
+    else:
+        tree = read_yaml(path) if path else {}
     apply_overrides(tree, overrides or [])
     return validate_tree(cls, tree, str(path) if path else "--set", data_root, run_dir=find_run_dir(path))
 

@@ -212,7 +212,7 @@ CASES = [
      "--max-pairs: 0 is out of range"),
     ("eval-perplexity-without-corpus", lambda fx: ["eval", fx.model, "--suite", "perplexity"], "needs --corpus"),
     # --- recipes and run directories
-    ("run-recipe-missing", lambda fx: ["run", fx.tmp / "r.yaml"], "config file not found"),
+    ("run-recipe-missing", lambda fx: ["run", fx.tmp / "r.yaml"], "recipe not found"),
     ("run-no-data-root", lambda fx: ["run", SMOKE, "--run-dir", fx.tmp / "r"],
      "needs the data root; pass --data-root DIR or set BABYLLAMA_DATA"),
     ("run-corpus-missing", lambda fx: ["run", SMOKE, "--run-dir", fx.tmp / "r", "--data-root", fx.tmp / "no"],
