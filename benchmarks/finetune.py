@@ -202,7 +202,7 @@ def main() -> None:
                     help="cold: a fresh torch.compile cache for this run (what a first run on a machine pays); "
                     "keep: the cache as earlier runs left it")
     ap.add_argument("--device", default="auto", help="auto (the GPU where torch sees one), cpu, cuda or cuda:N")
-    ap.add_argument("--eval-root", "--data-dir", dest="data_dir", default=str(REPO.parent / "shared" / "data" / "eval"))
+    ap.add_argument("--eval-root", "--data-dir", dest="data_dir", metavar="DIR", default=str(REPO.parent / "shared" / "data" / "eval"))
     ap.add_argument("--work", default=os.environ.get("BENCH_WORK", str(Path(tempfile.gettempdir()) / "bench")))
     a = ap.parse_args()
     if a.inductor_cache == "cold":  # inductor reads it when it first compiles
