@@ -107,7 +107,6 @@ def finetune(models: str | Path | list[str | Path], tasks: list[str], *, eval_ro
     from .finetuning.run import finetune_models
 
     paths = [models] if isinstance(models, str | Path) else list(models)
-    eval_root = eval_root or settings.pop("data_dir", None)
     root = {"eval_root": str(eval_root)} if eval_root else {}
     cfg = validate_tree(FinetuneConfig, {"tasks": tasks, **root, **settings}, "finetune()")
     return finetune_models([str(p) for p in paths], cfg)

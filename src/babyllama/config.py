@@ -293,7 +293,9 @@ class FinetuneConfig(Section):
         if isinstance(tree, dict) and "data_dir" in tree:
             if tree.get("eval_root") is not None:
                 raise ValueError("data_dir is the former name of eval_root; keep one of the two")
-            tree = {k: v for k, v in tree.items() if k != "data_dir"} | {"eval_root": tree["data_dir"]}
+            former = tree["data_dir"]  # babyllama.finetune(data_dir=Path(...)) passed it as given
+            tree = {k: v for k, v in tree.items() if k != "data_dir"} | {
+                "eval_root": os.fspath(former) if isinstance(former, os.PathLike) else former}
         return tree
 
     @field_validator("jobs")
@@ -581,10 +583,8 @@ def validate_tree(cls: type[BaseModel], tree: dict, source: str, data_root: str 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, data_root: str | None = None,
                 cls=Config):
     """Read a YAML config (or start from defaults), apply ``key=value`` overrides, validate."""
-    if cls is Recipe:
-        tree = read_yaml(path, "recipe", "a mapping of recipe keys (name:, teachers:, student:, ...)") if path else {}
-    else:
-        tree = read_yaml(path) if path else {}
+    words = ("recipe", "a mapping of recipe keys (name:, teachers:, student:, ...)") if cls is Recipe else ()
+    tree = read_yaml(path, *words) if path else {}
     apply_overrides(tree, overrides or [])
     return validate_tree(cls, tree, str(path) if path else "--set", data_root, run_dir=find_run_dir(path))
 

@@ -44,6 +44,7 @@ def test_eval_root_is_evals_name_and_the_former_data_dir_still_loads(tmp_path, m
     assert FinetuneConfig(eval_root=str(tmp_path)).eval_root == str(tmp_path)
     saved = FinetuneConfig(data_dir=str(tmp_path))  # a config written before the rename
     assert saved.eval_root == str(tmp_path) and "data_dir" not in saved.model_dump()
+    assert FinetuneConfig(data_dir=tmp_path).eval_root == str(tmp_path)  # a path, as finetune(data_dir=...) gets it
     with pytest.raises(UserError, match="data_dir is the former name of eval_root"):
         validate_tree(FinetuneConfig, {"eval_root": "a", "data_dir": "b"}, "ft.yaml")
     recipe = load_recipe(REPO / "recipes" / "smoke.yaml", [f"eval.eval_root={tmp_path}"], data_root="/no/data")
