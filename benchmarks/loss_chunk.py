@@ -6,7 +6,7 @@ at a time; `losses.row_chunk` picks the chunk. This measures, in one run and int
 
 * the loss alone, forward + backward on bf16 logits of 1,024 rows (batch 8 x 128), for vocabularies of 8,000 and
   16,000 and chunks of 16-256 rows: the plain CE (`fused_causal_ce`) and the distillation loss with a 64-entry
-  cached teacher (`ce_and_cached_kl`);
+  cached teacher (`DistillationLoss` from cached entries);
 * one bf16 training step of `llama-cpu-4m` at batch 8 x 128 (forward, the fused CE, backward, clipping, fused
   AdamW) with the chunk `row_chunk` picks against 256 rows.
 
@@ -40,7 +40,8 @@ def mean_ms(fn, iters: int) -> float:
 
 
 def loss_cases(chunks: list[int], repeats: int) -> dict:
-    from babyllama.losses import ce_and_cached_kl, fused_causal_ce
+    from babyllama.distillation.loss import CachedTeacher, DistillationLoss
+    from babyllama.losses import fused_causal_ce
 
     out = {}
     g = torch.Generator().manual_seed(0)
@@ -57,8 +58,7 @@ def loss_cases(chunks: list[int], repeats: int) -> dict:
 
         def kl(c):
             x.grad = None
-            c_e, k_l = ce_and_cached_kl(x, y, ids, w, tail, plogp, 2.0, chunk=c)
-            (c_e + k_l.mean()).backward()
+            DistillationLoss(0.5, 2.0, chunk=c)(x, y, cached=CachedTeacher(ids, w, tail, plogp)).loss.backward()
 
         res = {"ce": {}, "ce_cached_kl": {}}
         for _ in range(repeats):  # interleaved, so that a slow minute of the machine hits every chunk alike

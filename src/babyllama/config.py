@@ -197,6 +197,20 @@ class DistillConfig(Section):
         "logits_mean", description="logits_mean (the papers): average teacher logits then soften; probs_mean."
     )
     teacher_weights: list[float] | None = Field(None, description="Per-teacher weights (normalised); default equal.")
+    # the names of babyllama.distillation.divergences.DIVERGENCES (a test keeps the two equal)
+    divergence: Literal["forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tvd",
+                        "alpha_beta"] = Field(
+        "forward_kl",
+        description="D in alpha * CE + (1 - alpha) * T^2 * D (T^1 for tvd): forward_kl (the papers), reverse_kl, "
+        "jsd (TRL's generalized JSD), skew_kl, skew_reverse_kl (DistiLLM), tvd, alpha_beta (ABKD). From a teacher "
+        "cache, all but forward_kl compare the exact entries plus one bucket for the rest (a lower bound; "
+        "babyllama.distillation.divergences).")
+    jsd_beta: float = Field(
+        0.5, ge=0, le=1, description="jsd: the mixture weight beta of the teacher, m = beta p + (1 - beta) q; 0 is "
+        "forward KL, 1 reverse KL (as TRL's GKD).")
+    skew: float = Field(0.1, ge=0, lt=1, description="skew_kl, skew_reverse_kl: DistiLLM's skew of the mixture.")
+    ab_alpha: float = Field(0.5, description="alpha_beta: ABKD's alpha ((1, 0) is forward KL, (0, 1) reverse KL).")
+    ab_beta: float = Field(0.5, description="alpha_beta: ABKD's beta.")
     cache: CacheConfig = Field(
         default_factory=CacheConfig,
         description="Cached teacher outputs; `cache: true` is short for `cache: {enabled: true}`.")

@@ -1,31 +1,16 @@
-"""Distillation losses as pure tensor functions.
+"""The causal-LM cross-entropy (plain and fused) and the teacher ensemble's combination rule.
 
-    loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(p_ens || p_student)
-
-with both distributions softened at temperature T. Shapes: logits ``(B, L, V)``, labels and masks ``(B, L)``.
+Shapes: logits ``(B, L, V)``, labels ``(B, L)``. The CE is the usual causal-LM loss: logits at position t predict
+label t+1, ``-100`` labels are ignored, mean over predicted tokens. The distillation loss built on these is
+:class:`babyllama.distillation.loss.DistillationLoss`.
 
 Teacher ensembles (:func:`ensemble_log_probs`):
 
 * ``logits_mean`` (both papers): average the teachers' logits (weighted), then soften: ``log_softmax(mean_i z_i / T)``;
 * ``probs_mean``: average the softened distributions: ``log(sum_i w_i softmax(z_i / T))``.
-
-KL reductions (:func:`kl_loss`):
-
-* ``paper``: what the authors' code computes, ``KLDivLoss(reduction="batchmean")`` on ``(B, L, V)`` tensors: the
-  sum over positions and vocabulary divided by the batch size ``B`` only. The KL term is therefore summed over the
-  ``L`` positions (about ``L`` times the per-token scale of the CE it is mixed with), and padded positions are not
-  masked. Use it to reproduce the papers' numbers.
-* ``per_token``: the mean over non-padding positions of the per-position KL, on the same scale as the CE; padded
-  positions (``mask == 0``) contribute nothing.
-
-The CE is the usual causal-LM loss: logits at position t predict label t+1, ``-100`` labels are ignored, mean over
-predicted tokens. The KL compares the full distributions at every position (as the authors do), including the
-last one, whose target lies beyond the chunk: teachers and student both predict it.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -73,150 +58,8 @@ def ensemble_log_probs(teacher_logits: list[torch.Tensor], temperature: float, h
     raise ValueError(f"unknown ensemble '{how}': logits_mean or probs_mean")
 
 
-def kl_per_position(teacher_log_probs: torch.Tensor, student_logits: torch.Tensor,
-                    temperature: float) -> torch.Tensor:
-    """KL(p_teacher || p_student) at each position, ``(B, L)``, both at temperature T."""
-    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    t = teacher_log_probs.float()
-    return (t.exp() * (t - s)).sum(-1)
-
-
-def reduce_kl(kl: torch.Tensor, reduction: str, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Reduce per-position KL ``(B, L)`` to a scalar: ``paper`` (sum / B, no mask) or ``per_token``."""
-    if reduction == "paper":
-        return kl.sum() / kl.size(0)
-    if reduction == "per_token":
-        if mask is None:
-            return kl.mean()
-        m = mask.to(kl.dtype)
-        return (kl * m).sum() / m.sum().clamp_min(1)
-    raise ValueError(f"unknown KL reduction '{reduction}': paper or per_token")
-
-
-def kl_loss(teacher_log_probs: torch.Tensor, student_logits: torch.Tensor, temperature: float, reduction: str,
-            mask: torch.Tensor | None = None) -> torch.Tensor:
-    return reduce_kl(kl_per_position(teacher_log_probs, student_logits, temperature), reduction, mask)
-
-
-@dataclass
-class DistillLoss:
-    loss: torch.Tensor
-    ce: torch.Tensor
-    kl: torch.Tensor
-
-
-def mix(ce: torch.Tensor, kl: torch.Tensor, alpha: float, temperature: float) -> torch.Tensor:
-    """alpha * CE + (1 - alpha) * T^2 * KL (the T^2 keeps the KL gradients' scale independent of T)."""
-    return alpha * ce + (1.0 - alpha) * temperature**2 * kl
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, labels: torch.Tensor,
-                      alpha: float, temperature: float, reduction: str = "per_token",
-                      mask: torch.Tensor | None = None) -> DistillLoss:
-    """The papers' loss from the student's logits and the (already ensembled, tempered) teacher log-probs."""
-    ce = causal_ce(student_logits, labels)
-    if mask is None:
-        mask = labels != IGNORE_INDEX
-    kl = kl_loss(teacher_log_probs, student_logits, temperature, reduction, mask)
-    return DistillLoss(mix(ce, kl, alpha, temperature), ce, kl)
-
-
-def kl_per_position_cached(student_logits: torch.Tensor, teacher_ids: torch.Tensor, teacher_weights: torch.Tensor,
-                           teacher_tail: torch.Tensor, teacher_plogp: torch.Tensor,
-                           temperature: float) -> torch.Tensor:
-    """KL(p_teacher || p_student) per position, ``(B, L)``, from a cached sparse teacher distribution.
-
-    The cache stores, per position, K token ids with weights ``w``, the mass ``p_tail`` no entry represents, and the
-    exact ``sum_v p_v log p_v`` of the tempered teacher (see :mod:`babyllama.distillation.cache`):
-
-    * exact top entries carry their probability ``w_k = p_k``;
-    * sampled entries (ids drawn from the teacher beyond the top ones) carry ``w = p_rest / S`` each, so
-      ``sum_j w_j (-log q_j)`` is an unbiased estimate of the cross-entropy over those tokens;
-    * with no samples, the unrepresented mass forms one bucket against the student's remaining mass ``q_tail``.
-
-    ``KL = sum_v p_v log p_v - sum_j w_j log q_j - p_tail log q_tail``: exact when K is the vocabulary size, an
-    unbiased estimate (value and gradient) with sampling. Only the student's tempered log-sum-exp and K gathered
-    logits are needed, never its full log-probabilities.
-    """
-    z = student_logits.float() / temperature
-    lse = torch.logsumexp(z, dim=-1, keepdim=True)
-    s = torch.gather(z, -1, teacher_ids.long()) - lse
-    w = teacher_weights.float()
-    kl = teacher_plogp.float() - (w * s).sum(-1)
-    p_tail = teacher_tail.float().clamp_min(0)
-    if bool((p_tail > 0).any()):
-        # only without samples (unique top-K ids): the student's mass outside them
-        q_tail = (1 - s.exp().sum(-1)).clamp_min(1e-12)
-        kl = kl - p_tail * torch.log(q_tail)
-    return kl
-
-
-class _FusedCEAndCachedKL(torch.autograd.Function):
-    """Per-row CE and cached-teacher KL with a hand-written backward, computed in row chunks.
-
-    Autograd through :func:`causal_ce` + :func:`kl_per_position_cached` materialises several ``(rows, vocab)``
-    float32 tensors (the upcast logits, the tempered copy, two softmaxes and their gradients); here each chunk of
-    rows is upcast, reduced and differentiated while it sits in cache, and the gradient is written once.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, labels, ids, w, tail, plogp, temperature, chunk):
-        n = logits.size(0)
-        ce = torch.zeros(n, dtype=torch.float32, device=logits.device)
-        kl = torch.zeros(n, dtype=torch.float32, device=logits.device)
-        lse1 = torch.empty_like(ce)
-        lse_t = torch.empty_like(ce)
-        valid = labels != IGNORE_INDEX
-        safe = labels.clamp_min(0).unsqueeze(-1)
-        # the tail term is zero where the tail mass is; on a GPU it is computed anyway rather than asking the
-        # device (a synchronisation every step)
-        has_tail = logits.device.type != "cpu" or bool((tail > 0).any())
-        for a in range(0, n, chunk):
-            b = min(a + chunk, n)
-            z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
-            lse1[a:b] = torch.logsumexp(z, -1)
-            ce[a:b] = (lse1[a:b] - z.gather(-1, safe[a:b]).squeeze(-1)) * valid[a:b]
-            z.mul_(1.0 / temperature)
-            lse_t[a:b] = torch.logsumexp(z, -1)
-            s = z.gather(-1, ids[a:b]) - lse_t[a:b, None]
-            kl[a:b] = plogp[a:b] - (w[a:b] * s).sum(-1)
-            if has_tail:
-                kl[a:b] -= tail[a:b] * torch.log((1 - s.exp().sum(-1)).clamp_min(1e-12))
-        ctx.save_for_backward(logits, labels, ids, w, tail, lse1, lse_t)
-        ctx.temperature, ctx.chunk, ctx.has_tail = temperature, chunk, has_tail
-        return ce, kl
-
-    @staticmethod
-    def backward(ctx, g_ce, g_kl):
-        logits, labels, ids, w, tail, lse1, lse_t = ctx.saved_tensors
-        t, chunk = ctx.temperature, ctx.chunk
-        grad = torch.empty_like(logits)
-        valid = (labels != IGNORE_INDEX).float()
-        safe = labels.clamp_min(0).unsqueeze(-1)
-        gce = (g_ce.float() * valid).unsqueeze(-1)
-        gkl = g_kl.float().unsqueeze(-1)
-        for a in range(0, logits.size(0), chunk):
-            b = min(a + chunk, logits.size(0))
-            z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
-            # dCE/dz = softmax(z) - onehot(label)
-            g = torch.exp(z - lse1[a:b, None]).mul_(gce[a:b])
-            g.scatter_add_(-1, safe[a:b], -gce[a:b])
-            # dKL/dz = (1/T) (scatter(c) - softmax(z/T) * sum(c)), c_k = -w_k (+ tail bucket term)
-            c = -w[a:b].float()
-            if ctx.has_tail:
-                s = z.gather(-1, ids[a:b]) / t - lse_t[a:b, None]
-                q_tail = (1 - s.exp().sum(-1, keepdim=True)).clamp_min(1e-12)
-                c = c + tail[a:b, None] * s.exp() / q_tail
-            c = c * (gkl[a:b] / t)
-            p_t = torch.exp(z.mul_(1.0 / t).sub_(lse_t[a:b, None]))
-            g.sub_(p_t.mul_(c.sum(-1, keepdim=True)))
-            g.scatter_add_(-1, ids[a:b], c)
-            grad[a:b] = g
-        return grad, None, None, None, None, None, None, None
-
-
 class _FusedCE(torch.autograd.Function):
-    """Per-row cross-entropy with a hand-written backward, in row chunks (the plain-training twin of the class above).
+    """Per-row cross-entropy with a hand-written backward, in row chunks (distillation's kernels: :mod:`babyllama.distillation.fused`).
 
     ``F.cross_entropy`` on the upcast logits makes an fp32 copy of the ``(rows, vocab)`` logits, a log-softmax, and
     in backward a zero-filled one-hot gradient and a softmax gradient: four passes over the step's largest tensor,
@@ -285,19 +128,3 @@ def trainer_causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=Non
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(outputs.logits.device)
     return fused_causal_ce(outputs.logits, labels, num_items=num_items_in_batch)
-
-
-def ce_and_cached_kl(student_logits: torch.Tensor, labels: torch.Tensor, teacher_ids: torch.Tensor,
-                     teacher_weights: torch.Tensor, teacher_tail: torch.Tensor, teacher_plogp: torch.Tensor,
-                     temperature: float, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean next-token CE, per-position KL ``(B, L)``) in one fused pass; equal to :func:`causal_ce` and
-    :func:`kl_per_position_cached` (tested), several times cheaper in memory traffic."""
-    b, l, v = student_logits.shape
-    shifted = shift_labels(labels).reshape(-1)
-    k = teacher_ids.size(-1)
-    ce, kl = _FusedCEAndCachedKL.apply(student_logits.reshape(-1, v), shifted, teacher_ids.reshape(-1, k).long(),
-                                       teacher_weights.reshape(-1, k).float(), teacher_tail.reshape(-1).float(),
-                                       teacher_plogp.reshape(-1).float(), float(temperature),
-                                       chunk or row_chunk(student_logits))
-    n = (shifted != IGNORE_INDEX).sum().clamp_min(1)
-    return ce.sum() / n, kl.view(b, l)

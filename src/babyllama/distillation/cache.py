@@ -4,7 +4,7 @@ Live distillation runs every teacher forward on every student step. Here the ens
 tokens and stores, for every token position, K entries of the combined, tempered teacher distribution,
 memory-mapped on disk (``ids``: uint16/uint32 ``(N, K)``, ``weight``: float32 ``(N, K)``, ``tail`` and ``plogp``:
 float32 ``(N,)``; about ``6 K`` bytes per token for a 16k vocabulary). The student then trains without teachers in
-memory; the loss is :func:`babyllama.losses.kl_per_position_cached`.
+memory; the loss reads them through :class:`babyllama.distillation.loss.CachedTeacher`.
 
 What the K entries are: the ``K - S`` most probable tokens with their probabilities, and ``S`` (``sampled``) token
 ids drawn with replacement from the rest of the distribution, each weighted ``p_rest / S``. Pure top-K (``S = 0``)

@@ -1,6 +1,6 @@
 """Where the student's teacher distribution comes from: the teachers run live, or a cache built from them once.
 
-:class:`LiveTeachers` holds the frozen teachers and gives the tempered ensemble's log-probabilities for a batch.
+:class:`LiveTeachers` holds the frozen teachers and gives their logits for a batch.
 :func:`cached_datasets` builds (or reuses) the caches of the training and eval tokens and wraps the datasets so that
 every batch carries its positions' cached entries (:class:`CachedChunkDataset`); the trainer then needs no teacher.
 """
@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, DistillConfig
+from ..config import Config
 from ..data.dataset import ChunkDataset
 from ..errors import UserError
-from ..losses import ensemble_log_probs
 from ..models import load_model, resolve_model_path
 from ..tokenizer import load_tokenizer, vocab_hash
 from ..training.hardware import autocast, device_type, resolve_device, resolve_precision
@@ -48,18 +47,16 @@ def load_teachers(dirs: list[str], student_tokenizer) -> list[torch.nn.Module]:
 
 
 class LiveTeachers:
-    """The frozen teachers run on each batch; ``log_probs`` is the tempered ensemble (``distill.ensemble``)."""
+    """The frozen teachers run on each batch; ``logits`` gives each teacher's (the loss object ensembles them)."""
 
-    def __init__(self, teachers: list[torch.nn.Module], cfg: DistillConfig, device, precision: str = "fp32"):
+    def __init__(self, teachers: list[torch.nn.Module], device, precision: str = "fp32"):
         self.models = [t.to(device) for t in teachers]
-        self.cfg = cfg
         self.precision = precision  # the student's step's: bf16, fp16 or fp32
 
-    def log_probs(self, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
+    def logits(self, input_ids: torch.Tensor, attention_mask=None) -> list[torch.Tensor]:
         # accelerate wraps only the student's forward in autocast: the teachers need their own context
         with torch.no_grad(), autocast(self.precision, input_ids.device):
-            logits = [t(input_ids=input_ids, attention_mask=attention_mask).logits for t in self.models]
-        return ensemble_log_probs(logits, self.cfg.temperature, self.cfg.ensemble, self.cfg.teacher_weights)
+            return [t(input_ids=input_ids, attention_mask=attention_mask).logits for t in self.models]
 
 
 class CachedChunkDataset(ChunkDataset):

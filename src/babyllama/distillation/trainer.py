@@ -2,7 +2,7 @@
 
 Run: ``babyllama distill configs/distill/cpu.yaml --teacher runs/t1 --teacher runs/t2``.
 
-Teachers may be of any supported architecture (the first paper mixes a LLaMA and a GPT-2); they must share the
+The loss, built once from ``distill:``, is :class:`babyllama.distillation.loss.DistillationLoss`. Teachers may be of any supported architecture (the first paper mixes a LLaMA and a GPT-2); they must share the
 student's tokenizer (same vocabulary, merges and special tokens: checked by hash). They are frozen, in eval mode,
 and run under ``torch.no_grad``. Train logs carry ``ce`` and ``kl`` beside ``loss``; evaluation reports the
 student's plain CE as ``eval_loss`` (so the best checkpoint is chosen on a number comparable with the teachers'
@@ -17,74 +17,70 @@ from pathlib import Path
 import torch
 from transformers import default_data_collator
 
-from ..config import Config, DistillConfig
+from ..config import Config
 from ..errors import UserError
-from ..losses import IGNORE_INDEX, causal_ce, ce_and_cached_kl, kl_loss, mix, reduce_kl
 from ..models import build_model, resolve_model_path
 from ..training.hardware import configure_attention
 from ..training.trainer import (GuardedTrainer, attach_progress, finish_run, setup_run, standard_callbacks,
                              training_arguments, training_run)
+from .loss import CachedTeacher, DistillationLoss
 from .sources import LiveTeachers, cached_datasets, load_teachers
 
 
 class DistillationTrainer(GuardedTrainer):
-    """Trainer whose loss mixes CE and the KL to a frozen teacher ensemble."""
+    """Trainer whose loss is :class:`babyllama.distillation.loss.DistillationLoss` against a frozen teacher
+    ensemble (live teachers, or cached entries carried by each batch)."""
 
     loss_is_scaled_for_ga = False  # our loss is a per-micro-batch mean: let the Trainer divide by GA steps
 
-    def __init__(self, *args, teachers: list[torch.nn.Module], distill_cfg: DistillConfig, **kwargs):
+    def __init__(self, *args, teachers: list[torch.nn.Module], loss_fn: DistillationLoss, cache_sampled: int = 0,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         precision = "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
-        self.teachers = LiveTeachers(teachers, distill_cfg, self.args.device, precision) if teachers else None
-        self.dcfg = distill_cfg
-        self._sums = {"train": {"ce": 0.0, "kl": 0.0, "n": 0}, "eval": {"ce": 0.0, "kl": 0.0, "n": 0}}
+        self.teachers = LiveTeachers(teachers, self.args.device, precision) if teachers else None
+        self.loss_fn = loss_fn
+        self.cache_sampled = cache_sampled  # of the cached entries, how many are samples (not exact top tokens)
+        self._sums = {"train": self._empty(), "eval": self._empty()}
 
-    def ce_and_kl(self, logits: torch.Tensor, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The student's CE and the reduced KL to the ensemble: fused from cached teacher entries when the batch
-        carries them, else with the teachers run live."""
-        d = self.dcfg
-        labels = inputs["labels"]
-        mask = labels != IGNORE_INDEX
-        if "teacher_ids" in inputs:
-            ce, per_pos = ce_and_cached_kl(logits, labels, inputs["teacher_ids"], inputs["teacher_weight"],
-                                           inputs["teacher_tail"], inputs["teacher_plogp"], d.temperature)
-            return ce, reduce_kl(per_pos, d.kl_reduction, mask)
-        if self.teachers is None:
-            raise ValueError("a batch without cached teacher entries, and no live teachers to compute them")
-        t_logp = self.teachers.log_probs(inputs["input_ids"], inputs.get("attention_mask"))
-        return causal_ce(logits, labels), kl_loss(t_logp, logits, d.temperature, d.kl_reduction, mask)
+    @staticmethod
+    def _empty() -> dict:
+        return {"ce": 0.0, "div": 0.0, "n": 0}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
-        d = self.dcfg
-        ce, kl = self.ce_and_kl(outputs.logits, inputs)
+        cached = CachedTeacher.from_batch(inputs, self.cache_sampled)
+        teacher_logits = None
+        if cached is None:
+            if self.teachers is None:
+                raise ValueError("a batch without cached teacher entries, and no live teachers to compute them")
+            teacher_logits = self.teachers.logits(inputs["input_ids"], inputs.get("attention_mask"))
+        out = self.loss_fn(outputs.logits, inputs["labels"], teacher_logits=teacher_logits, cached=cached)
         if model.training:
-            loss, key = mix(ce, kl, d.alpha, d.temperature), "train"
+            loss, key = out.loss, "train"
             self.check_finite(loss)
         else:
-            loss, key = ce, "eval"  # eval_loss is the plain CE: comparable with teachers and baselines
+            loss, key = out.ce, "eval"  # eval_loss is the plain CE: comparable with teachers and baselines
         s = self._sums[key]
-        s["ce"] += float(ce.detach())
-        s["kl"] += float(kl.detach())
+        s["ce"] += float(out.ce.detach())
+        s["div"] += float(out.div.detach())
         s["n"] += 1
         return (loss, outputs) if return_outputs else loss
 
-    def _take(self, key: str) -> dict:
-        s = self._sums[key]
-        n = max(s["n"], 1)
-        out = {"ce": s["ce"] / n, "kl": s["kl"] / n} if s["n"] else {}
-        self._sums[key] = {"ce": 0.0, "kl": 0.0, "n": 0}
-        return out
+    def _mean_terms(self, key: str) -> dict:
+        """The mean CE and divergence since the last log, and the sums reset."""
+        s, self._sums[key] = self._sums[key], self._empty()
+        return {"ce": s["ce"] / s["n"], "kl": s["div"] / s["n"]} if s["n"] else {}
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
+        # the divergence term is logged as "kl" whatever the divergence: the metrics files and the report's loss
+        # curves read that name
         if "loss" in logs:
-            logs.update(self._take("train"))
+            logs.update(self._mean_terms("train"))
         elif any(k.startswith("eval_") for k in logs):
-            e = self._take("eval")
+            e = self._mean_terms("eval")
             if e:
                 logs["eval_kl"] = e["kl"]
-                logs["eval_objective"] = mix(torch.tensor(e["ce"]), torch.tensor(e["kl"]), self.dcfg.alpha,
-                                             self.dcfg.temperature).item()
+                logs["eval_objective"] = self.loss_fn.mix(torch.tensor(e["ce"]), torch.tensor(e["kl"])).item()
         super().log(logs, start_time)
 
 
@@ -101,16 +97,18 @@ def distill(cfg: Config, overwrite: bool = False, callbacks: list | None = None)
     with training_run(cfg):
         run = setup_run(cfg, overwrite, check=lambda tok: load_teachers(d.teachers, tok))
         teachers = run.checked
-        train_ds, eval_ds, extra = run.train_ds, run.eval_ds, {}
+        train_ds, eval_ds, extra, sampled = run.train_ds, run.eval_ds, {}, 0
         if d.cache.enabled:
             train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, run.provenance)
+            sampled = train_ds.cache.meta["sampled"]
             teachers = []  # the student trains without teachers in memory
         student = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
         callbacks = [*standard_callbacks(train_ds, cfg, run.provenance), *(callbacks or [])]
         trainer = DistillationTrainer(model=student, args=training_arguments(cfg, run.out), train_dataset=train_ds,
                                       eval_dataset=eval_ds, processing_class=run.tokenizer,
                                       data_collator=default_data_collator, callbacks=callbacks,
-                                      teachers=teachers, distill_cfg=d)
+                                      teachers=teachers, loss_fn=DistillationLoss.from_config(d),
+                                      cache_sampled=sampled)
         attach_progress(trainer, cfg)
         if run.resume:
             print(f"resuming from {run.resume}", flush=True)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config, ModelSpec, Recipe, validate_tree, written
+from ..distillation import ALL_PARAMETERS as ALL_DIVERGENCE_PARAMETERS
+from ..distillation import PARAMETERS as DIVERGENCE_PARAMETERS
 from ..errors import UserError
 from ..eval.suites import fingerprint, get_suite
 from ..io import read_json, sha256_file, short_hash, write_json
@@ -97,6 +99,14 @@ def config_key(cfg: Config, deps: list[Stage]) -> str:
     for k in ("output_dir", "progress", "device"):
         c["training"].pop(k)
     c["distill"].pop("teachers")
+    # a divergence's settings count only where it reads them, and the default forward KL not at all: the stages
+    # keyed before the divergences existed keep their keys
+    used = DIVERGENCE_PARAMETERS.get(c["distill"]["divergence"], ())
+    for k in ALL_DIVERGENCE_PARAMETERS:
+        if k not in used:
+            c["distill"].pop(k)
+    if c["distill"]["divergence"] == "forward_kl":
+        c["distill"].pop("divergence")
     c["distill"]["cache"].pop("dir")
     return short_hash([STAGE_VERSION, c, [d.key for d in deps]])
 

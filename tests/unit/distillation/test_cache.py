@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from babyllama.config import ModelConfig
 from babyllama.distillation.cache import CacheSpec, build_cache, sparse_entries, windows
 from babyllama.distillation.sources import CachedChunkDataset
-from babyllama.losses import ensemble_log_probs, kl_per_position, kl_per_position_cached
+from babyllama.distillation.divergences import divergence_from
+from babyllama.distillation.loss import CachedTeacher, cached_kl_reference
+from babyllama.losses import ensemble_log_probs
 from babyllama.models import build_model
 
 
@@ -34,6 +36,14 @@ def test_windows_cover_every_position_once(n, seq, window):
         if window == "sliding" and start > 0:
             assert first - start >= seq // 2 or start == n - seq  # at least seq/2 tokens of context
     assert (recorded == 1).all()
+
+
+def kl_per_position(teacher_lp, student_logits, t):
+    return divergence_from("forward_kl").per_position(teacher_lp, F.log_softmax(student_logits / t, -1))
+
+
+def kl_per_position_cached(student_logits, ids, w, tail, plogp, t):
+    return cached_kl_reference(F.log_softmax(student_logits / t, -1), CachedTeacher(ids, w, tail, plogp))
 
 
 def _cached_kl(s, tl, k, sampled, T, gen=None):

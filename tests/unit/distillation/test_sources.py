@@ -49,12 +49,17 @@ def test_a_pinned_cache_seed_shares_one_cache_among_student_seeds(tiny_prepared,
     assert a == b and seed_a == seed_b == 0
 
 
-def test_live_teachers_give_the_tempered_ensemble(tiny_tokenizer, tmp_path):
+def test_live_teachers_give_each_teachers_logits_and_the_loss_ensembles_them(tiny_tokenizer, tmp_path):
     from babyllama.config import DistillConfig
+    from babyllama.distillation.loss import DistillationLoss
 
     models = load_teachers(save_random_teachers(tiny_tokenizer, tmp_path), tiny_tokenizer)
-    live = LiveTeachers(models, DistillConfig(temperature=2.0, ensemble="probs_mean"), "cpu", "fp32")
+    live = LiveTeachers(models, "cpu", "fp32")
     x = torch.randint(3, len(tiny_tokenizer), (2, 9))
     with torch.no_grad():
-        want = ensemble_log_probs([m(input_ids=x).logits for m in models], 2.0, "probs_mean")
-    assert torch.allclose(live.log_probs(x), want, atol=1e-6)
+        direct = [m(input_ids=x).logits for m in models]
+        want = ensemble_log_probs(direct, 2.0, "probs_mean")
+    got = live.logits(x)
+    assert len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, direct))
+    loss_fn = DistillationLoss.from_config(DistillConfig(temperature=2.0, ensemble="probs_mean"))
+    assert torch.allclose(loss_fn.teacher_log_probs(got), want, atol=1e-6)

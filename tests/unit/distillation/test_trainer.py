@@ -8,6 +8,7 @@ from transformers import TrainingArguments
 from transformers.modeling_outputs import CausalLMOutput
 
 from babyllama.config import DistillConfig
+from babyllama.distillation.loss import DistillationLoss
 from babyllama.distillation.trainer import DistillationTrainer
 
 
@@ -39,7 +40,7 @@ def kl(p, q):
 def trainer(tmp_path, **distill):
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=1)
     return DistillationTrainer(model=FixedLogits(STUDENT), args=args, teachers=[FixedLogits(TEACHER)],
-                               distill_cfg=DistillConfig(**distill))
+                               loss_fn=DistillationLoss.from_config(DistillConfig(**distill)))
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
@@ -56,8 +57,8 @@ def test_compute_loss_by_hand(tmp_path, temperature, reduction):
     # the parts are logged separately; evaluation scores the plain CE (comparable with non-distilled models)
     tr.model.eval()
     assert tr.compute_loss(tr.model, INPUTS).item() == pytest.approx(ce, rel=1e-6)
-    assert tr._take("train") == pytest.approx({"ce": ce, "kl": kl_red}, rel=1e-6)
-    assert tr._take("eval") == pytest.approx({"ce": ce, "kl": kl_red}, rel=1e-6)
+    assert tr._mean_terms("train") == pytest.approx({"ce": ce, "kl": kl_red}, rel=1e-6)
+    assert tr._mean_terms("eval") == pytest.approx({"ce": ce, "kl": kl_red}, rel=1e-6)
 
 
 def test_gradient_flows_to_the_student_only(tmp_path):
