@@ -46,6 +46,8 @@ import torch
 from . import DIVERGENCES
 
 EPS = 1e-12  # the floor of a coarse-grained bucket's mass
+LOG_EPS = math.log(EPS)
+REST_FLOOR = 1e-6  # a teacher remainder below this is the float error of 1 - sum p (see bucketed)
 
 
 def _mix_log(log_a: torch.Tensor, log_b: torch.Tensor, wa: float) -> torch.Tensor:
@@ -169,10 +171,28 @@ def reduce_positions(values: torch.Tensor, reduction: str, mask: torch.Tensor | 
     raise ValueError(f"unknown reduction '{reduction}': paper or per_token")
 
 
-def bucketed(teacher_p: torch.Tensor, student_lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher and student log-probabilities over K exact entries plus the bucket of the rest, ``(..., K + 1)``:
-    ``teacher_p`` the entries' probabilities, ``student_lq`` the student's log-probabilities at those ids."""
-    rest_p = (1 - teacher_p.sum(-1, keepdim=True)).clamp_min(EPS)
-    rest_q = (1 - student_lq.exp().sum(-1, keepdim=True)).clamp_min(EPS)
-    lp = torch.cat([teacher_p.clamp_min(1e-38).log(), rest_p.log()], -1)
-    return lp, torch.cat([student_lq, rest_q.log()], -1)
+def bucketed(teacher_p: torch.Tensor, student_lq: torch.Tensor, student_lq_rest: torch.Tensor):
+    """The coarse-grained distributions: teacher and student log-probabilities over K exact entries plus the
+    bucket of the rest, ``(..., K + 1)``, and whether that bucket counts, ``(..., 1)``.
+
+    ``teacher_p``: the entries' probabilities; ``student_lq``: the student's log-probabilities at those ids;
+    ``student_lq_rest``: the log of the student's mass outside them (from a log-sum-exp over the other logits, not
+    ``1 - sum q``, which cancels to float noise when the entries hold nearly all the mass). A teacher remainder
+    below ``REST_FLOOR`` is float noise of ``1 - sum p`` (all the mass is in the entries): the bucket is dropped,
+    since log-ratio divergences (the AB family at a or b <= 0) would weigh that noise as a real disagreement.
+    """
+    rest_p = 1 - teacher_p.sum(-1, keepdim=True)
+    lp = torch.cat([teacher_p.clamp_min(1e-38).log(), rest_p.clamp_min(EPS).log()], -1)
+    return lp, torch.cat([student_lq, student_lq_rest], -1), rest_p > REST_FLOOR
+
+
+def bucketed_per_position(div: Divergence, lp: torch.Tensor, lq: torch.Tensor, rest_on: torch.Tensor):
+    """D between coarse-grained distributions (:func:`bucketed`), per position."""
+    phi = div.phi(lp, lq)
+    return phi[..., :-1].sum(-1) + phi[..., -1] * rest_on[..., 0]
+
+
+def log_mass_outside(logits: torch.Tensor, ids: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """log of softmax(logits)'s mass outside ``ids``, ``(..., 1)``, given the rows' log-sum-exp ``lse``."""
+    rest = torch.logsumexp(logits.scatter(-1, ids, float("-inf")), -1, keepdim=True)
+    return (rest - lse.unsqueeze(-1)).clamp_min(LOG_EPS)  # ids covering the vocabulary: an empty bucket

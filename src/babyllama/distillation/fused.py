@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..losses import IGNORE_INDEX
-from .divergences import EPS, Divergence, bucketed
+from .divergences import EPS, Divergence, bucketed, bucketed_per_position, log_mass_outside
 
 
 def _ce_rows(z: torch.Tensor, safe: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,8 +150,10 @@ class FusedBucketed(torch.autograd.Function):
             lse1[a:b], ce[a:b] = _ce_rows(z, safe[a:b], valid[a:b])
             z.mul_(1.0 / temperature)
             lse_t[a:b] = torch.logsumexp(z, -1)
-            lp, lq = bucketed(exact_p[a:b], z.gather(-1, exact_ids[a:b]) - lse_t[a:b, None])
-            dv[a:b] = div.phi(lp, lq).sum(-1)
+            ids = exact_ids[a:b]
+            lp, lq, on = bucketed(exact_p[a:b], z.gather(-1, ids) - lse_t[a:b, None],
+                                  log_mass_outside(z, ids, lse_t[a:b]))
+            dv[a:b] = bucketed_per_position(div, lp, lq, on)
         ctx.save_for_backward(logits, labels, exact_ids, exact_p, lse1, lse_t)
         ctx.div, ctx.temperature, ctx.chunk = div, temperature, chunk
         return ce, dv
@@ -169,10 +171,12 @@ class FusedBucketed(torch.autograd.Function):
             g = _ce_grad(z, lse1[a:b], safe[a:b], gce[a:b])
             ids = exact_ids[a:b]
             s = z.mul_(1.0 / t).sub_(lse_t[a:b, None])
-            lp, lq = bucketed(exact_p[a:b], s.gather(-1, ids))
+            lp, lq, on = bucketed(exact_p[a:b], s.gather(-1, ids), log_mass_outside(s, ids, torch.zeros_like(
+                lse_t[a:b])))
             q = s.exp_()
             u = div.u(lp, lq)  # (rows, K + 1): the exact entries, then the rest
-            d_rest = div.dphi(lp[:, -1:], lq[:, -1:])
+            u[:, -1:] *= on  # a dropped bucket (see divergences.bucketed) adds nothing
+            d_rest = div.dphi(lp[:, -1:], lq[:, -1:]) * on
             at_ids = (u[:, :-1] - lq[:, :-1].exp() * d_rest) * gdv[a:b]
             g.add_(q.mul_((d_rest - u.sum(-1, keepdim=True)) * gdv[a:b]))
             g.scatter_add_(-1, ids, at_ids)

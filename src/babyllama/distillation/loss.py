@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import IGNORE_INDEX, causal_ce, ensemble_log_probs, row_chunk, shift_labels
-from .divergences import EPS, Divergence, bucketed, divergence_from, reduce_positions
+from .divergences import (EPS, Divergence, bucketed, bucketed_per_position, divergence_from, log_mass_outside,
+                          reduce_positions)
 from .fused import FusedBucketed, FusedCachedKL, FusedDense
 
 
@@ -108,7 +109,7 @@ class DistillationLoss:
         """(mean next-token CE, per-position divergence ``(B, L)``)."""
         b, l, v = logits.shape
         t, div = self.temperature, self.divergence
-        if not self.fused or cached is None:  # live teachers: autograd on the dense log-probabilities
+        if not self.fused:
             s = F.log_softmax(logits.float() / t, dim=-1)
             if cached is None:
                 per_pos = div.per_position(teacher_lp.float(), s)
@@ -117,7 +118,9 @@ class DistillationLoss:
             else:
                 exact = cached.ids.size(-1) - cached.sampled
                 ids = cached.ids[..., :exact].long()
-                per_pos = div.per_position(*bucketed(cached.weight[..., :exact].float(), s.gather(-1, ids)))
+                lq_rest = log_mass_outside(s, ids, torch.zeros(s.shape[:-1], device=s.device))
+                per_pos = bucketed_per_position(div, *bucketed(cached.weight[..., :exact].float(), s.gather(-1, ids),
+                                                               lq_rest))
             return causal_ce(logits, labels), per_pos
         shifted = shift_labels(labels).reshape(-1)
         rows, chunk = logits.reshape(-1, v), self.chunk or row_chunk(logits)
