@@ -123,6 +123,10 @@ class SweepConfig(Section):
     final: bool = Field(False, description="After the last trial, run the whole recipe with the best trial's "
                         "overrides in SWEEP_DIR/best (the tuned baseline against the distilled student).")
     heartbeat: Heartbeat = Field(default_factory=Heartbeat)
+    compare_to: dict[str, Any] | None = Field(
+        None, description="A reference trial by its parameter values ({parameter: value}, e.g. {divergence: "
+        "forward_kl}): the report pairs every trial's students with the reference trial's, seed by seed, and gives "
+        "the pooled verdicts (BLiMP and dev CE, paired CIs) beside each trial's own student - baseline.")
 
     @model_validator(mode="after")
     def _checks(self):
@@ -135,6 +139,12 @@ class SweepConfig(Section):
                                  "is continuous (use sampler: random or tpe)")
         elif self.trials is None:
             raise ValueError(f"sampler {self.sampler.type} needs trials: N (or --trials N)")
+        for k, v in (self.compare_to or {}).items():
+            if k not in self.space:
+                raise ValueError(f"compare_to names {k}, which is not a parameter of space: ({', '.join(self.space)})")
+            values = self.space[k].grid_values
+            if values is not None and v not in values:
+                raise ValueError(f"compare_to {k}: {v!r} is not one of its values ({', '.join(map(str, values))})")
         return self
 
     @property
