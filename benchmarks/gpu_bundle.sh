@@ -6,6 +6,7 @@
 #   words_per_token   of that BPE on the corpus's training split, for the projection's 10M words in tokens
 #   eval-blimp.tar.gz BLiMP (67 paradigms) from the data root's eval/
 #   finetune/         a fresh llama-cpu-4m with its BPE and eval/glue_filtered/ RTE and MRPC, for benchmarks/finetune.py
+#   data.tar.gz       corpus/ and the zero-shot suites' eval/ folders of the data root, for recipes/gpu-10m.yaml
 # Usage: bash benchmarks/gpu_bundle.sh [BUNDLE]   (DATA_ROOT: default ../shared/data; .venv set up by `make setup`)
 set -euo pipefail
 B=${1:-.gpu-bundle}
@@ -46,4 +47,6 @@ fi
 mkdir -p "$B/finetune/eval/glue_filtered"
 cp "$DATA"/eval/glue_filtered/{rte,mrpc}.{train,valid}.jsonl "$B/finetune/eval/glue_filtered/"
 tar -czf "$B/eval-blimp.tar.gz" -C "$DATA/eval" blimp
+tar -czf "$B/data.tar.gz" -C "$DATA" corpus eval/blimp_filtered eval/supplement_filtered eval/ewok_filtered \
+    $(cd "$DATA" && ls eval/MANIFEST.sha256 eval/README.md 2>/dev/null)
 du -sh "$B"/*

@@ -185,3 +185,44 @@ def test_stage_keys_follow_corpus_content_not_file_times(tmp_path):
     f.write_text("some train texT\n")  # same size, different bytes
     changed = [s.key for s in make_plan(recipe, tmp_path / "r").stages]
     assert changed[0] != keys[0] and all(a != b for a, b in zip(changed, keys))
+
+
+GPU_RECIPE = REPO / "recipes" / "gpu-10m.yaml"
+# the GPU recipe's plan with everything scaled down to what a CPU test runs in seconds: the same stages, suites,
+# cache and report; only sizes, steps and items change
+GPU_SCALED_DOWN = ["tokenizer.vocab_size=512", "base.data.max_train_tokens=20000", "base.data.max_eval_tokens=4096",
+                   "base.data.eval_samples=null", "base.data.domains=[aochildes,cbt]", "base.training.batch_size=16",
+                   "base.training.max_steps=6", "base.training.warmup_steps=2", "base.training.eval_strategy=steps",
+                   "base.training.eval_steps=3",
+                   "teachers.0.model={preset: llama-tiny}", "teachers.1.model={preset: gpt2-tiny}",
+                   "student.model={preset: llama-tiny, num_layers: 1}", "seeds=[1, 2]", "eval.max_pairs=4",
+                   "eval.ppl_max_tokens=1024", "eval.suites=[blimp_filtered, supplement, ewok, perplexity]"]
+
+
+def test_gpu_recipe_dry_runs_on_the_cpu():
+    need_shared()
+    r = run_cli("run", GPU_RECIPE, "--data-root", SHARED, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    names = list(parse_plan_lines(r.stdout))
+    assert names[:4] == ["prepare", "tokenizer", "teacher:llama-80m", "teacher:gpt2-69m"]
+    assert {f"{k}:s{s}" for k in ("baseline", "student") for s in (1, 2, 3)} <= set(names)
+    assert "eval:ensemble" in names and not any(n.startswith("finetune:") for n in names)
+    recipe = load_recipe(GPU_RECIPE, data_root=str(SHARED))
+    assert recipe.base.data.max_train_tokens is None  # the whole corpus
+    assert recipe.distill.cache.enabled and recipe.distill.cache.seed == 0  # one cache for the seeds
+
+
+@pytest.mark.slow
+def test_gpu_recipe_scaled_down_runs_end_to_end_on_the_cpu(tmp_path):
+    need_shared()
+    args = ["run", GPU_RECIPE, "--data-root", SHARED, "--run-dir", tmp_path / "gpu"]
+    for s in GPU_SCALED_DOWN:
+        args += ["--set", s]
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = (tmp_path / "gpu" / "report.md").read_text()
+    for line in ("**student - llama-80m**", "**student - gpt2-69m**", "**student - ensemble**",
+                 "**student - baseline** (2 seeds (1,2) pooled)"):
+        assert line in report
+    status = parse_status(run_cli("status", tmp_path / "gpu").stdout)
+    assert set(status.values()) == {"done"}

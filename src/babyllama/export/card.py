@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import yaml
 
+from ..distillation import describe_divergence
+
 SUITE_NAMES = {"blimp": "BLiMP", "blimp_filtered": "BLiMP (filtered, BabyLM)", "blimp_fast": "BLiMP (BabyLM fast)",
                "supplement": "BLiMP supplement (BabyLM)", "supplement_fast": "BLiMP supplement (BabyLM fast)",
                "ewok": "EWoK (filtered, BabyLM)", "ewok_fast": "EWoK (BabyLM fast)"}
+
+
+def parameter_count(n: int) -> str:
+    """A parameter count the way the Hub prints it: three significant digits and a suffix (41.2k, 4.15M, 1.2B)."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return str(int(n))
 
 
 def model_index(name: str, evaluation: dict | None) -> list[dict]:
@@ -39,7 +49,7 @@ def model_card(name: str, *, license: str, datasets: list[str], info: dict, metr
         meta["model-index"] = index
     m = metrics or {}
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "", f"# {name}", "",
-             f"A {m.get('params', 0) / 1e6:.1f}M-parameter causal language model trained with babyllama "
+             f"A {parameter_count(m.get('params', 0))}-parameter causal language model trained with babyllama "
              + ("by distilling an ensemble of teachers" if kind == "distill" else "from scratch")
              + " on BabyLM-style data.", "", "## Training", ""]
     if m:
@@ -49,6 +59,11 @@ def model_card(name: str, *, license: str, datasets: list[str], info: dict, metr
                   + (f"{best:.4f} nats/token" if isinstance(best, int | float) else "not evaluated")]
     if teachers:
         lines += ["- distilled from: " + ", ".join(f"`{t}`" for t in teachers)]
+    d = (info.get("config") or {}).get("distill")
+    if kind == "distill" and d:
+        lines += [f"- distillation: alpha {d.get('alpha')}, T {d.get('temperature')}, divergence "
+                  f"`{describe_divergence(d)}`, reduction `{d.get('kl_reduction')}`, ensemble `{d.get('ensemble')}`"
+                  + (", from a teacher cache" if (d.get("cache") or {}).get("enabled") else "")]
     prov = {k: info.get(k) for k in ("git_sha", "train_data_hash", "tokenizer_hash", "finished_at") if info.get(k)}
     lines += [f"- {k}: `{v}`" for k, v in prov.items()]
     if evaluation and evaluation.get("suites"):

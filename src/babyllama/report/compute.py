@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 
+from ..distillation import describe_divergence
 from ..io import read_json
 from ..progress import clock
 from ..runinfo import hardware_line, read_run_info
@@ -78,7 +79,8 @@ def _g(v) -> str:
 def hyperparameter_table(models: list[dict]) -> Table:
     """Every trained model: architecture, size and the training settings it was trained with (resolved)."""
     t = Table(["model", "architecture", "params", "lr", "batch", "epochs", "warmup", "schedule", "weight decay",
-               "betas", "grad clip", "seq len", "dropout (attn)", "alpha", "T"], numeric={2, 3, 4, 5, 6, 8, 11})
+               "betas", "grad clip", "seq len", "dropout (attn)", "alpha", "T", "divergence"],
+              numeric={2, 3, 4, 5, 6, 8, 11})
     for m in models:
         if not m["metrics"]:
             continue
@@ -95,5 +97,6 @@ def hyperparameter_table(models: list[dict]) -> Table:
               _g(data.get("seq_len")), _g(mod.get("attention_dropout") if mod.get("attention_dropout") is not None
                                           else drop),
               _g(c.get("distill", {}).get("alpha")) if distilled else "-",
-              _g(c.get("distill", {}).get("temperature")) if distilled else "-")
+              _g(c.get("distill", {}).get("temperature")) if distilled else "-",
+              describe_divergence(c.get("distill", {})) if distilled else "-")
     return t

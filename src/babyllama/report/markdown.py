@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..distillation import describe_divergence
 from ..errors import UserError
 from ..io import write_json, write_text
 from ..progress import clock
@@ -130,7 +131,8 @@ def write_report(run_dir: str | Path) -> str:
           recipe.get("description", "").strip(), "",
           f"Generated {time.strftime('%Y-%m-%d %H:%M')} by babyllama (git {git_sha()}). Distillation: "
           f"alpha={recipe['distill']['alpha']}, T={recipe['distill']['temperature']}, "
-          f"KL reduction `{recipe['distill']['kl_reduction']}`, ensemble `{recipe['distill']['ensemble']}`; "
+          f"divergence `{describe_divergence(recipe['distill'])}`, "
+          f"reduction `{recipe['distill']['kl_reduction']}`, ensemble `{recipe['distill']['ensemble']}`; "
           f"seeds {recipe['seeds']}.", "", "## Models", "", *main.markdown(), "", *items_lines(models, suites, recipe),
           "", "## Verdict", "",
           "Differences are student minus comparator on the same items (BLiMP: percentage points of macro accuracy; "

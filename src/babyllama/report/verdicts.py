@@ -33,32 +33,36 @@ def verdicts(models: list[dict], blimp: str | None, n_boot: int = N_BOOT) -> lis
     """student - teacher_i and student - baseline, on BLiMP macro accuracy and on dev CE, pooled over seeds, and
     each seed's own difference; ``n_boot`` bootstrap resamples for each CI and p-value."""
     comps = comparison_pairs(models, lambda m: m["eval"])
-    out = []
-    for name, pairs in comps.items():
-        row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs], "per_seed": []}
-        a_dec, b_dec, ca, cb = {}, {}, [], []
-        for a, b in pairs:
-            one = {"seed": a["seed"]}
-            sa, sb = suite_block(a, blimp), suite_block(b, blimp)
-            if sa and sb:
-                for p, v in decisions_of(sa).items():
-                    a_dec[f"s{a['seed']}:{p}"] = v
-                for p, v in decisions_of(sb).items():
-                    b_dec[f"s{a['seed']}:{p}"] = v
-                one["blimp"] = sa["macro"]["acc"] - sb["macro"]["acc"]
-            xa, xb = dev_chunks(a), dev_chunks(b)
-            if xa and xb and len(xa) == len(xb):
-                ca += xa
-                cb += xb
-                one["dev_ce"] = sum(xa) / len(xa) - sum(xb) / len(xb)
-            row["per_seed"].append(one)
-        if a_dec:
-            # pooled over seeds: the macro mean over (seed, paradigm) strata = the mean over seeds of macro means
-            row["blimp"] = paired_comparison(a_dec, b_dec, n_boot)
-        if ca:
-            row["dev_ce"] = paired_mean_diff(ca, cb, n_boot)
-        out.append(row)
-    return out
+    return [paired_verdict(name, pairs, blimp, n_boot) for name, pairs in comps.items()]
+
+
+def paired_verdict(name: str, pairs: list[tuple[dict, dict]], blimp: str | None, n_boot: int = N_BOOT) -> dict:
+    """One verdict row: model a - model b over ``pairs`` of evaluated models (one pair per seed), on BLiMP macro
+    accuracy (paired over items, strata = seed x paradigm) and dev CE (paired over chunks), pooled, with each
+    pair's own difference."""
+    row = {"comparison": name, "seeds": [a["seed"] for a, _ in pairs], "per_seed": []}
+    a_dec, b_dec, ca, cb = {}, {}, [], []
+    for a, b in pairs:
+        one = {"seed": a["seed"]}
+        sa, sb = suite_block(a, blimp), suite_block(b, blimp)
+        if sa and sb:
+            for p, v in decisions_of(sa).items():
+                a_dec[f"s{a['seed']}:{p}"] = v
+            for p, v in decisions_of(sb).items():
+                b_dec[f"s{a['seed']}:{p}"] = v
+            one["blimp"] = sa["macro"]["acc"] - sb["macro"]["acc"]
+        xa, xb = dev_chunks(a), dev_chunks(b)
+        if xa and xb and len(xa) == len(xb):
+            ca += xa
+            cb += xb
+            one["dev_ce"] = sum(xa) / len(xa) - sum(xb) / len(xb)
+        row["per_seed"].append(one)
+    if a_dec:
+        # pooled over seeds: the macro mean over (seed, paradigm) strata = the mean over seeds of macro means
+        row["blimp"] = paired_comparison(a_dec, b_dec, n_boot)
+    if ca:
+        row["dev_ce"] = paired_mean_diff(ca, cb, n_boot)
+    return row
 
 
 def verdict_lines(vs: list[dict], blimp: str | None) -> list[str]:

@@ -15,7 +15,7 @@ import io
 import warnings
 from pathlib import Path
 
-from ..io import read_json, write_text
+from ..io import read_json, write_json, write_text
 from .config import SweepConfig
 from .space import QUANTILE_PRIORS
 
@@ -184,6 +184,92 @@ def final_section(sweep_dir: Path, cfg: SweepConfig, best_value: float | None) -
     return lines
 
 
+def reference_comparisons(sweep_dir: Path, cfg: SweepConfig, trials, n_boot: int | None = None,
+                          models_in=None) -> list[dict]:
+    """For every complete trial: its students against the reference trial's (``compare_to``), seed by seed and
+    pooled, and its own student - baseline; [] without ``compare_to`` or a complete reference trial.
+    ``models_in(run_dir)``: a trial's models (default: :func:`babyllama.report.collect.collect`'s)."""
+    import optuna
+
+    from ..eval.stats import N_BOOT
+    from ..report.collect import collect, pair_suite
+    from ..report.verdicts import comparison_pairs, paired_verdict
+
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("run_dir")]
+    ref = next((t for t in done if all(t.user_attrs.get("values", {}).get(k) == v
+                                       for k, v in (cfg.compare_to or {}).items())), None)
+    if not cfg.compare_to or ref is None:
+        return []
+    models_in = models_in or (lambda run_dir: collect(run_dir)[1])
+    models_of = {t.number: models_in(sweep_dir / t.user_attrs["run_dir"]) for t in done}
+    suite = pair_suite(models_of[ref.number], "blimp")
+    n_boot = n_boot or N_BOOT
+    ref_label = ", ".join(f"{k}={v}" for k, v in cfg.compare_to.items())
+    out = []
+    for t in done:
+        label = ", ".join(f"{k}={_fmt(v)}" for k, v in t.user_attrs.get("values", {}).items())
+        students = {m["seed"]: m for m in models_of[t.number] if m["role"] == "student" and m["eval"]}
+        refs = {m["seed"]: m for m in models_of[ref.number] if m["role"] == "student" and m["eval"]}
+        pairs = [(students[s], refs[s]) for s in sorted(students) if s in refs]
+        row = {"trial": t.number, "label": label, "reference": ref_label, "suite": suite}
+        if t.number != ref.number and pairs:
+            row["vs_reference"] = paired_verdict(f"{label} - {ref_label}", pairs, suite, n_boot)
+            row["vs_reference_per_seed"] = [paired_verdict(f"seed {a['seed']}", [(a, b)], suite, n_boot)
+                                            for a, b in pairs]
+        base = comparison_pairs(models_of[t.number], lambda m: m["eval"]).get("student - baseline")
+        if base:
+            row["vs_baseline"] = paired_verdict("student - baseline", base, suite, n_boot)
+        out.append(row)
+    return out
+
+
+def _diff_cell(v: dict | None, key: str) -> str:
+    if not v or key not in v:
+        return "-"
+    d = v[key]
+    scale, fmt = (100, "+.2f") if key == "blimp" else (1, "+.4f")
+    from ..eval.stats import format_p
+
+    return (f"{scale * d['diff']:{fmt}} [{scale * d['ci'][0]:{fmt}}, {scale * d['ci'][1]:{fmt}}], "
+            f"{format_p(d['p_bootstrap'], d.get('resamples'))}")
+
+
+def _every_seed(rows: list[dict] | None, key: str) -> str:
+    """better / worse when each seed's own CI excludes zero on the same side (dev CE: lower is better), else
+    mixed."""
+    if not rows or not all(key in r for r in rows):
+        return "-"
+    sign = -1 if key == "dev_ce" else 1
+    if all(sign * r[key]["ci"][0] > 0 for r in rows):
+        return f"better in all {len(rows)}"
+    if all(sign * r[key]["ci"][1] < 0 for r in rows):
+        return f"worse in all {len(rows)}"
+    return "not in every seed"
+
+
+def reference_section(comparisons: list[dict]) -> list[str]:
+    if not comparisons:
+        return []
+    ref, suite = comparisons[0]["reference"], comparisons[0]["suite"] or "BLiMP"
+    lines = ["", f"## Every trial against {ref} and against the baseline", "",
+             f"Student minus comparator on the same items, the seeds' students paired seed by seed and pooled "
+             f"(paired bootstrap 95% CI, two-sided p): {suite} macro accuracy in percentage points (higher = "
+             "better), dev CE in nats/token (lower = better). \"Each seed\" says whether every seed's own CI "
+             "excludes zero on the same side.", "",
+             f"| trial | {suite} vs {ref} | each seed | dev CE vs {ref} | each seed | {suite} vs baseline | "
+             "dev CE vs baseline |", "|---|---|---|---|---|---|---|"]
+    for r in comparisons:
+        v, per, b = r.get("vs_reference"), r.get("vs_reference_per_seed"), r.get("vs_baseline")
+        lines.append(f"| {r['label']} | {_diff_cell(v, 'blimp') if v else '(reference)'} | "
+                     f"{_every_seed(per, 'blimp')} | {_diff_cell(v, 'dev_ce') if v else '(reference)'} | "
+                     f"{_every_seed(per, 'dev_ce')} | {_diff_cell(b, 'blimp')} | {_diff_cell(b, 'dev_ce')} |")
+    winners = [r["label"] for r in comparisons
+               if any(_every_seed(r.get("vs_reference_per_seed"), k).startswith("better") for k in ("blimp", "dev_ce"))]
+    lines += ["", ("Better than " + ref + " in every seed's own CI: " + ", ".join(winners)) if winners else
+              f"No trial is better than {ref} with every seed's own CI excluding zero."]
+    return lines
+
+
 def write_sweep_report(sweep_dir: Path, cfg: SweepConfig, study) -> str:
     """Write report.md, trials.csv and figures/ in the sweep directory; return the report's summary lines."""
     import optuna
@@ -230,6 +316,10 @@ def write_sweep_report(sweep_dir: Path, cfg: SweepConfig, study) -> str:
                     "narrow it)."]
     lines = list(summary)
     lines += final_section(sweep_dir, cfg, best.value if best else None)
+    comparisons = reference_comparisons(sweep_dir, cfg, trials)
+    if comparisons:
+        write_json(sweep_dir / "comparisons.json", comparisons)
+        lines += reference_section(comparisons)
     figs = sweep_dir / "figures"
     made = []
     grid = grid_figure(study, cfg, figs)

@@ -93,3 +93,28 @@ def test_results_of_babyllama_eval_feed_the_card(model_dir, tmp_path):
     assert [r["dataset"]["type"] for r in meta["model-index"][0]["results"]] == ["blimp_fast"]
     cfg = json.loads((out / "tokenizer_config.json").read_text())
     assert "local_files_only" not in cfg and "is_local" not in cfg
+
+
+def test_parameter_counts_print_as_the_hub_does():
+    from babyllama.export.card import parameter_count
+
+    assert [parameter_count(n) for n in (412, 40_000, 41_234, 4_153_000, 58_300_000, 1_200_000_000)] == [
+        "412", "40k", "41.2k", "4.15M", "58.3M", "1.2B"]
+    card = model_card("m", license="mit", datasets=["BabyLM"], info={}, metrics={"params": 41_234, "train_tokens_seen": 1},
+                      evaluation=None,
+                      config_yaml=None, teachers=[])
+    assert "A 41.2k-parameter causal language model" in card
+
+
+def test_a_distilled_models_card_names_its_divergence():
+    info = {"kind": "distill", "config": {"distill": {"alpha": 0.5, "temperature": 2.0, "divergence": "jsd",
+                                                      "jsd_beta": 0.1, "skew": 0.1, "kl_reduction": "per_token",
+                                                      "ensemble": "logits_mean", "cache": {"enabled": True}}}}
+    card = model_card("m", license="mit", datasets=["BabyLM"], info=info, metrics=None, evaluation=None,
+                      config_yaml=None, teachers=["a", "b"])
+    assert ("- distillation: alpha 0.5, T 2.0, divergence `jsd (jsd_beta 0.1)`, reduction `per_token`, ensemble "
+            "`logits_mean`, from a teacher cache") in card
+    older = {"kind": "distill", "config": {"distill": {"alpha": 0.5, "temperature": 2.0, "kl_reduction": "paper",
+                                                       "ensemble": "logits_mean"}}}
+    assert "divergence `forward_kl`" in model_card("m", license="mit", datasets=[], info=older, metrics=None,
+                                                   evaluation=None, config_yaml=None, teachers=[])

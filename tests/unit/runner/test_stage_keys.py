@@ -1,6 +1,7 @@
 """Every training stage of every recipe and config keeps the key it had when stage_keys.json was recorded (at
-fa396fc, before the loss object and the divergences): a refactoring that changed one would re-train finished runs.
-A deliberate change of a recipe updates the file, in the same commit, with the reason."""
+fa396fc, before the loss object and the divergences; recipes/gpu-10m.yaml when it was added): a refactoring that
+changed one would re-train finished runs. A deliberate change of a recipe updates the file, in the same commit,
+with the reason."""
 
 import json
 from pathlib import Path
