@@ -51,7 +51,7 @@ def base_config(work: Path, preset: str, out: Path, steps: int, lr: float, train
 def setup(work: Path, corpus: Path, train_tokens: int, teacher_steps: int) -> list[Path]:
     from babyllama.data.corpus import prepare
     from babyllama.runinfo import is_complete
-    from babyllama.tokenizer import train_tokenizer
+    from babyllama.data.bpe import train_tokenizer
     from babyllama.training.pretrain import train
 
     if not (work / "corpus" / "stats.json").is_file():
@@ -135,7 +135,7 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_step import machine_info
 
-    from babyllama.training.hardware import resolve_precision
+    from babyllama.hardware import resolve_precision
 
     print(json.dumps({
         **machine_info(), "precision": resolve_precision("auto"), "batch": "32x128", "steps": a.steps,

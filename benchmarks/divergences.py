@@ -34,7 +34,7 @@ from train_step import machine_info, matmul_peak  # noqa: E402
 from babyllama.config import DistillConfig, ModelConfig  # noqa: E402
 from babyllama.distillation.loss import CachedTeacher, DistillationLoss  # noqa: E402
 from babyllama.models import build_model  # noqa: E402
-from babyllama.training.hardware import autocast, cpu_has_native_bf16  # noqa: E402
+from babyllama.hardware import autocast, cpu_has_native_bf16  # noqa: E402
 
 SETTINGS = {"forward_kl": {}, "reverse_kl": {}, "jsd-0.1": {"divergence": "jsd", "jsd_beta": 0.1},
             "jsd-0.5": {"divergence": "jsd", "jsd_beta": 0.5}, "jsd-0.9": {"divergence": "jsd", "jsd_beta": 0.9},

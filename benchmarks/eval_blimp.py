@@ -37,7 +37,8 @@ def model_for(preset: str, work: Path):
     from babyllama.config import ModelConfig
     from babyllama.data.corpus import prepare
     from babyllama.models import PRESETS, build_model
-    from babyllama.tokenizer import load_tokenizer, train_tokenizer
+    from babyllama.data.bpe import train_tokenizer
+    from babyllama.tokenizer import load_tokenizer
 
     vocab = PRESETS[preset]["vocab_size"]
     tok_dir = work / f"tokenizer-{vocab}"

@@ -143,7 +143,7 @@ def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, com
     from babyllama.finetuning.protocols import protocol_hparams
     from babyllama.finetuning.tasks import load_task
     from babyllama.finetuning.train import optimizer_for, training_step
-    from babyllama.training.hardware import resolve_precision
+    from babyllama.hardware import resolve_precision
 
     precision = resolve_precision(precision, "cpu")
     attention = training_attention(compiled, precision, "cpu")
@@ -212,7 +212,7 @@ def main() -> None:
 
     from babyllama.errors import UserError
     from babyllama.models import load_model
-    from babyllama.training.hardware import device_type, resolve_device, resolve_precision
+    from babyllama.hardware import device_type, resolve_device, resolve_precision
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

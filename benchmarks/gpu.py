@@ -68,7 +68,7 @@ def random_teachers(presets: list[str], device: str, vocab: int | None = None):
 
 def cache_spec(seq: int, batch: int, precision: str, device: str, top_k: int = 64, sampled: int = 48):
     from babyllama.distillation.cache import CacheSpec
-    from babyllama.training.hardware import device_type
+    from babyllama.hardware import device_type
 
     return CacheSpec(teachers=("bench-a", "bench-b"), tokenizer="bench", data="bench", seq_len=seq,
                      temperature=2.0, top_k=top_k, sampled=sampled, window="aligned", seed=0, batch_size=batch,
@@ -101,7 +101,7 @@ def student(shape: str, teachers: dict, batch: int, steps: int, warmup: int, pea
 def teacher_cache(teachers: dict, n_tokens: int, batch: int, precision: str, device: str, work: Path) -> dict:
     """Cache building over ``n_tokens`` against the teachers' bare forward passes (bf16 autocast, full logits)."""
     from babyllama.distillation.cache import build_cache
-    from babyllama.training.hardware import autocast
+    from babyllama.hardware import autocast
 
     models = list(teachers.values())
     vocab = models[0].config.vocab_size

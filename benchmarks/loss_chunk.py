@@ -74,7 +74,7 @@ def step_case(repeats: int) -> dict:
     from babyllama import losses
     from babyllama.config import ModelConfig
     from babyllama.models import PRESETS, build_model
-    from babyllama.training.hardware import resolve_attention, set_attention
+    from babyllama.hardware import resolve_attention, set_attention
 
     model = set_attention(build_model(ModelConfig(preset="llama-cpu-4m"), seed=0), resolve_attention("auto", "bf16"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from babyllama.training.hardware import cpu_has_native_bf16
+from babyllama.hardware import cpu_has_native_bf16
 
 STEP = Path(__file__).with_name("train_step.py")
 

@@ -24,7 +24,7 @@ from babyllama.config import ModelConfig
 from babyllama.data.dataset import ChunkDataset
 from babyllama.losses import fused_causal_ce
 from babyllama.models import PRESETS, build_model, count_params
-from babyllama.training.hardware import resolve_attention, set_attention
+from babyllama.hardware import resolve_attention, set_attention
 
 CATEGORIES = [
     ("optimizer", ("adam", "_foreach", "fused_adam")),

@@ -27,7 +27,7 @@ from babyllama.config import Config
 from babyllama.data.dataset import ChunkDataset
 from babyllama.losses import trainer_causal_lm_loss
 from babyllama.models import build_model, count_params
-from babyllama.training.hardware import configure_attention, resolve_attention, resolve_device, resolve_precision
+from babyllama.hardware import configure_attention, resolve_attention, resolve_device, resolve_precision
 from babyllama.training.trainer import training_arguments
 
 SHAPES = {
@@ -69,7 +69,7 @@ def sync(device: str) -> None:
 
 def machine_info() -> dict:
     """The CPU these numbers come from: benchmarks on machines with and without native bf16 differ in kind."""
-    from babyllama.training.hardware import cpu_has_native_bf16
+    from babyllama.hardware import cpu_has_native_bf16
 
     try:
         cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))

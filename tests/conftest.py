@@ -70,7 +70,7 @@ def _prepared(raw: Path, factory) -> Path:
 
 
 def _tokenizer_dir(prepared: Path, factory, vocab_size: int) -> Path:
-    from babyllama.tokenizer import train_tokenizer
+    from babyllama.data.bpe import train_tokenizer
 
     out = factory.mktemp("tok") / "tokenizer"
     train_tokenizer(prepared, out, vocab_size=vocab_size)

@@ -7,7 +7,7 @@
     metrics = babyllama.train({"data": {"corpus": "runs/corpus", "tokenizer": "runs/tok"},
                                "model": {"preset": "llama-cpu-4m"}, "training": {"output_dir": "runs/m"}})
     results = babyllama.evaluate("runs/m", suites=["blimp_fast"], eval_root="../shared/data/eval")
-    scores = babyllama.finetune("runs/m", tasks=["rte", "wsc"], data_dir="../shared/data/eval", seeds=[1, 2, 3])
+    scores = babyllama.finetune("runs/m", tasks=["rte", "wsc"], eval_root="../shared/data/eval", seeds=[1, 2, 3])
     babyllama.run("recipes/smoke.yaml", data_root="../shared/data")
 
 Configs are :class:`babyllama.config.Config` objects, or plain dicts / YAML paths validated into one; errors the
@@ -42,7 +42,7 @@ def prepare(src: str | Path, out: str | Path, *, size: str = "10M", overwrite: b
 def train_tokenizer(corpus: str | Path, out: str | Path, *, vocab_size: int = 16000, min_frequency: int = 2,
                     overwrite: bool = False):
     """Train the byte-level BPE on a prepared corpus; returns the Hugging Face tokenizer."""
-    from .tokenizer import train_tokenizer as _train
+    from .data.bpe import train_tokenizer as _train
 
     return _train(corpus, out, vocab_size=vocab_size, min_frequency=min_frequency, overwrite=overwrite)
 
@@ -65,6 +65,18 @@ def distill(config: Config | dict | str | Path, teachers: list[str | Path] | Non
     return _distill(cfg, overwrite=overwrite)
 
 
+def eval_config(suites: list[str] | None = None, eval_root: str | Path | None = None, *, source: str = "evaluate()",
+                **settings) -> EvalConfig:
+    """The zero-shot settings as an :class:`~babyllama.config.EvalConfig`: ``settings`` are its fields; the eval
+    root defaults to ``$BABYLLAMA_DATA/eval`` (:func:`babyllama.eval.suites.default_eval_root`, resolved here
+    only); ``source`` names the caller in error lines."""
+    from .eval.suites import default_eval_root
+
+    root = eval_root or default_eval_root()
+    tree = {"suites": suites or EvalConfig().suites, "eval_root": str(root) if root else None, **settings}
+    return validate_tree(EvalConfig, {k: v for k, v in tree.items() if v is not None}, source)
+
+
 def evaluate(model: Any, suites: list[str] | None = None, *, tokenizer=None, corpus: str | Path | None = None,
              eval_root: str | Path | None = None, **settings) -> dict:
     """Zero-shot scores of a model: a directory, a cached hub id, a loaded model with its ``tokenizer``, or a list of
@@ -77,11 +89,8 @@ def evaluate(model: Any, suites: list[str] | None = None, *, tokenizer=None, cor
     """
     from .eval.evaluate import evaluate as _evaluate
     from .eval.evaluate import load_for_eval
-    from .eval.suites import default_eval_root
 
-    root = eval_root or default_eval_root()
-    cfg = validate_tree(EvalConfig, {"suites": suites or EvalConfig().suites,
-                                     "eval_root": str(root) if root else None, **settings}, "evaluate()")
+    cfg = eval_config(suites, eval_root, **settings)
     if isinstance(model, list | tuple):
         from .eval.ensemble import EnsembleSpec
 
@@ -93,34 +102,73 @@ def evaluate(model: Any, suites: list[str] | None = None, *, tokenizer=None, cor
     return _evaluate(model, tokenizer, cfg, corpus)
 
 
+def evaluate_models(models: list[str | Path], suites: list[str] | None = None, *,
+                    ensemble: list[str | Path] | None = None, ensemble_rule: str = "logits_mean",
+                    corpus: str | Path | None = None, eval_root: str | Path | None = None,
+                    device: str | None = None, source: str = "evaluate_models()", **settings) -> dict:
+    """`babyllama eval MODEL ...`: each model (directories or cached hub ids) and, with ``ensemble``, those models'
+    ensemble under ``ensemble_rule``, scored on the same items; with two or more, paired comparisons against the
+    first. Returns what `babyllama eval --json` writes."""
+    from .eval.ensemble import EnsembleSpec
+    from .eval.evaluate import evaluate_models as _evaluate_models
+    from .models import resolve_model_path
+
+    cfg = eval_config(suites, eval_root, source=source, **settings)
+    loaded: list = [resolve_model_path(m) for m in models]
+    names = [str(m) for m in models]
+    if ensemble:
+        spec = EnsembleSpec(tuple(str(resolve_model_path(m)) for m in ensemble), ensemble_rule)
+        loaded.append(spec)
+        names.append(spec.label)
+    return _evaluate_models(loaded, cfg, corpus, names=names, device=device)
+
+
+def learning_curve(folder: str | Path, suites: list[str] | None = None, *, corpus: str | Path | None = None,
+                   eval_root: str | Path | None = None, device: str | None = None,
+                   source: str = "learning_curve()", **settings) -> tuple[str, dict]:
+    """Score every ``words-N`` checkpoint of a training output folder (the BabyLM 2025 learning curve); writes
+    learning_curve.json and its figure there; returns (the markdown table, the JSON)."""
+    from .eval.learning_curve import learning_curve as _learning_curve
+
+    return _learning_curve(folder, eval_config(suites, eval_root, source=source, **settings), corpus, device=device)
+
+
 def finetune(models: str | Path | list[str | Path], tasks: list[str], *, eval_root: str | Path | None = None,
+             device: str | None = None, names: list[str] | None = None, source: str = "finetune()",
              **settings) -> dict:
     """Fine-tuning evaluation ((Super)GLUE, MSGS) of one or more models as the BabyLM pipelines run it.
 
     ``settings`` are :class:`~babyllama.config.FinetuneConfig` fields (``protocol``, ``seeds``, ``max_epochs``,
-    ``hparams``, ``lora``, ...); ``eval_root`` (the folder with glue_filtered/, as for :func:`evaluate`; its former
-    name ``data_dir`` still works) defaults to ``$BABYLLAMA_DATA/eval``. Returns the results of `babyllama finetune
-    --json`: per model and task the mean score over seeds with its 95% interval, every run, and with two or more
-    models the paired comparisons with the first.
+    ``hparams``, ``lora``, ...); ``eval_root`` (the folder with glue_filtered/, as for :func:`evaluate`)
+    defaults to ``$BABYLLAMA_DATA/eval``. Returns the results of `babyllama finetune --json`: per model and task
+    the mean score over seeds with its 95% interval, every run, and with two or more models the paired comparisons
+    with the first.
     """
     from .config import FinetuneConfig
+    from .errors import UserError
     from .finetuning.run import finetune_models
 
     paths = [models] if isinstance(models, str | Path) else list(models)
-    root = {"eval_root": str(eval_root)} if eval_root else {}
-    cfg = validate_tree(FinetuneConfig, {"tasks": tasks, **root, **settings}, "finetune()")
-    return finetune_models([str(p) for p in paths], cfg)
+    tree = {"tasks": tasks, "eval_root": str(eval_root) if eval_root else None, **settings}
+    cfg = validate_tree(FinetuneConfig, {k: v for k, v in tree.items() if v is not None}, source)
+    if not tasks:
+        raise UserError("no task: pass --task NAME (repeatable), e.g. --task rte --task mrpc")
+    return finetune_models([str(p) for p in paths], cfg, names=names, device=device)
 
 
 def run(recipe: str | Path, *, data_root: str | Path | None = None, run_dir: str | Path | None = None,
-        overrides: list[str] | None = None, only: list[str] | None = None) -> Path:
-    """Run a recipe (every stage not done yet, or ``only`` some); returns the run directory."""
+        overrides: list[str] | None = None, only: list[str] | None = None, from_stage: str | None = None,
+        dry_run: bool = False, makefile: str | Path | None = None) -> Path:
+    """Run a recipe (every stage not done yet, ``only`` some, or those ``from_stage`` on; ``dry_run`` prints the
+    plan; ``makefile`` writes it as a Makefile and runs nothing); returns the run directory."""
     from .config import load_recipe
+    from .report import markdown as _report  # noqa: F401  (registers the report stage kind the run ends with)
     from .runner.execute import run_recipe
 
-    run_recipe(str(recipe), overrides or [], str(data_root) if data_root else None,
-               str(run_dir) if run_dir else None, only=only)
-    return Path(run_dir or load_recipe(recipe, overrides, str(data_root) if data_root else None).run_dir)
+    root = str(data_root) if data_root else None
+    run_recipe(str(recipe), overrides or [], root, str(run_dir) if run_dir else None, dry_run, only=only,
+               from_stage=from_stage, makefile=str(makefile) if makefile else None)
+    return Path(run_dir or load_recipe(recipe, overrides, root).run_dir)
 
 
 def sweep(sweep_file: str | Path, *, data_root: str | Path | None = None, sweep_dir: str | Path | None = None,

@@ -316,7 +316,7 @@ def cmd_data(a) -> int:
 
 
 def cmd_tokenizer(a) -> int:
-    from .tokenizer import train_tokenizer
+    from .data.bpe import train_tokenizer
 
     with writing(a.out):
         tok = train_tokenizer(a.corpus, a.out, vocab_size=a.vocab_size, min_frequency=a.min_frequency,
@@ -375,49 +375,36 @@ def cmd_distill(a) -> int:
     return _train_stage(a, "distill")
 
 
-def eval_config_from_args(a):
-    """The flags of `babyllama eval` as an EvalConfig (the same settings a recipe's eval: section holds)."""
-    from .config import EvalConfig, validate_tree
-    from .eval.suites import default_eval_root
-
-    root = a.eval_root or default_eval_root()
-    tree = {"suites": a.suite, "eval_root": str(root) if root else None, "batch_size": a.batch_size,
-            "paradigms": a.paradigms, "max_pairs": a.max_pairs, "ppl_max_tokens": a.ppl_max_tokens,
-            "bf16": a.bf16, "layout": "padded" if a.padded else "prefix_tree", "resamples": a.resamples}
-    return validate_tree(EvalConfig, {k: v for k, v in tree.items() if v is not None}, "babyllama eval")
+def eval_settings(args) -> dict:
+    """The flags of `babyllama eval` as EvalConfig fields (the settings a recipe's eval: section holds)."""
+    return {"batch_size": args.batch_size, "paradigms": args.paradigms, "max_pairs": args.max_pairs,
+            "ppl_max_tokens": args.ppl_max_tokens, "bf16": args.bf16,
+            "layout": "padded" if args.padded else "prefix_tree", "resamples": args.resamples}
 
 
-def cmd_eval(a) -> int:
-    from .eval.evaluate import evaluate_models
+def cmd_eval(args) -> int:
+    from . import api
     from .eval.markdown import markdown
 
-    if a.all_checkpoints:
-        from .eval.learning_curve import learning_curve
-
-        a.suite = a.suite or ["blimp_fast", "supplement_fast", "ewok_fast"]
-        if len(a.models) != 1 or a.ensemble:
+    common = dict(corpus=args.corpus, eval_root=args.eval_root, device=args.device, source="babyllama eval",
+                  **eval_settings(args))
+    if args.all_checkpoints:
+        suites = args.suite or ["blimp_fast", "supplement_fast", "ewok_fast"]
+        if len(args.models) != 1 or args.ensemble:
             raise UserError("--all-checkpoints takes one training output folder (and no --ensemble)")
-        refuse_existing_json(a)
-        table, curve = learning_curve(a.models[0], eval_config_from_args(a), a.corpus, device=a.device)
-        return show_results(table, curve, a.json_out)  # learning_curve.json in the folder, and --json if given
-    if not a.suite:
+        refuse_existing_json(args)
+        table, curve = api.learning_curve(args.models[0], suites, **common)
+        return show_results(table, curve, args.json_out)  # learning_curve.json in the folder, and --json if given
+    if not args.suite:
         raise UserError("no suite: pass --suite NAME (repeatable); see `babyllama eval --help` for the names")
-    if not a.models and not a.ensemble:
+    if not args.models and not args.ensemble:
         raise UserError("no model: pass model directories, --ensemble DIR DIR ..., or both")
-    if a.ensemble and len(a.ensemble) < 2:
+    if args.ensemble and len(args.ensemble) < 2:
         raise UserError("--ensemble needs at least two model directories")
-    refuse_existing_json(a)
-    from .eval.ensemble import EnsembleSpec
-    from .models import resolve_model_path
-
-    models: list = [resolve_model_path(m) for m in a.models]
-    names = list(a.models)
-    if a.ensemble:
-        spec = EnsembleSpec(tuple(str(resolve_model_path(m)) for m in a.ensemble), a.ensemble_rule)
-        models.append(spec)
-        names.append(spec.label)
-    res = evaluate_models(models, eval_config_from_args(a), a.corpus, names=names, device=a.device)
-    return show_results(markdown(res), res, a.json_out)
+    refuse_existing_json(args)
+    res = api.evaluate_models(args.models, args.suite, ensemble=args.ensemble, ensemble_rule=args.ensemble_rule,
+                              **common)
+    return show_results(markdown(res), res, args.json_out)
 
 
 def refuse_existing_json(a) -> None:
@@ -437,31 +424,29 @@ def show_results(table: str, res: dict, json_out: str | None) -> int:
     return 0
 
 
-def cmd_finetune(a) -> int:
-    from .config import FinetuneConfig, validate_tree
+def cmd_finetune(args) -> int:
+    from . import api
     from .finetuning.markdown import markdown
-    from .finetuning.run import finetune_models
 
-    refuse_existing_json(a)
-    tree = {"tasks": a.tasks, "protocol": a.protocol, "seeds": a.seeds, "eval_root": a.eval_root,
-            "hparams": a.hparams, "max_epochs": a.max_epochs, "max_train_examples": a.max_train_examples,
-            "precision": a.precision, "pooling": a.pooling, "length_grouping": not a.random_batches,
-            "lora": {} if a.lora else None, "jobs": a.jobs,
-            "compile": {"auto": "auto", "on": True, "off": False}[a.compile]}
-    config = validate_tree(FinetuneConfig, {k: v for k, v in tree.items() if v is not None}, "babyllama finetune")
-    if not config.tasks or not a.tasks:
-        raise UserError("no task: pass --task NAME (repeatable), e.g. --task rte --task mrpc")
-    res = finetune_models(a.models, config, names=a.models, device=a.device)
-    return show_results(markdown(res), res, a.json_out)
+    refuse_existing_json(args)
+    settings = {"protocol": args.protocol, "seeds": args.seeds, "hparams": args.hparams,
+                "max_epochs": args.max_epochs, "max_train_examples": args.max_train_examples,
+                "precision": args.precision, "pooling": args.pooling, "length_grouping": not args.random_batches,
+                "lora": {} if args.lora else None, "jobs": args.jobs,
+                "compile": {"auto": "auto", "on": True, "off": False}[args.compile]}
+    res = api.finetune(args.models, args.tasks or [], eval_root=args.eval_root, device=args.device,
+                       names=args.models, source="babyllama finetune", **settings)
+    return show_results(markdown(res), res, args.json_out)
 
 
-def cmd_run(a) -> int:
+def cmd_run(args) -> int:
+    from .api import run
     from .config import overrides_from_file
-    from .runner.execute import run_recipe
 
-    overrides = [o for f in a.set_files for o in overrides_from_file(f)] + a.overrides
-    return run_recipe(a.recipe, overrides, a.data_root, a.run_dir, a.dry_run, only=a.only, from_stage=a.from_stage,
-                      makefile=a.makefile)
+    overrides = [o for f in args.set_files for o in overrides_from_file(f)] + args.overrides
+    run(args.recipe, data_root=args.data_root, run_dir=args.run_dir, overrides=overrides, only=args.only,
+        from_stage=args.from_stage, dry_run=args.dry_run, makefile=args.makefile)
+    return 0
 
 
 def cmd_export(a) -> int:
@@ -504,10 +489,18 @@ def cmd_generate(a) -> int:
     return 0
 
 
-def cmd_sweep(a) -> int:
+def cmd_sweep(args) -> int:
     from .sweep import command
 
-    return {"run": command.run, "report": command.report, "best": command.best}[a.sweep_command](a)
+    if args.sweep_command == "run":
+        command.run_sweep(args.sweep_file, trials=args.trials, workers=args.workers, storage=args.storage,
+                          sweep_dir=args.sweep_dir, data_root=args.data_root, worker_index=args.worker_index,
+                          final=not args.no_final, overrides=args.overrides)
+    elif args.sweep_command == "report":
+        print(command.report(args.sweep_dir, args.storage))
+    else:
+        print(command.export_best(args.sweep_dir, args.out, args.storage, args.overwrite))
+    return 0
 
 
 def cmd_status(a) -> int:

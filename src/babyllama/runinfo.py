@@ -20,6 +20,7 @@ from .io import LOCK_FILE, read_json, sha256_file, write_json
 
 PACKAGES = ("babyllama", "torch", "transformers", "tokenizers", "accelerate", "numpy", "lm_eval")
 RUN_INFO = "run_info.json"
+METRICS_FILE = "metrics.json"  # a training run's metrics, beside its run_info.json
 
 
 def package_versions() -> dict[str, str | None]:
@@ -62,7 +63,7 @@ def cpu_model() -> str:
 def machine() -> dict[str, Any]:
     import torch
 
-    from .training.hardware import cpu_has_native_bf16
+    from .hardware import cpu_has_native_bf16
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() \
         else []

@@ -33,15 +33,9 @@ def _line_batches(texts: list[str], lines_per_piece: int = 256) -> Iterator[str]
                 yield "\n".join(lines[i : i + lines_per_piece])
 
 
-def train_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE,
-                    min_frequency: int = 2, split: str = "train", domains: list[str] | None = None,
-                    overwrite: bool = False):
-    """Train a byte-level BPE on a prepared corpus split and save it in Hugging Face format to ``out``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from .data.corpus import load_prepared
-
+def check_output(out: str | Path, vocab_size: int, overwrite: bool) -> Path:
+    """One line, before anything is read or written, for an output directory that is taken or a vocabulary too
+    small for a byte-level BPE."""
     out = Path(out)
     if (out / "tokenizer.json").exists() and not overwrite:
         raise UserError(f"{out} already holds a tokenizer; choose another directory or pass --overwrite")
@@ -49,7 +43,18 @@ def train_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = D
         raise UserError(f"{out} is not empty and holds no tokenizer; choose an empty or new output directory")
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise UserError(f"--vocab-size {vocab_size} is too small for a byte-level BPE; use at least 259")
-    texts = list(load_prepared(corpus_dir, split, domains).values())
+    return out
+
+
+def train_bpe(texts: list[str], out: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE, min_frequency: int = 2,
+              overwrite: bool = False, source: str = "the corpus"):
+    """Train a byte-level BPE on ``texts`` (documents or files of lines) and save it in Hugging Face format to
+    ``out``; ``source`` names the texts in error lines. :func:`babyllama.data.bpe.train_tokenizer` reads them from a
+    prepared corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    out = check_output(out, vocab_size, overwrite)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -62,7 +67,7 @@ def train_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = D
     )
     tok.train_from_iterator(_line_batches(texts), trainer=trainer)
     if tok.get_vocab_size() < vocab_size:
-        raise UserError(f"{corpus_dir}: the {split} split supports only {tok.get_vocab_size()} tokens at "
+        raise UserError(f"{source} supports only {tok.get_vocab_size()} tokens at "
                         f"--min-frequency {min_frequency}, not {vocab_size}; ask for --vocab-size "
                         f"{tok.get_vocab_size()} or less, lower --min-frequency, or use more text (nothing was "
                         "written)")

@@ -37,7 +37,7 @@ def fx(tiny_prepared, tiny_tokenizer_dir, tiny_tokenizer, tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(tiny_prepared, corpus)
     other = tmp_path / "other-tok"
-    from babyllama.tokenizer import train_tokenizer
+    from babyllama.data.bpe import train_tokenizer
     train_tokenizer(corpus, other, vocab_size=280)
     return Fx(tmp_path, corpus, tiny_tokenizer_dir, model, other)
 

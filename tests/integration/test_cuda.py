@@ -28,7 +28,7 @@ def gpu_precisions() -> list[str]:
 
 
 def test_device_precision_and_attention_resolve_to_this_gpu(monkeypatch):
-    from babyllama.training.hardware import resolve_attention, resolve_device, resolve_precision
+    from babyllama.hardware import resolve_attention, resolve_device, resolve_precision
 
     assert resolve_device("auto") == resolve_device("cuda") == GPU
     monkeypatch.setenv("LOCAL_RANK", str(torch.cuda.device_count() - 1))  # a launcher's last rank

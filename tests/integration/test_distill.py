@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from babyllama.errors import UserError
 from babyllama.runinfo import read_run_info
-from babyllama.tokenizer import train_tokenizer
+from babyllama.data.bpe import train_tokenizer
 from babyllama.config import CacheConfig
 from babyllama.distillation.trainer import distill
 from helpers import tiny_config

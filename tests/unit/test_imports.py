@@ -1,5 +1,6 @@
-"""The package has no import cycle: modules form layers (io/config -> data/models -> training/eval -> distillation ->
-runner -> report -> cli), counting imports inside functions too."""
+"""The package has no import cycle, and its modules form layers (LAYERS below: io/config -> models/tokenizer -> data
+-> training -> eval/distillation -> finetuning/export -> runner -> report -> sweep -> api -> cli) that no import
+runs up, counting imports inside functions too."""
 
 import ast
 from pathlib import Path
@@ -71,3 +72,52 @@ def test_the_cycle_finder_finds_cycles():
     g = import_graph()
     assert "babyllama.io" in g["babyllama.config"] or "babyllama.errors" in g["babyllama.config"]
     assert "babyllama.runner.plan" in g["babyllama.report.collect"]
+
+
+# the layers, bottom first: a module may import its own layer and those below, never one above
+LAYERS = [
+    {"errors", "io", "special_tokens", "progress", "distributed"},
+    {"config"},
+    {"hardware", "losses", "runinfo", "tokenizer", "models"},
+    {"data"},
+    {"training"},
+    {"eval", "distillation"},
+    {"finetuning", "export", "generate"},
+    {"runner"},
+    {"report"},
+    {"sweep"},
+    {"api"},
+    {"cli", "__main__", ""},  # "" is the package itself (its lazy attributes are the API)
+]
+
+
+def layer_of(module: str) -> int:
+    top = module.removeprefix("babyllama").removeprefix(".").split(".")[0]
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))
+
+
+def test_no_import_runs_up_the_layers():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert upward_imports({"babyllama.config": {"babyllama.runner.plan"}}) == [
+        "babyllama.config -> babyllama.runner.plan"]
+    assert upward_imports({"babyllama.report.markdown": {"babyllama.runner.kinds"}}) == []
+
+
+def test_the_report_does_not_import_torch():
+    """report/ reads result files: importing it (as `babyllama report` and `status` do) loads no torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, babyllama.report.markdown; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

@@ -1,7 +1,7 @@
 """What run_info.json says of the machine, and how the report names it."""
 
 from babyllama.runinfo import cpu_model, hardware_line, machine
-from babyllama.training.hardware import cpu_has_native_bf16
+from babyllama.hardware import cpu_has_native_bf16
 
 
 def test_machine_names_the_cpu_and_its_bf16():

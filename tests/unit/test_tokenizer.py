@@ -6,7 +6,8 @@ from transformers import AutoTokenizer
 
 from babyllama.errors import UserError
 from babyllama.special_tokens import EOS
-from babyllama.tokenizer import encode_text, load_tokenizer, tokenizer_hash, train_tokenizer, vocab_hash
+from babyllama.data.bpe import train_tokenizer
+from babyllama.tokenizer import encode_text, load_tokenizer, tokenizer_hash, vocab_hash
 from conftest import TINY_VOCAB
 
 

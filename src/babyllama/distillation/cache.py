@@ -50,7 +50,7 @@ from ..distributed import process_group
 from ..io import atomic_write, exclusive, sha256_file
 from ..losses import ensemble_log_probs
 from ..progress import Bar
-from ..training.hardware import autocast
+from ..hardware import autocast
 
 CACHE_VERSION = 5
 ROW_BLOCK = 128  # rows of the (rows, vocab) ensemble processed at once: a block stays in cache

@@ -19,7 +19,7 @@ from ..data.dataset import ChunkDataset
 from ..errors import UserError
 from ..models import load_model, resolve_model_path
 from ..tokenizer import load_tokenizer, vocab_hash
-from ..training.hardware import autocast, device_type, resolve_device, resolve_precision
+from ..hardware import autocast, device_type, resolve_device, resolve_precision
 from .cache import CacheSpec, TeacherCache, build_cache, teacher_fingerprint
 
 

@@ -15,14 +15,11 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import default_data_collator
 
 from ..config import Config
 from ..errors import UserError
-from ..models import build_model, resolve_model_path
-from ..training.hardware import configure_attention
-from ..training.trainer import (GuardedTrainer, attach_progress, finish_run, setup_run, standard_callbacks,
-                             training_arguments, training_run)
+from ..models import resolve_model_path
+from ..training.trainer import GuardedTrainer, fit, setup_run, training_run
 from .loss import CachedTeacher, DistillationLoss
 from .sources import LiveTeachers, cached_datasets, load_teachers
 
@@ -102,16 +99,6 @@ def distill(cfg: Config, overwrite: bool = False, callbacks: list | None = None)
             train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, run.provenance)
             sampled = train_ds.cache.meta["sampled"]
             teachers = []  # the student trains without teachers in memory
-        student = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
-        callbacks = [*standard_callbacks(train_ds, cfg, run.provenance), *(callbacks or [])]
-        trainer = DistillationTrainer(model=student, args=training_arguments(cfg, run.out), train_dataset=train_ds,
-                                      eval_dataset=eval_ds, processing_class=run.tokenizer,
-                                      data_collator=default_data_collator, callbacks=callbacks,
-                                      teachers=teachers, loss_fn=DistillationLoss.from_config(d),
-                                      cache_sampled=sampled)
-        attach_progress(trainer, cfg)
-        if run.resume:
-            print(f"resuming from {run.resume}", flush=True)
-        result = trainer.train(resume_from_checkpoint=run.resume)
         run.provenance["teachers"] = [str(Path(t).resolve()) for t in d.teachers]
-        return finish_run(trainer, cfg, run.out, "distill", run.provenance, t_start, result, extra)
+        return fit(cfg, run, "distill", t_start, DistillationTrainer, train_ds, eval_ds, callbacks, extra,
+                   teachers=teachers, loss_fn=DistillationLoss.from_config(d), cache_sampled=sampled)

@@ -20,10 +20,10 @@ import numpy as np
 from ..config import EvalConfig
 from ..errors import UserError
 from ..models import load_model
-from ..training.hardware import resolve_device
+from ..hardware import resolve_device
 from .ensemble import EnsembleSpec, load_ensemble
 from .scoring import Scorer
-from .stats import N_BOOT, bootstrap_ci, macro_bootstrap, paired_comparison
+from .stats import N_BOOT, bootstrap_ci, decisions_of, encode_decisions, macro_bootstrap, paired_comparison
 from .suites import get_suite, load_items
 from .tasks import Item
 
@@ -68,11 +68,7 @@ def summarize(items: list[Item], correct: list[bool], n_boot: int = N_BOOT) -> d
     return {"macro": {"acc": macro, "ci": macro_ci, "paradigms": len(by_p), "items": len(items),
                       "resamples": n_boot},
             "groups": groups, "paradigms": paradigms,
-            "decisions": {p: "".join("1" if c else "0" for c in cs) for p, cs in by_p.items()}}
-
-
-def decisions_of(summary: dict) -> dict[str, list[bool]]:
-    return {p: [c == "1" for c in s] for p, s in summary["decisions"].items()}
+            "decisions": encode_decisions(by_p)}
 
 
 def load_for_eval(path, device: str | None = None):

@@ -109,3 +109,13 @@ def paired_mean_diff(x, y, n_boot: int = N_BOOT, seed: int = 0, level: float = 0
     al = (1 - level) / 2
     return {"diff": float(d.mean()), "ci": (float(np.quantile(reps, al)), float(np.quantile(reps, 1 - al))),
             "p_bootstrap": bootstrap_p(reps), "resamples": n_boot, "n": int(d.size)}
+
+
+def encode_decisions(by_paradigm: dict[str, list[bool]]) -> dict[str, str]:
+    """Per-item decisions as stored in eval.json: a string of 1 (right) and 0 per paradigm, in item order."""
+    return {p: "".join("1" if c else "0" for c in cs) for p, cs in by_paradigm.items()}
+
+
+def decisions_of(summary: dict) -> dict[str, list[bool]]:
+    """A suite summary's stored decisions back as booleans per paradigm (:func:`encode_decisions`)."""
+    return {p: [c == "1" for c in s] for p, s in summary["decisions"].items()}

@@ -73,7 +73,7 @@ def training_attention(compiled: bool, precision: str, device: str) -> str:
     """The attention a fine-tuning run trains with. Compiled layers on a CPU train with eager attention (``by_grad``:
     SDPA still scores), whose scaling, mask and softmax inductor fuses into their neighbours, while the CPU SDPA
     kernel stays opaque and its backward slow (benchmarks/README.md, "Fine-tuning"); otherwise the hardware rule."""
-    from ..training.hardware import resolve_attention
+    from ..hardware import resolve_attention
 
     return "by_grad" if compiled and device == "cpu" else resolve_attention("auto", precision, device=device)
 

@@ -165,11 +165,11 @@ def add_lora(model: Classifier, r: int, alpha: int, dropout: float) -> Classifie
 def build_classifier(base: BaseModel, head: str, num_labels: int, pooling: str, dropout: float, seed: int,
                      attention: str = "sdpa", lora: tuple[int, int, float] | None = None) -> Classifier:
     """A fresh classifier: the pretrained body's weights, a head initialised from ``seed``, the attention kernel
-    ``attention`` (:func:`babyllama.training.hardware.set_attention`), and with ``lora`` = (r, alpha, dropout)
+    ``attention`` (:func:`babyllama.hardware.set_attention`), and with ``lora`` = (r, alpha, dropout)
     adapters in place of full fine-tuning."""
     from transformers import set_seed
 
-    from ..training.hardware import set_attention
+    from ..hardware import set_attention
 
     set_seed(seed)
     model = Classifier(head, base.config, num_labels, pooling, dropout)

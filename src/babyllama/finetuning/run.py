@@ -115,7 +115,7 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     from ..runinfo import package_versions
     import torch
 
-    from ..training.hardware import device_type, resolve_device, resolve_precision
+    from ..hardware import device_type, resolve_device, resolve_precision
     from .model import load_base
     from .compiled import resolve_compile, training_attention
     from .parallel import resolve_jobs, run_side_by_side

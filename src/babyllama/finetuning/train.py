@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..training.hardware import autocast, device_type
+from ..hardware import autocast, device_type
 from .compiled import compile_layers, eager_scoring
 from .data import Encoded, collate, eval_batches, train_batches
 from .metrics import classification_metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import read_json
+from ..runner.kinds import result_file, trains_model
 from ..runner.plan import Plan, load_plan
 from ..runner.state import stage_state
 
@@ -27,14 +28,15 @@ def collect(run_dir: str | Path) -> tuple[Plan, list[dict]]:
 
     models = []
     for s in plan.stages:
-        if s.kind in ("pretrain", "distill"):
+        if trains_model(s.kind):
             models.append({"name": s.name, "role": s.role, "seed": s.seed, "dir": plan.path(s),
-                           "metrics": finished(s.name, "metrics.json"), "eval": finished(f"eval:{s.name}", "eval.json"),
-                           "finetune": finished(f"finetune:{s.name}", "finetune.json")})
+                           "metrics": finished(s.name, result_file(s.kind)),
+                           "eval": finished(f"eval:{s.name}", result_file("eval")),
+                           "finetune": finished(f"finetune:{s.name}", result_file("finetune"))})
     for s in plan.stages:
         if s.kind == "eval" and s.role == "ensemble":
             models.append({"name": s.name.removeprefix("eval:"), "role": "ensemble", "seed": s.seed,
-                           "dir": plan.path(s), "metrics": None, "eval": finished(s.name, "eval.json"),
+                           "dir": plan.path(s), "metrics": None, "eval": finished(s.name, result_file("eval")),
                            "finetune": None})
     return plan, models
 

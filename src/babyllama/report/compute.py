@@ -12,6 +12,7 @@ from ..distillation import describe_divergence
 from ..io import read_json
 from ..progress import clock
 from ..runinfo import hardware_line, read_run_info
+from ..runner.kinds import METRICS_FILE, result_file, trains_model
 from ..runner.plan import Plan
 from ..runner.state import stage_state, stage_wall_s
 from .tables import Table
@@ -42,10 +43,10 @@ def compute_table(plan: Plan) -> tuple[Table, float, float | None]:
             continue
         d = plan.path(s)
         info = read_run_info(d) or {}
-        met = read_json(d / "metrics.json") if s.kind in ("pretrain", "distill") else None
+        met = read_json(d / METRICS_FILE) if trains_model(s.kind) else None
         wall = stage_wall_s(plan, s)
         if wall is None and s.kind == "eval":  # stages written before run_info recorded their wall time
-            timing = (read_json(d / "eval.json") or {}).get("timing", {})
+            timing = (read_json(d / result_file("eval")) or {}).get("timing", {})
             wall = sum(timing.values()) if timing else None
         total += wall or 0.0
         finished.append((info.get("finished_at"), wall))

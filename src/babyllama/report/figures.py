@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..eval.evaluate import decisions_of
-from ..eval.stats import N_BOOT, macro_bootstrap, paired_mean_diff
+from ..eval.stats import N_BOOT, decisions_of, macro_bootstrap, paired_mean_diff
 from ..io import atomic_write
 from .collect import label, ppl, suite_block
 

@@ -20,6 +20,7 @@ from ..errors import UserError
 from ..io import write_json, write_text
 from ..progress import clock
 from ..runinfo import git_sha
+from ..runner.kinds import StageKind, register_stage_kind
 from .collect import collect, label, pair_suite, ppl, suite_block
 from .compute import compute_table, hyperparameter_table
 from .figures import FIGURES, domain_differences, loss_curves, phenomena_bars
@@ -186,3 +187,7 @@ def perplexity_lines(models: list[dict], with_figure: bool) -> list[str]:
     if with_figure:
         md += [f"![dev CE per domain, difference from the baseline]({FIGURES[2]})", ""]
     return md
+
+
+# the report as the runner's last stage kind: run once every stage of a run directory is done
+register_stage_kind(StageKind("report", write_report, "report.md"))

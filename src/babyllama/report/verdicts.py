@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..eval.evaluate import decisions_of
-from ..eval.stats import N_BOOT, format_p, paired_comparison, paired_mean_diff
+from ..eval.stats import N_BOOT, decisions_of, format_p, paired_comparison, paired_mean_diff
 from .collect import dev_chunks, label, suite_block
 from .tables import Table
 

@@ -1,4 +1,5 @@
-"""`babyllama run RECIPE.yaml`: plan the stages, run those not done (one runner per stage kind), write the report.
+"""`babyllama run RECIPE.yaml`: plan the stages, run those not done (each by its kind's executor,
+:mod:`babyllama.runner.kinds`), then the report kind's executor once every stage is done.
 
 Interrupted training stages resume from their last checkpoint (same directory); finished stages are reused;
 ``--dry-run`` prints what would run. See :mod:`babyllama.runner.plan` for keys and directories.
@@ -6,132 +7,19 @@ Interrupted training stages resume from their last checkpoint (same directory); 
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..config import Recipe, load_recipe
 from ..errors import UserError, writing
-from ..io import exclusive, write_json
+from ..io import exclusive
 from ..progress import clock
-from ..report.markdown import write_report
-from ..runinfo import manifest_problem, write_run_info
-from .plan import Plan, Stage, make_plan, write_plan
+from ..runinfo import manifest_problem
 from .clock import run_clock
-from .state import ACTIONS, finish_stamps, stage_state
-
-
-@dataclass
-class StageContext:
-    recipe: Recipe
-    plan: Plan
-    stage: Stage
-    callbacks: list = field(default_factory=list)  # extra TrainerCallbacks of a training stage
-    started: float = field(default_factory=time.time)
-
-    def wall_s(self) -> float:
-        """Seconds since the stage started: the report's compute table reads it from run_info.json."""
-        return round(time.time() - self.started, 2)
-
-    @property
-    def dir(self) -> Path:
-        return self.plan.path(self.stage)
-
-    @property
-    def corpus(self) -> Path:
-        return self.plan.path("prepare") / "corpus"
-
-
-def run_prepare(ctx: StageContext) -> None:
-    from ..data.corpus import prepare
-
-    if ctx.dir.exists():
-        shutil.rmtree(ctx.dir)  # not complete (else it would not run): the corpus inside is rebuilt whole
-    r = ctx.recipe
-    stats = prepare(r.corpus, ctx.corpus, size=r.corpus_size)
-    write_run_info(ctx.dir, "prepare", {"source": r.corpus, "size": r.corpus_size}, run_dir=ctx.plan.run_dir,
-                   stats=stats, wall_s=ctx.wall_s())
-
-
-def run_tokenizer(ctx: StageContext) -> None:
-    from ..tokenizer import train_tokenizer
-
-    spec = ctx.recipe.tokenizer
-    train_tokenizer(ctx.corpus, ctx.dir, vocab_size=spec.vocab_size, min_frequency=spec.min_frequency,
-                    overwrite=True)
-    write_run_info(ctx.dir, "tokenizer", spec.model_dump(), run_dir=ctx.plan.run_dir, corpus=str(ctx.corpus),
-                   wall_s=ctx.wall_s())
-
-
-def run_pretrain(ctx: StageContext) -> None:
-    from ..training.pretrain import train
-
-    train(ctx.stage.config, callbacks=ctx.callbacks)
-
-
-def run_distill(ctx: StageContext) -> None:
-    from ..distillation.trainer import distill
-
-    distill(ctx.stage.config, callbacks=ctx.callbacks)
-
-
-def run_eval(ctx: StageContext) -> None:
-    from ..eval.ensemble import EnsembleSpec
-    from ..eval.evaluate import evaluate, load_for_eval
-
-    s, d = ctx.stage, ctx.recipe.distill
-    if s.role == "ensemble":
-        model_dir = EnsembleSpec(tuple(str(ctx.plan.path(m)) for m in s.evaluated), d.ensemble,
-                                 None if d.teacher_weights is None else tuple(d.teacher_weights),
-                                 name=s.name.removeprefix("eval:"))
-        what = {"members": s.evaluated, "rule": d.ensemble, "temperature": 1.0}
-    else:
-        model_dir, what = ctx.plan.path(s.model_stage), {}
-    model, tok = load_for_eval(model_dir, ctx.recipe.eval.device)
-    res = evaluate(model, tok, ctx.recipe.eval, ctx.corpus, keep_chunks=True)
-    for line in eval_lines(res):
-        print(f"  {line}", flush=True)
-    write_json(ctx.dir / "eval.json", {"model": s.model_stage or s.name.removeprefix("eval:"), **what, **res})
-    write_run_info(ctx.dir, "eval", ctx.recipe.eval.model_dump(mode="json"), run_dir=ctx.plan.run_dir,
-                   model=str(model_dir) if not what else what, model_finished_at=finish_stamps(ctx.plan, s),
-                   wall_s=ctx.wall_s())
-
-
-def eval_lines(res: dict) -> list[str]:
-    """One line per suite of an eval stage: ``blimp_fast: 53.3% [52.2, 54.4] macro, 6,700 pairs / 67 paradigms,
-    7.8 s``."""
-    out = []
-    for name, s in res["suites"].items():
-        m = s["macro"]
-        out.append(f"{name}: {100 * m['acc']:.1f}% [{100 * m['ci'][0]:.1f}, {100 * m['ci'][1]:.1f}] macro, "
-                   f"{m['items']:,} pairs / {m['paradigms']} paradigms, {res['timing'][name]:.1f} s")
-    for split, p in (res.get("perplexity") or {}).items():
-        took = f", {res['timing']['perplexity']:.1f} s" if split == "dev" else ""
-        out.append(f"perplexity {split}: CE {p['ce']:.4f} nats/token ({p['bpw']:.3f} bits/word) over "
-                   f"{len(p['domains'])} domains{took}")
-    return out
-
-
-def run_finetune(ctx: StageContext) -> None:
-    from ..finetuning.markdown import markdown
-    from ..finetuning.run import finetune_models
-
-    model_dir = ctx.plan.path(ctx.stage.model_stage)
-    res = finetune_models([model_dir], ctx.recipe.finetune, names=[ctx.stage.model_stage],
-                          cache_dir=ctx.plan.run_dir / "cache" / "finetune")
-    write_json(ctx.dir / "finetune.json", {"model": ctx.stage.model_stage, **res})
-    print(markdown(res))
-    write_run_info(ctx.dir, "finetune", ctx.recipe.finetune.model_dump(mode="json"), run_dir=ctx.plan.run_dir,
-                   model=str(model_dir), model_finished_at=finish_stamps(ctx.plan, ctx.stage), wall_s=ctx.wall_s())
-
-
-STAGE_RUNNERS: dict[str, Callable[[StageContext], None]] = {
-    "prepare": run_prepare, "tokenizer": run_tokenizer, "pretrain": run_pretrain, "distill": run_distill,
-    "eval": run_eval, "finetune": run_finetune,
-}
+from .kinds import stage_kind, trains_model
+from .plan import Plan, Stage, make_plan, write_plan
+from .stages import StageContext
+from .state import ACTIONS, stage_state
 
 
 def check_inputs(plan: Plan, stage: Stage) -> None:
@@ -223,7 +111,7 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
             # training stages lock their own folder (``try``); the others are locked beside theirs (they replace it
             # whole); a shared stage store (``wait``) locks every stage beside its folder and waits for it
             lock = nullcontext()
-            if stage_locks == "wait" or (stage_locks == "try" and s.kind not in ("pretrain", "distill")):
+            if stage_locks == "wait" or (stage_locks == "try" and not trains_model(s.kind)):
                 lock = exclusive(plan.path(s).parent, f"stage {s.name} in", wait=stage_locks == "wait",
                                  name=f".{s.dir.name}.lock")
             with lock:
@@ -235,11 +123,12 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
                       flush=True)
                 ts = time.time()
                 with writing(plan.path(s)):
-                    STAGE_RUNNERS[s.kind](StageContext(recipe, plan, s, (callbacks or {}).get(s.name, [])))
+                    stage_kind(s.kind).run(StageContext(recipe, plan, s, (callbacks or {}).get(s.name, [])))
                 run.finished(s, time.time() - ts)
                 run = run.refreshed()
                 print(f"== {s.name} done in {clock(time.time() - ts)} (elapsed {run.elapsed()}"
                       + (f", {run.eta()}" if run.todo else "") + ") ==", flush=True)
         # stages of a user's scheduler (``try``) may finish together: its last job writes the report, not each stage
         all_done = stage_locks != "try" and all(stage_state(plan, s) == "done" for s in plan.stages)
-        return write_report(plan.run_dir) if all_done else None
+        # the report kind is registered by babyllama.report, above the runner (the front doors import it)
+        return stage_kind("report").run(plan.run_dir) if all_done else None

@@ -23,6 +23,7 @@ from ..distillation import PARAMETERS as DIVERGENCE_PARAMETERS
 from ..errors import UserError
 from ..eval.suites import fingerprint, get_suite
 from ..io import read_json, sha256_file, short_hash, write_json
+from .kinds import trains_model
 
 STAGE_VERSION = 2  # bump when a stage's outputs change meaning
 PLAN_FILE = "plan.json"
@@ -177,7 +178,7 @@ def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
     ev = recipe.eval.model_dump(mode="json", exclude={"eval_root", "device"})
     suite_ids = {s: fingerprint(s, recipe.eval.eval_root) if get_suite(s).kind == "pairs" else None
                  for s in recipe.eval.suites}
-    for s in [s for s in stages if s.kind in ("pretrain", "distill")]:
+    for s in [s for s in stages if trains_model(s.kind)]:
         key = short_hash([STAGE_VERSION, "eval", s.key, ev, suite_ids, pk])
         stages.append(Stage(f"eval:{s.name}", "eval", key, Path("stages") / f"eval-{s.name.replace(':', '-')}-{key}",
                             s.role, s.seed, deps=[s.name], model_stage=s.name))
@@ -196,7 +197,7 @@ def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
         from ..finetuning.run import finetune_identity
 
         identity = finetune_identity(recipe.finetune)
-        for s in [s for s in stages if s.kind in ("pretrain", "distill")]:
+        for s in [s for s in stages if trains_model(s.kind)]:
             key = short_hash([STAGE_VERSION, "finetune", s.key, identity])
             stages.append(Stage(f"finetune:{s.name}", "finetune", key,
                                 Path("stages") / f"finetune-{s.name.replace(':', '-')}-{key}", s.role, s.seed,

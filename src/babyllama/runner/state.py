@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..io import read_json
 from ..runinfo import is_complete, read_run_info
+from .kinds import METRICS_FILE, trains_model
 from .plan import Plan, Stage
 
 ACTIONS = {"done": "reuse", "stale": "rerun", "partial": "resume", "todo": "run"}
@@ -39,7 +40,7 @@ def finish_stamps(plan: Plan, stage: Stage):
 def stage_wall_s(plan: Plan, stage: Stage) -> float | None:
     """Seconds a finished stage took: a training stage's own figure (``metrics.json``), else its run_info's."""
     d = plan.path(stage)
-    met = read_json(d / "metrics.json") if stage.kind in ("pretrain", "distill") else None
+    met = read_json(d / METRICS_FILE) if trains_model(stage.kind) else None
     return (met or {}).get("wall_s", (read_run_info(d) or {}).get("wall_s"))
 
 

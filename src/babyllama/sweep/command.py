@@ -1,4 +1,5 @@
-"""The `babyllama sweep` subcommands: run (or continue) a sweep, its report, its best overrides."""
+"""What the `babyllama sweep` subcommands do, as functions (the CLI's handlers in :mod:`babyllama.cli` call them):
+run (or continue) a sweep, write its report, export its best overrides."""
 
 from __future__ import annotations
 
@@ -13,12 +14,6 @@ from ..io import read_json, write_text
 from .config import SweepConfig, load_sweep
 from .study import open_study
 from .worker import SWEEP_FILE, Sweep
-
-
-def run(a) -> int:
-    run_sweep(a.sweep_file, trials=a.trials, workers=a.workers, storage=a.storage, sweep_dir=a.sweep_dir,
-              data_root=a.data_root, worker_index=a.worker_index, final=not a.no_final, overrides=a.overrides)
-    return 0
 
 
 def run_sweep(path: str | Path, *, trials: int | None = None, workers: int = 1, storage: str | None = None,
@@ -84,29 +79,30 @@ def study_of(sweep_dir: str | Path, cfg: SweepConfig, storage: str | None):
     return open_study(cfg, url, create=False)
 
 
-def report(a) -> int:
+def report(sweep_dir: str | Path, storage: str | None = None) -> str:
+    """Write SWEEP_DIR/report.md (and its tables and figures); returns its summary lines."""
     from .report import write_sweep_report
 
-    cfg, _ = load_recorded(a.sweep_dir)
-    print(write_sweep_report(Path(a.sweep_dir), cfg, study_of(a.sweep_dir, cfg, a.storage)))
-    return 0
+    cfg, _ = load_recorded(sweep_dir)
+    return write_sweep_report(Path(sweep_dir), cfg, study_of(sweep_dir, cfg, storage))
 
 
-def best(a) -> int:
-    cfg, _ = load_recorded(a.sweep_dir)
-    study = study_of(a.sweep_dir, cfg, a.storage)
+def export_best(sweep_dir: str | Path, out: str | Path, storage: str | None = None, overwrite: bool = False) -> str:
+    """Write the best trial's overrides to ``out`` (a YAML file for `babyllama run --set-file`); returns the line
+    that says so."""
+    cfg, _ = load_recorded(sweep_dir)
+    study = study_of(sweep_dir, cfg, storage)
     try:
         trial = study.best_trial
     except ValueError:
-        raise UserError(f"{a.sweep_dir}: no trial has completed yet; nothing to export") from None
-    if Path(a.out).exists() and not a.overwrite:
-        raise UserError(f"{a.out} exists; pass --overwrite to replace it")
+        raise UserError(f"{sweep_dir}: no trial has completed yet; nothing to export") from None
+    if Path(out).exists() and not overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it")
     tree = {}
     for item in trial.user_attrs["overrides"]:
         keys, value = parse_override(item)
         tree[".".join(keys)] = value
     head = (f"# best trial of sweep {cfg.name}: trial {trial.number}, {cfg.objective.metric} of "
-            f"{cfg.objective.stage} = {trial.value:.6g}\n# use: babyllama run RECIPE --set-file {Path(a.out).name}\n")
-    write_text(a.out, head + yaml.safe_dump(tree, sort_keys=False, default_flow_style=None))
-    print(f"trial {trial.number} ({trial.value:.6g}): {len(tree)} overrides written to {a.out}")
-    return 0
+            f"{cfg.objective.stage} = {trial.value:.6g}\n# use: babyllama run RECIPE --set-file {Path(out).name}\n")
+    write_text(out, head + yaml.safe_dump(tree, sort_keys=False, default_flow_style=None))
+    return f"trial {trial.number} ({trial.value:.6g}): {len(tree)} overrides written to {out}"

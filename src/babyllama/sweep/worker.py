@@ -29,16 +29,16 @@ from ..config import load_recipe
 from ..errors import UserError
 from ..io import exclusive, read_json, write_json
 from ..progress import clock
+from ..report import markdown as _report  # noqa: F401  (registers the report stage kind the trials end with)
 from ..runner.execute import print_plan, run_stages
+from ..runner.kinds import METRICS_FILE, result_file, trains_model
 from ..runner.plan import Plan, make_plan
-from ..training.trainer import METRICS_FILE
 from .config import SweepConfig
 from .space import draw, overrides_for
 from .study import default_storage, open_study, safe_url
 
 SWEEP_FILE = "sweep.json"
 INTERRUPTED = "interrupted"  # the error line of a trial stopped by Ctrl-C: the next run retries it
-RESULT_FILES = {"pretrain": METRICS_FILE, "distill": METRICS_FILE, "eval": "eval.json", "finetune": "finetune.json"}
 
 
 class AskLock:
@@ -97,7 +97,7 @@ def read_objective(cfg: SweepConfig, plan: Plan) -> tuple[float, list | None]:
             raise UserError(f"objective.comparison '{o.comparison}' is not in {path} (it has: {names})")
         return metric_at(row, o.metric, str(path))
     stage = plan.stage(o.stage)
-    path = plan.path(stage) / RESULT_FILES[stage.kind]
+    path = plan.path(stage) / result_file(stage.kind)
     result = read_json(path)
     if result is None:
         raise UserError(f"objective: {path} is missing or unreadable; the stage {o.stage} did not finish")
@@ -115,9 +115,9 @@ def pruned_stage(cfg: SweepConfig, plan: Plan) -> str | None:
                             "(pruner.stage: e.g. student:s1)")
         s = plan.stage(cfg.objective.stage)
         name = s.model_stage or s.name
-    if name not in [s.name for s in plan.stages] or plan.stage(name).kind not in ("pretrain", "distill"):
+    if name not in [s.name for s in plan.stages] or not trains_model(plan.stage(name).kind):
         raise UserError(f"pruner.stage '{name}' is not a training stage of the recipe; the training stages are: "
-                        f"{', '.join(s.name for s in plan.stages if s.kind in ('pretrain', 'distill'))}")
+                        f"{', '.join(s.name for s in plan.stages if trains_model(s.kind))}")
     return name
 
 

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import time
 
-from transformers import default_data_collator
-
 from ..config import Config
 from ..losses import trainer_causal_lm_loss
-from ..models import build_model
-from .hardware import configure_attention
-from .trainer import (GuardedTrainer, attach_progress, finish_run, setup_run, standard_callbacks,
-                      training_arguments, training_run)
+from .trainer import fit, setup_run, training_run
 
 
 def train(cfg: Config, overwrite: bool = False, callbacks: list | None = None) -> dict:
@@ -27,15 +22,5 @@ def train(cfg: Config, overwrite: bool = False, callbacks: list | None = None) -
     ``TrainerCallback`` objects (a sweep's pruning reporter)."""
     t_start = time.time()
     with training_run(cfg):
-        run = setup_run(cfg, overwrite)
-        model = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
-        trainer = GuardedTrainer(model=model, args=training_arguments(cfg, run.out), train_dataset=run.train_ds,
-                                 eval_dataset=run.eval_ds, processing_class=run.tokenizer,
-                                 data_collator=default_data_collator,
-                                 callbacks=[*standard_callbacks(run.train_ds, cfg, run.provenance), *(callbacks or [])],
-                                 compute_loss_func=trainer_causal_lm_loss)
-        attach_progress(trainer, cfg)
-        if run.resume:
-            print(f"resuming from {run.resume}", flush=True)
-        result = trainer.train(resume_from_checkpoint=run.resume)
-        return finish_run(trainer, cfg, run.out, "pretrain", run.provenance, t_start, result)
+        return fit(cfg, setup_run(cfg, overwrite), "pretrain", t_start, callbacks=callbacks,
+                   compute_loss_func=trainer_causal_lm_loss)

@@ -27,16 +27,15 @@ from ..config import Config, dump_yaml, location_free
 from ..data.dataset import ChunkDataset, build_datasets
 from ..errors import UserError
 from ..io import LOCK_FILE, exclusive, write_json, write_text
-from ..models import PAPER_CONTEXT, count_params, hf_config
+from ..models import PAPER_CONTEXT, build_model, count_params, hf_config
 from ..progress import Bar, clock, number, say
-from ..runinfo import RUN_INFO, is_complete, write_run_info
+from ..runinfo import METRICS_FILE, RUN_INFO, is_complete, write_run_info
 from ..tokenizer import finalize_tokenizer_config, load_tokenizer, model_context, tokenizer_hash, vocab_hash
+from ..hardware import configure_attention, resolve_device, resolve_precision
 from .checkpoints import CheckpointMarker, last_good_checkpoint
 from .words import WordCheckpoints
-from .hardware import resolve_device, resolve_precision
 
 CONFIG_FILE = "babyllama_config.yaml"
-METRICS_FILE = "metrics.json"
 
 
 def tokens_per_step(cfg: Config, world_size: int = 1) -> int:
@@ -419,3 +418,26 @@ def finish_run(trainer: GuardedTrainer, cfg: Config, out: Path, kind: str, prov:
         write_json(out / METRICS_FILE, location_free(metrics, cfg.run_dir))
         write_run_info(out, kind, cfg.model_dump(mode="json"), run_dir=cfg.run_dir, **prov)
     return metrics
+
+
+def fit(cfg: Config, run: RunSetup, kind: str, t_start: float, trainer_class: type = GuardedTrainer,
+        train_ds: ChunkDataset | None = None, eval_ds: ChunkDataset | None = None, callbacks: list | None = None,
+        extra: dict | None = None, **trainer_kwargs) -> dict:
+    """The skeleton every training stage shares: a fresh ``cfg.model`` for the run's tokenizer, a Trainer of
+    ``trainer_class`` over the run's datasets (or ``train_ds`` / ``eval_ds`` in their place) with the standard
+    callbacks, training resumed from the run's last checkpoint, and the finished run's metrics (``kind``:
+    pretrain or distill)."""
+    from transformers import default_data_collator
+
+    train_ds = run.train_ds if train_ds is None else train_ds
+    eval_ds = run.eval_ds if eval_ds is None else eval_ds
+    model = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
+    trainer = trainer_class(model=model, args=training_arguments(cfg, run.out), train_dataset=train_ds,
+                            eval_dataset=eval_ds, processing_class=run.tokenizer, data_collator=default_data_collator,
+                            callbacks=[*standard_callbacks(train_ds, cfg, run.provenance), *(callbacks or [])],
+                            **trainer_kwargs)
+    attach_progress(trainer, cfg)
+    if run.resume:
+        print(f"resuming from {run.resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=run.resume)
+    return finish_run(trainer, cfg, run.out, kind, run.provenance, t_start, result, extra)

@@ -64,7 +64,8 @@ def test_members_must_agree(members, tiny_tokenizer):
 
 
 def test_load_ensemble_refuses_members_with_another_tokenizer(members, tiny_tokenizer, tiny_prepared, tmp_path):
-    from babyllama.tokenizer import load_tokenizer, train_tokenizer
+    from babyllama.data.bpe import train_tokenizer
+    from babyllama.tokenizer import load_tokenizer
 
     train_tokenizer(tiny_prepared, tmp_path / "other-tok", vocab_size=len(tiny_tokenizer) - 20)
     other = load_tokenizer(tmp_path / "other-tok")

@@ -41,7 +41,7 @@ def _classifier(arch: str, attention: str = "sdpa"):
     from transformers import GPT2Config, LlamaConfig
 
     from babyllama.finetuning.model import Classifier
-    from babyllama.training.hardware import set_attention
+    from babyllama.hardware import set_attention
 
     torch.manual_seed(0)
     if arch == "llama":

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config
-from ..errors import UserError
+from .config import Config
+from .errors import UserError
 
 
 def default_device() -> str:

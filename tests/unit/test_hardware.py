@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from babyllama.errors import UserError
-from babyllama.training.hardware import (autocast, cpu_has_native_bf16, device_type, resolve_attention,
+from babyllama.hardware import (autocast, cpu_has_native_bf16, device_type, resolve_attention,
                                          resolve_device, resolve_precision)
 
 
@@ -68,7 +68,7 @@ def test_by_grad_attention_trains_eager_and_evaluates_sdpa(preset, tiny_tokenize
 
     from babyllama.config import ModelConfig
     from babyllama.models import build_model
-    from babyllama.training.hardware import set_attention
+    from babyllama.hardware import set_attention
 
     calls = []
     real = sdpa_mod.sdpa_attention_forward
@@ -99,7 +99,7 @@ def test_models_without_sdpa_keep_eager(tiny_tokenizer, monkeypatch):
     from babyllama.config import Config
     from babyllama.errors import UserError
     from babyllama.models import build_model
-    from babyllama.training.hardware import configure_attention
+    from babyllama.hardware import configure_attention
 
     def build(attention):
         cfg = Config.model_validate({"model": {"preset": "gptj-tiny"}, "training": {"attention": attention}})
