@@ -103,6 +103,11 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in training.output_dir")
 
 
+def actions(parser, dest: str, help: str):
+    """A command's required sub-commands (``ACTION`` in its usage)."""
+    return parser.add_subparsers(dest=dest, required=True, parser_class=Parser, metavar="ACTION", help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -112,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
     data = sub.add_parser("data", help="corpus preparation and downloads")
-    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser, metavar="ACTION",
-                               help="prepare or download")
+    dsub = actions(data, "data_command", "prepare or download")
     p = dsub.add_parser("prepare", help="clean a BabyLM corpus into OUT and write stats.json")
     p.add_argument("src", help="BabyLM folder (2023, 2024 or train/dev/test layout) or a folder of .txt files")
     p.add_argument("out", type=output_folder, help="output directory (must not exist or be empty)")
@@ -127,8 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", help="expected sha256 of the archive: the download is verified against it")
 
     tok = sub.add_parser("tokenizer", help="tokenizer training")
-    tsub = tok.add_subparsers(dest="tok_command", required=True, parser_class=Parser, metavar="ACTION",
-                              help="train")
+    tsub = actions(tok, "tok_command", "train")
     p = tsub.add_parser("train", help="train a byte-level BPE on a prepared corpus")
     p.add_argument("corpus", help="prepared corpus directory (babyllama data prepare)")
     p.add_argument("out", type=output_folder, help="output directory, loadable with AutoTokenizer.from_pretrained")
@@ -293,44 +296,44 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def cmd_data(a) -> int:
-    if a.data_command == "prepare":
+def cmd_data(args) -> int:
+    if args.data_command == "prepare":
         from .data.corpus import prepare, stats_table
 
-        with writing(a.out):
-            stats = prepare(a.src, a.out, overwrite=a.overwrite, size=a.size)
+        with writing(args.out):
+            stats = prepare(args.src, args.out, overwrite=args.overwrite, size=args.size)
         print(stats_table(stats))
-        print(f"wrote {a.out} (layout: {stats['layout']})")
+        print(f"wrote {args.out} (layout: {stats['layout']})")
         return 0
     from .data import download
 
-    if not a.name:
+    if not args.name:
         print(download.list_sources())
         return 0
-    if not a.dest:
+    if not args.dest:
         raise UserError("babyllama data download NAME DEST: DEST is missing")
-    with writing(a.dest):
-        path = download.download(a.name, a.dest, url=a.url, sha256=a.sha256)
+    with writing(args.dest):
+        path = download.download(args.name, args.dest, url=args.url, sha256=args.sha256)
     print(f"ready: {path}")
     return 0
 
 
-def cmd_tokenizer(a) -> int:
+def cmd_tokenizer(args) -> int:
     from .data.bpe import train_tokenizer
 
-    with writing(a.out):
-        tok = train_tokenizer(a.corpus, a.out, vocab_size=a.vocab_size, min_frequency=a.min_frequency,
-                              split=a.split, overwrite=a.overwrite)
-    print(f"wrote {a.out}: vocabulary {len(tok)} (special tokens: pad={tok.pad_token} bos={tok.bos_token} "
+    with writing(args.out):
+        tok = train_tokenizer(args.corpus, args.out, vocab_size=args.vocab_size, min_frequency=args.min_frequency,
+                              split=args.split, overwrite=args.overwrite)
+    print(f"wrote {args.out}: vocabulary {len(tok)} (special tokens: pad={tok.pad_token} bos={tok.bos_token} "
           f"eos={tok.eos_token})")
     return 0
 
 
-def cmd_models(a) -> int:
+def cmd_models(args) -> int:
     from .models import list_presets
 
     rows = list_presets()
-    if a.json:
+    if args.json:
         print(json.dumps(rows))
     else:
         w = max(len(r["name"]) for r in rows)
@@ -340,39 +343,39 @@ def cmd_models(a) -> int:
     return 0
 
 
-def _load(a):
+def _load(args):
     from .config import dump_yaml, load_config
 
-    cfg = load_config(a.config, a.overrides, a.data_root)
-    if getattr(a, "teacher", None):
-        cfg.distill.teachers = [*cfg.distill.teachers, *a.teacher]
-    if a.dry_run:
+    cfg = load_config(args.config, args.overrides, args.data_root)
+    if getattr(args, "teacher", None):
+        cfg.distill.teachers = [*cfg.distill.teachers, *args.teacher]
+    if args.dry_run:
         print(dump_yaml(cfg), end="")
     return cfg
 
 
-def _train_stage(a, kind: str) -> int:
-    cfg = _load(a)
-    if a.dry_run:
+def _train_stage(args, kind: str) -> int:
+    cfg = _load(args)
+    if args.dry_run:
         return 0
     if kind == "train":
-        from .training.pretrain import train as run
+        from .training.pretrain import train as train_stage
     else:
-        from .distillation.trainer import distill as run
+        from .distillation.trainer import distill as train_stage
     with writing(cfg.training.output_dir):
-        m = run(cfg, overwrite=a.overwrite)
+        m = train_stage(cfg, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
         keys = ("params", "global_step", "eval_loss_start", "eval_loss_best", "train_tokens_per_s")
         print(json.dumps({k: m.get(k) for k in keys}))
     return 0
 
 
-def cmd_train(a) -> int:
-    return _train_stage(a, "train")
+def cmd_train(args) -> int:
+    return _train_stage(args, "train")
 
 
-def cmd_distill(a) -> int:
-    return _train_stage(a, "distill")
+def cmd_distill(args) -> int:
+    return _train_stage(args, "distill")
 
 
 def eval_settings(args) -> dict:
@@ -407,10 +410,10 @@ def cmd_eval(args) -> int:
     return show_results(markdown(res), res, args.json_out)
 
 
-def refuse_existing_json(a) -> None:
+def refuse_existing_json(args) -> None:
     """--json never overwrites a results file unless --overwrite (checked before any work)."""
-    if a.json_out and Path(a.json_out).exists() and not a.overwrite:
-        raise UserError(f"{a.json_out} exists; choose another --json file or pass --overwrite")
+    if args.json_out and Path(args.json_out).exists() and not args.overwrite:
+        raise UserError(f"{args.json_out} exists; choose another --json file or pass --overwrite")
 
 
 def show_results(table: str, res: dict, json_out: str | None) -> int:
@@ -449,43 +452,44 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_export(a) -> int:
-    if a.model == "lm-eval-tasks":
+def cmd_export(args) -> int:
+    if args.model == "lm-eval-tasks":
         from .eval.suites import default_eval_root
         from .export.lm_eval_tasks import export_tasks
 
-        with writing(a.out):
-            groups = export_tasks(a.out, a.eval_root or default_eval_root(), a.suite, overwrite=a.overwrite)
+        with writing(args.out):
+            groups = export_tasks(args.out, args.eval_root or default_eval_root(), args.suite,
+                                  overwrite=args.overwrite)
         for g, tasks in groups.items():
             print(f"{g}: {len(tasks)} tasks")
-        print(f"wrote {a.out}; run e.g. `lm_eval --model hf --model_args pretrained=MODEL --include_path {a.out} "
+        print(f"wrote {args.out}; run e.g. `lm_eval --model hf --model_args pretrained=MODEL --include_path {args.out} "
               f"--tasks {','.join(groups)}`")
         return 0
     from .export.model import evaluation_from_results, export_model, push_to_hub
     from .io import read_json
     from .models import resolve_model_path
 
-    src = resolve_model_path(a.model)
+    src = resolve_model_path(args.model)
     evaluation = None
-    if a.eval_json:
-        results = read_json(a.eval_json)
+    if args.eval_json:
+        results = read_json(args.eval_json)
         if not isinstance(results, dict):
-            raise UserError(f"{a.eval_json}: not a JSON file of `babyllama eval --json`")
+            raise UserError(f"{args.eval_json}: not a JSON file of `babyllama eval --json`")
         evaluation = evaluation_from_results(results, src)
-    with writing(a.out):
-        out = export_model(src, a.out, overwrite=a.overwrite, name=a.name, license=a.license,
-                           datasets=a.datasets, evaluation=evaluation)
+    with writing(args.out):
+        out = export_model(src, args.out, overwrite=args.overwrite, name=args.name, license=args.license,
+                           datasets=args.datasets, evaluation=evaluation)
     print(f"wrote {out}")
-    if a.push_to_hub:
-        print(f"uploaded: {push_to_hub(out, a.push_to_hub)}")
+    if args.push_to_hub:
+        print(f"uploaded: {push_to_hub(out, args.push_to_hub)}")
     return 0
 
 
-def cmd_generate(a) -> int:
+def cmd_generate(args) -> int:
     from .generate import generate
 
-    print(generate(a.model, a.prompt, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p,
-                   seed=a.seed, device=a.device))
+    print(generate(args.model, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                   top_p=args.top_p, seed=args.seed, device=args.device))
     return 0
 
 
@@ -503,18 +507,18 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def cmd_status(a) -> int:
+def cmd_status(args) -> int:
     from .runner.plan import load_plan
     from .runner.state import status_table
 
-    print(status_table(load_plan(a.run_dir)))
+    print(status_table(load_plan(args.run_dir)))
     return 0
 
 
-def cmd_report(a) -> int:
+def cmd_report(args) -> int:
     from .report.markdown import write_report
 
-    print(write_report(a.run_dir))
+    print(write_report(args.run_dir))
     return 0
 
 

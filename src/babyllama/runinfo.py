@@ -108,7 +108,7 @@ def manifest_problem(out_dir: str | Path) -> str | None:
     out_dir = Path(out_dir)
     recorded = (read_run_info(out_dir) or {}).get("manifest")
     if recorded is None:
-        return None  # finished before manifests were written: nothing to compare
+        return None  # a run_info.json without a manifest: nothing to compare
     for rel, (size, digest) in recorded.items():
         f = out_dir / rel
         if not f.is_file():

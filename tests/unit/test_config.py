@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from babyllama.config import (CacheConfig, Config, EvalConfig, Recipe, describe, dump_yaml, load_config, load_recipe,
-                              written)
+                              explicit_keys)
 from babyllama.errors import UserError
 from helpers import REPO
 
@@ -134,8 +134,8 @@ def test_recipe_partial_sections_are_typed_and_keep_only_written_keys(tmp_path):
     p = tmp_path / "r.yaml"
     p.write_text(RECIPE)
     r = load_recipe(p)
-    assert written(r.base.training) == {"learning_rate": 1e-3, "batch_size": 8}
-    assert written(r.teachers[0].training) == {"learning_rate": 2e-3} and written(r.student.training) == {}
+    assert explicit_keys(r.base.training) == {"learning_rate": 1e-3, "batch_size": 8}
+    assert explicit_keys(r.teachers[0].training) == {"learning_rate": 2e-3} and explicit_keys(r.student.training) == {}
     assert isinstance(r.eval, EvalConfig) and r.eval.suites == EvalConfig().suites
     with pytest.raises(UserError, match=r"unknown key 'base.training.lrr'; allowed keys under base.training: "
                                         r"output_dir, seed, learning_rate"):

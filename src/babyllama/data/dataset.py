@@ -109,7 +109,7 @@ def load_split(corpus_dir: str | Path, split: str, tokenizer, domains: list[str]
         keys.append(f"fraction={fraction!r}")
     if any(share[d] < len(a) for d, a in arrays.items()):
         arrays = {d: take_tokens(a, share[d], subset) for d, a in arrays.items()}
-        if subset != "first":  # the keys of first-token subsets are what they were before spread ones existed
+        if subset != "first":  # first-token subsets keep the key they have without a subset= part
             keys.append(f"subset={subset}")
     return TokenSplit(arrays, hashlib.sha256("|".join(keys).encode()).hexdigest(), total)
 

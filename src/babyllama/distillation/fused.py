@@ -32,6 +32,35 @@ def _ce_grad(z: torch.Tensor, lse: torch.Tensor, safe: torch.Tensor, gce: torch.
     return g.scatter_add_(-1, safe, -gce)
 
 
+def _backward_inputs(logits, labels, g_ce, g_div, temperature):
+    """The gradient to fill, the safe label column, and the rows' upstream CE and divergence gradients (the latter
+    with the 1/T of s = z / T folded in), each ``(rows, 1)``."""
+    gce = (g_ce.float() * (labels != IGNORE_INDEX)).unsqueeze(-1)
+    return (torch.empty_like(logits), labels.clamp_min(0).unsqueeze(-1), gce,
+            (g_div.float() / temperature).unsqueeze(-1))
+
+
+def _forward_rows(logits, labels, temperature, chunk):
+    """(per-row CE, per-row divergence to fill, log-sum-exp of the logits and of the tempered logits, chunks): the
+    chunks yield ``(a, b, z)`` with ``z`` the rows' tempered float32 logits, a copy the caller may overwrite, once
+    their CE and both log-sum-exps are written."""
+    n = logits.size(0)
+    ce = torch.empty(n, dtype=torch.float32, device=logits.device)
+    dv, lse1, lse_t = torch.empty_like(ce), torch.empty_like(ce), torch.empty_like(ce)
+    valid = labels != IGNORE_INDEX
+    safe = labels.clamp_min(0).unsqueeze(-1)
+
+    def chunks():
+        for a, b in _chunks(n, chunk):
+            z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
+            lse1[a:b], ce[a:b] = _ce_rows(z, safe[a:b], valid[a:b])
+            z.mul_(1.0 / temperature)
+            lse_t[a:b] = torch.logsumexp(z, -1)
+            yield a, b, z
+
+    return ce, dv, lse1, lse_t, chunks()
+
+
 def _chunks(n: int, chunk: int):
     for a in range(0, n, chunk):
         yield a, min(a + chunk, n)
@@ -40,16 +69,8 @@ def _chunks(n: int, chunk: int):
 class FusedDense(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, labels, teacher_lp, div: Divergence, temperature, chunk):
-        n = logits.size(0)
-        ce = torch.empty(n, dtype=torch.float32, device=logits.device)
-        dv, lse1, lse_t = torch.empty_like(ce), torch.empty_like(ce), torch.empty_like(ce)
-        valid = labels != IGNORE_INDEX
-        safe = labels.clamp_min(0).unsqueeze(-1)
-        for a, b in _chunks(n, chunk):
-            z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
-            lse1[a:b], ce[a:b] = _ce_rows(z, safe[a:b], valid[a:b])
-            z.mul_(1.0 / temperature)
-            lse_t[a:b] = torch.logsumexp(z, -1)
+        ce, dv, lse1, lse_t, chunks = _forward_rows(logits, labels, temperature, chunk)
+        for a, b, z in chunks:
             dv[a:b] = div.phi(teacher_lp[a:b], z.sub_(lse_t[a:b, None])).sum(-1)
         ctx.save_for_backward(logits, labels, teacher_lp, lse1, lse_t)
         ctx.div, ctx.temperature, ctx.chunk = div, temperature, chunk
@@ -59,10 +80,7 @@ class FusedDense(torch.autograd.Function):
     def backward(ctx, g_ce, g_div):
         logits, labels, teacher_lp, lse1, lse_t = ctx.saved_tensors
         t = ctx.temperature
-        grad = torch.empty_like(logits)
-        safe = labels.clamp_min(0).unsqueeze(-1)
-        gce = (g_ce.float() * (labels != IGNORE_INDEX)).unsqueeze(-1)
-        gdv = (g_div.float() / t).unsqueeze(-1)
+        grad, safe, gce, gdv = _backward_inputs(logits, labels, g_ce, g_div, t)
         for a, b in _chunks(logits.size(0), ctx.chunk):
             z = logits[a:b].to(torch.float32, copy=True)
             g = _ce_grad(z, lse1[a:b], safe[a:b], gce[a:b])
@@ -140,16 +158,8 @@ class FusedBucketed(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, labels, exact_ids, exact_p, div: Divergence, temperature, chunk):
-        n = logits.size(0)
-        ce = torch.empty(n, dtype=torch.float32, device=logits.device)
-        dv, lse1, lse_t = torch.empty_like(ce), torch.empty_like(ce), torch.empty_like(ce)
-        valid = labels != IGNORE_INDEX
-        safe = labels.clamp_min(0).unsqueeze(-1)
-        for a, b in _chunks(n, chunk):
-            z = logits[a:b].to(torch.float32, copy=True)
-            lse1[a:b], ce[a:b] = _ce_rows(z, safe[a:b], valid[a:b])
-            z.mul_(1.0 / temperature)
-            lse_t[a:b] = torch.logsumexp(z, -1)
+        ce, dv, lse1, lse_t, chunks = _forward_rows(logits, labels, temperature, chunk)
+        for a, b, z in chunks:
             ids = exact_ids[a:b]
             lp, lq, on = bucketed(exact_p[a:b], z.gather(-1, ids) - lse_t[a:b, None],
                                   log_mass_outside(z, ids, lse_t[a:b]))
@@ -162,10 +172,7 @@ class FusedBucketed(torch.autograd.Function):
     def backward(ctx, g_ce, g_div):
         logits, labels, exact_ids, exact_p, lse1, lse_t = ctx.saved_tensors
         t, div = ctx.temperature, ctx.div
-        grad = torch.empty_like(logits)
-        safe = labels.clamp_min(0).unsqueeze(-1)
-        gce = (g_ce.float() * (labels != IGNORE_INDEX)).unsqueeze(-1)
-        gdv = (g_div.float() / t).unsqueeze(-1)
+        grad, safe, gce, gdv = _backward_inputs(logits, labels, g_ce, g_div, t)
         for a, b in _chunks(logits.size(0), ctx.chunk):
             z = logits[a:b].to(torch.float32, copy=True)
             g = _ce_grad(z, lse1[a:b], safe[a:b], gce[a:b])

@@ -92,13 +92,13 @@ def distill(cfg: Config, overwrite: bool = False, callbacks: list | None = None)
         raise UserError("no teachers: pass --teacher DIR (repeatable) or set distill.teachers")
     d.teachers = [str(resolve_model_path(t, "teacher")) for t in d.teachers]  # hub ids: their cached snapshots
     with training_run(cfg):
-        run = setup_run(cfg, overwrite, check=lambda tok: load_teachers(d.teachers, tok))
-        teachers = run.checked
-        train_ds, eval_ds, extra, sampled = run.train_ds, run.eval_ds, {}, 0
+        setup = setup_run(cfg, overwrite, check=lambda tok: load_teachers(d.teachers, tok))
+        teachers = setup.checked
+        train_ds, eval_ds, extra, sampled = setup.train_ds, setup.eval_ds, {}, 0
         if d.cache.enabled:
-            train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, run.provenance)
+            train_ds, eval_ds, extra = cached_datasets(cfg, teachers, train_ds, eval_ds, setup.provenance)
             sampled = train_ds.cache.meta["sampled"]
             teachers = []  # the student trains without teachers in memory
-        run.provenance["teachers"] = [str(Path(t).resolve()) for t in d.teachers]
-        return fit(cfg, run, "distill", t_start, DistillationTrainer, train_ds, eval_ds, callbacks, extra,
+        setup.provenance["teachers"] = [str(Path(t).resolve()) for t in d.teachers]
+        return fit(cfg, setup, "distill", t_start, DistillationTrainer, train_ds, eval_ds, callbacks, extra,
                    teachers=teachers, loss_fn=DistillationLoss.from_config(d), cache_sampled=sampled)

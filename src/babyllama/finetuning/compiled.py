@@ -27,12 +27,10 @@ from torch import nn
 
 from ..errors import UserError
 
-# positions trained (examples x tokens x epochs, all of one model's runs) from which auto compiles on a CPU: about
-# where a first compile (tens of seconds) is paid back by the faster steps at 4M parameters on 2 cores; bigger
-# models pay back sooner
+# positions trained (examples x tokens x epochs, all of one model's runs) from which auto compiles: where a first
+# compile is paid back by the faster steps, on a CPU and on a CUDA GPU (benchmarks/README.md measures both
+# break-evens: the fine-tuning compile on 2 cores, and "Fine-tuning on a GPU")
 AUTO_MIN_POSITIONS = 1_500_000
-# the same on a CUDA GPU, where a cold compile (tens of seconds) saves a few seconds per million positions at 4M to
-# 58M parameters (benchmarks/README.md, "Fine-tuning on a GPU")
 AUTO_MIN_POSITIONS_GPU = 10_000_000
 
 

@@ -84,12 +84,12 @@ def finetune_identity(config: FinetuneConfig) -> list:
     from ..io import sha256_file
     from .tasks import find_file
 
-    data_dir = resolve_eval_root(config)
+    eval_root = resolve_eval_root(config)
     files = []
     for run_name, gives in _plan_tasks(config):
         for t in dict.fromkeys([run_name, *gives]):
             spec = get_task(t)
-            files.append((t, *(sha256_file(find_file(spec, data_dir, split, config.protocol))
+            files.append((t, *(sha256_file(find_file(spec, eval_root, split, config.protocol))
                                for split in ("train", "valid"))))
     table = {k: v.model_dump(exclude_none=True) for k, v in hparams_table(config.hparams).items()}
     # how the runs are executed (batching of scoring, device, runs at once, compiled kernels) moves only roundings
@@ -133,13 +133,13 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
                 from None
     table = hparams_table(config.hparams)
     runs = _plan_tasks(config)
-    data_dir = resolve_eval_root(config)
+    eval_root = resolve_eval_root(config)
     data: dict[str, TaskData] = {}
     for run_name, gives in runs:
-        data[run_name] = load_task(run_name, data_dir, config.protocol)
+        data[run_name] = load_task(run_name, eval_root, config.protocol)
         for g in gives:
             if g != run_name:
-                data[g] = load_task(g, data_dir, config.protocol)
+                data[g] = load_task(g, eval_root, config.protocol)
     paths = [resolve_model_path(m) for m in models]
     for p in paths:
         if not (Path(p) / "config.json").is_file():

@@ -45,7 +45,7 @@ def compute_table(plan: Plan) -> tuple[Table, float, float | None]:
         info = read_run_info(d) or {}
         met = read_json(d / METRICS_FILE) if trains_model(s.kind) else None
         wall = stage_wall_s(plan, s)
-        if wall is None and s.kind == "eval":  # stages written before run_info recorded their wall time
+        if wall is None and s.kind == "eval":  # a run_info.json without wall_s: the eval's own timings
             timing = (read_json(d / result_file("eval")) or {}).get("timing", {})
             wall = sum(timing.values()) if timing else None
         total += wall or 0.0
@@ -73,7 +73,7 @@ def _architecture(cfg: dict | None) -> str:
     return f"{cfg.get('model_type', '?')} {layers}x{hidden}, {heads} heads"
 
 
-def _g(v) -> str:
+def _cell(v) -> str:
     return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
 
@@ -91,13 +91,13 @@ def hyperparameter_table(models: list[dict]) -> Table:
         hf = read_json(m["dir"] / "config.json") or {}
         drop = hf.get("attention_dropout", hf.get("attn_pdrop"))
         distilled = m["role"] == "student"
-        t.add(m["name"], _architecture(hf), f"{m['metrics']['params'] / 1e6:.2f}M", _g(tr.get("learning_rate")),
-              _g(tr.get("batch_size")), _g(tr.get("num_epochs")), _g(tr.get("warmup_steps")),
-              _g(tr.get("lr_scheduler")), _g(tr.get("weight_decay")),
-              f"{_g(tr.get('adam_beta1'))}, {_g(tr.get('adam_beta2'))}", _g(tr.get("max_grad_norm")),
-              _g(data.get("seq_len")), _g(mod.get("attention_dropout") if mod.get("attention_dropout") is not None
+        t.add(m["name"], _architecture(hf), f"{m['metrics']['params'] / 1e6:.2f}M", _cell(tr.get("learning_rate")),
+              _cell(tr.get("batch_size")), _cell(tr.get("num_epochs")), _cell(tr.get("warmup_steps")),
+              _cell(tr.get("lr_scheduler")), _cell(tr.get("weight_decay")),
+              f"{_cell(tr.get('adam_beta1'))}, {_cell(tr.get('adam_beta2'))}", _cell(tr.get("max_grad_norm")),
+              _cell(data.get("seq_len")), _cell(mod.get("attention_dropout") if mod.get("attention_dropout") is not None
                                           else drop),
-              _g(c.get("distill", {}).get("alpha")) if distilled else "-",
-              _g(c.get("distill", {}).get("temperature")) if distilled else "-",
+              _cell(c.get("distill", {}).get("alpha")) if distilled else "-",
+              _cell(c.get("distill", {}).get("temperature")) if distilled else "-",
               describe_divergence(c.get("distill", {})) if distilled else "-")
     return t

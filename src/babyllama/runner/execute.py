@@ -97,7 +97,7 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
     ``callbacks``: extra ``TrainerCallback`` objects for named training stages (a sweep's pruning reporter).
     """
     whole_run = exclusive(plan.run_dir, "run directory") if stage_locks == "none" else nullcontext()
-    run = run_clock(plan, [s for s in selected if stage_state(plan, s) != "done"])
+    times = run_clock(plan, [s for s in selected if stage_state(plan, s) != "done"])
     with whole_run, writing(plan.run_dir):
         write_plan(plan)
         for i, s in enumerate(plan.stages, 1):
@@ -117,17 +117,17 @@ def run_stages(recipe: Recipe, plan: Plan, selected: list[Stage], stage_locks: s
             with lock:
                 if stage_state(plan, s) == "done":  # another worker finished it while this one waited
                     print(f"== {s.name}: finished by another worker, reused ==", flush=True)
-                    run.skipped(s)
+                    times.skipped(s)
                     continue
-                print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {run.elapsed()}, {run.eta()}) ==",
+                print(f"\n== stage {i}/{len(plan.stages)}: {s.name} (elapsed {times.elapsed()}, {times.eta()}) ==",
                       flush=True)
                 ts = time.time()
                 with writing(plan.path(s)):
                     stage_kind(s.kind).run(StageContext(recipe, plan, s, (callbacks or {}).get(s.name, [])))
-                run.finished(s, time.time() - ts)
-                run = run.refreshed()
-                print(f"== {s.name} done in {clock(time.time() - ts)} (elapsed {run.elapsed()}"
-                      + (f", {run.eta()}" if run.todo else "") + ") ==", flush=True)
+                times.finished(s, time.time() - ts)
+                times = times.refreshed()
+                print(f"== {s.name} done in {clock(time.time() - ts)} (elapsed {times.elapsed()}"
+                      + (f", {times.eta()}" if times.todo else "") + ") ==", flush=True)
         # stages of a user's scheduler (``try``) may finish together: its last job writes the report, not each stage
         all_done = stage_locks != "try" and all(stage_state(plan, s) == "done" for s in plan.stages)
         # the report kind is registered by babyllama.report, above the runner (the front doors import it)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Config, ModelSpec, Recipe, validate_tree, written
+from ..config import PLAN_FILE, Config, ModelSpec, Recipe, explicit_keys, validate_tree
 from ..distillation import ALL_PARAMETERS as ALL_DIVERGENCE_PARAMETERS
 from ..distillation import PARAMETERS as DIVERGENCE_PARAMETERS
 from ..errors import UserError
@@ -26,7 +26,6 @@ from ..io import read_json, sha256_file, short_hash, write_json
 from .kinds import trains_model
 
 STAGE_VERSION = 2  # bump when a stage's outputs change meaning
-PLAN_FILE = "plan.json"
 
 
 @dataclass
@@ -117,10 +116,10 @@ def stage_config(recipe: Recipe, spec: ModelSpec, run_dir: Path, corpus: Path, t
     """The stage's full config: defaults < base < the model's own keys < the paths and seed the runner sets."""
     tree = {
         "run_dir": str(run_dir),
-        "data": {**written(recipe.base.data), **written(spec.data), "corpus": str(corpus),
+        "data": {**explicit_keys(recipe.base.data), **explicit_keys(spec.data), "corpus": str(corpus),
                  "tokenizer": str(tokenizer)},
         "model": spec.model.model_dump(mode="json", exclude_none=True),
-        "training": {**written(recipe.base.training), **written(spec.training), "seed": seed},
+        "training": {**explicit_keys(recipe.base.training), **explicit_keys(spec.training), "seed": seed},
     }
     if distill:
         tree["distill"] = recipe.distill.model_dump(mode="json")
@@ -130,11 +129,11 @@ def stage_config(recipe: Recipe, spec: ModelSpec, run_dir: Path, corpus: Path, t
 def baseline_spec(recipe: Recipe) -> ModelSpec:
     """The student's spec with the recipe's ``baseline:`` keys on top (none: the student's spec itself)."""
     b = recipe.baseline
-    if not written(b.training) and not written(b.model):
+    if not explicit_keys(b.training) and not explicit_keys(b.model):
         return recipe.student
     tree = recipe.student.model_dump(mode="json", exclude_unset=True)
-    tree["training"] = {**written(recipe.student.training), **written(b.training)}
-    tree["model"] = {**recipe.student.model.model_dump(mode="json", exclude_none=True), **written(b.model)}
+    tree["training"] = {**explicit_keys(recipe.student.training), **explicit_keys(b.training)}
+    tree["model"] = {**recipe.student.model.model_dump(mode="json", exclude_none=True), **explicit_keys(b.model)}
     return validate_tree(ModelSpec, tree, "recipe baseline")
 
 
@@ -222,7 +221,7 @@ def load_plan(run_dir: str | Path) -> Plan:
     stages = []
     for s in pl["stages"]:
         d = Path(s["dir"])
-        if d.is_absolute():  # plans written before paths were stored relative: the same layout under rd
+        if d.is_absolute():  # an absolute stage directory: the same layout under the run directory where it is now
             d = Path("stages") / d.name
         stages.append(Stage(s["name"], s["kind"], s["key"], d, s.get("role", ""), s.get("seed"),
                             deps=s.get("deps", []), model_stage=s.get("model_stage")))

@@ -420,24 +420,24 @@ def finish_run(trainer: GuardedTrainer, cfg: Config, out: Path, kind: str, prov:
     return metrics
 
 
-def fit(cfg: Config, run: RunSetup, kind: str, t_start: float, trainer_class: type = GuardedTrainer,
+def fit(cfg: Config, setup: RunSetup, kind: str, t_start: float, trainer_class: type = GuardedTrainer,
         train_ds: ChunkDataset | None = None, eval_ds: ChunkDataset | None = None, callbacks: list | None = None,
         extra: dict | None = None, **trainer_kwargs) -> dict:
     """The skeleton every training stage shares: a fresh ``cfg.model`` for the run's tokenizer, a Trainer of
-    ``trainer_class`` over the run's datasets (or ``train_ds`` / ``eval_ds`` in their place) with the standard
+    ``trainer_class`` over the set-up's datasets (or ``train_ds`` / ``eval_ds`` in their place) with the standard
     callbacks, training resumed from the run's last checkpoint, and the finished run's metrics (``kind``:
     pretrain or distill)."""
     from transformers import default_data_collator
 
-    train_ds = run.train_ds if train_ds is None else train_ds
-    eval_ds = run.eval_ds if eval_ds is None else eval_ds
-    model = configure_attention(build_model(cfg.model, run.tokenizer, seed=cfg.training.seed), cfg)
-    trainer = trainer_class(model=model, args=training_arguments(cfg, run.out), train_dataset=train_ds,
-                            eval_dataset=eval_ds, processing_class=run.tokenizer, data_collator=default_data_collator,
-                            callbacks=[*standard_callbacks(train_ds, cfg, run.provenance), *(callbacks or [])],
+    train_ds = setup.train_ds if train_ds is None else train_ds
+    eval_ds = setup.eval_ds if eval_ds is None else eval_ds
+    model = configure_attention(build_model(cfg.model, setup.tokenizer, seed=cfg.training.seed), cfg)
+    trainer = trainer_class(model=model, args=training_arguments(cfg, setup.out), train_dataset=train_ds,
+                            eval_dataset=eval_ds, processing_class=setup.tokenizer, data_collator=default_data_collator,
+                            callbacks=[*standard_callbacks(train_ds, cfg, setup.provenance), *(callbacks or [])],
                             **trainer_kwargs)
     attach_progress(trainer, cfg)
-    if run.resume:
-        print(f"resuming from {run.resume}", flush=True)
-    result = trainer.train(resume_from_checkpoint=run.resume)
-    return finish_run(trainer, cfg, run.out, kind, run.provenance, t_start, result, extra)
+    if setup.resume:
+        print(f"resuming from {setup.resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=setup.resume)
+    return finish_run(trainer, cfg, setup.out, kind, setup.provenance, t_start, result, extra)

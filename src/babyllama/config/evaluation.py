@@ -1,0 +1,110 @@
+"""The sections of the evaluation stages: zero-shot (`babyllama eval`, a recipe's ``eval:``) and fine-tuning
+(`babyllama finetune`, a recipe's ``finetune:``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .loader import Section
+
+
+# the device of an eval or finetune stage (training.device takes no index: under torchrun LOCAL_RANK picks it)
+DEVICE_FIELD = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                     description="auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
+
+
+class EvalConfig(Section):
+    """Zero-shot evaluation settings, read by `babyllama eval` (its flags) and by a recipe's eval stages."""
+
+    suites: list[str] = Field(
+        ["blimp_filtered", "supplement", "ewok", "perplexity"],
+        description="Suites to run: names from the suite registry (`babyllama eval --help`) or paths to JSONL "
+        "minimal pairs.")
+    eval_root: str | None = Field(
+        None,
+        description="Folder with blimp/, blimp_filtered/, ...; default ${data_root}/eval or $BABYLLAMA_DATA/eval.")
+    batch_size: int = Field(64, gt=0, description="Sentences per forward pass (perplexity: half as many chunks).")
+    paradigms: list[str] | None = Field(None, description="Only these paradigms (files) of minimal-pair suites.")
+    max_pairs: int | None = Field(None, gt=0, description="At most N items per paradigm (a seeded subset, for CPU).")
+    ppl_max_tokens: int | None = Field(None, gt=0, description="Perplexity: at most N tokens per domain and split.")
+    ppl_seq_len: int = Field(128, gt=1, description="Perplexity: tokens per fixed chunk.")
+    resamples: int = Field(
+        1000, ge=99, description="Bootstrap resamples B behind every CI and paired bootstrap p-value (the report's "
+        "verdicts too); the smallest p a bootstrap can give is 2 / (B + 1).")
+    bf16: bool = Field(False, description="Score under bf16 autocast (faster; decisions may differ from lm-eval's).")
+    device: str = DEVICE_FIELD
+    layout: Literal["prefix_tree", "padded"] = Field(
+        "prefix_tree",
+        description="prefix_tree: shared prefixes scored once, near-ties re-scored padded (decisions equal "
+        "lm-eval's); padded: lm-eval's own layout and arithmetic throughout (slower).")
+
+
+class LoraSettings(Section):
+    """Low-rank adapters instead of full fine-tuning (peft); defaults: the 2024 pipeline's train_lora.py."""
+
+    r: int = Field(8, gt=0, description="Adapter rank.")
+    alpha: int = Field(16, gt=0, description="Adapter scaling (lora_alpha).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapters' input.")
+
+
+class FinetuneConfig(Section):
+    """Fine-tuning evaluation ((Super)GLUE, MSGS), read by `babyllama finetune` (its flags) and a recipe's
+    finetune stages. Protocol details: :mod:`babyllama.finetuning.protocols`."""
+
+    tasks: list[str] = Field(
+        ["rte", "mrpc", "wsc", "cola"],
+        description="Tasks: cola sst2 mrpc qqp mnli mnli-mm qnli rte boolq multirc wsc and the 11 MSGS subtasks.")
+    protocol: Literal["babylm2023", "babylm2024", "babylm2025"] = Field(
+        "babylm2024", description="Whose fine-tuning script to follow (head, hyperparameters, selection).")
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="Fine-tuning seeds, each a full run per task; default the protocol's "
+        "(12; 2025: 42).")
+    eval_root: str | None = Field(
+        None, description="Folder with glue_filtered/ (and msgs_filtered/); default the recipe's eval.eval_root "
+        "(${data_root}/eval or $BABYLLAMA_DATA/eval); data_dir is read as this key.")
+    hparams: str | dict[str, dict[str, Any]] | None = Field(
+        None, description="Per-task overrides: a YAML file or a mapping {task or default: {learning_rate, "
+        "batch_size, max_epochs, max_length, patience, weight_decay, warmup_ratio, eval_every}}.")
+    max_epochs: int | None = Field(None, gt=0, description="Cap on every task's epochs (CPU-sized recipes).")
+    max_train_examples: int | None = Field(
+        None, gt=0, description="Train on a seeded subset of at most N examples per task (CPU-sized recipes).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: the training rule (bf16 autocast where native; else fp32 on CPU, fp16 with loss "
+        "scaling on older GPUs).")
+    device: str = DEVICE_FIELD
+    pooling: Literal["auto", "last", "first"] = Field(
+        "auto", description="auto: the protocol's (2023/2024 last non-pad token; 2025 first token).")
+    length_grouping: bool = Field(True, description="Length-grouped training batches (false: random batches).")
+    eval_batch_size: int = Field(128, gt=0, description="Examples per forward pass when scoring.")
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile the decoder layers for the training steps (scoring stays eager). auto: "
+        "on a CPU with a C++ compiler when a model's runs train on at least 1.5M positions, on a CUDA GPU from 10M, "
+        "where the first compile pays for itself; off on other accelerators.")
+    jobs: int | Literal["auto"] = Field(
+        1, description="Runs (task x seed) at once, in forked processes that share the torch threads. auto: on a "
+        "CPU one per torch thread, within memory and the number of runs; on an accelerator 1. 1 is the default: "
+        "benchmarks/README.md measures both.")
+    lora: LoraSettings | None = Field(
+        None, description="Train low-rank adapters (and the head) instead of the whole model; needs peft.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_data_dir(cls, tree):
+        # configs and recipes that name the folder data_dir, and babyllama.finetune(data_dir=...), load as eval_root
+        if isinstance(tree, dict) and "data_dir" in tree:
+            if tree.get("eval_root") is not None:
+                raise ValueError("data_dir is the former name of eval_root; keep one of the two")
+            former = tree["data_dir"]  # a Path when babyllama.finetune(data_dir=Path(...)) passes one
+            tree = {k: v for k, v in tree.items() if k != "data_dir"} | {
+                "eval_root": os.fspath(former) if isinstance(former, os.PathLike) else former}
+        return tree
+
+    @field_validator("jobs")
+    @classmethod
+    def _jobs_positive(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError("is a number of runs at once: 1 or more, or auto")
+        return v
