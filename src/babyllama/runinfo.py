@@ -20,7 +20,10 @@ from .io import LOCK_FILE, read_json, sha256_file, write_json
 
 PACKAGES = ("babyllama", "torch", "transformers", "tokenizers", "accelerate", "numpy", "lm_eval")
 RUN_INFO = "run_info.json"
-METRICS_FILE = "metrics.json"  # a training run's metrics, beside its run_info.json
+# the result files of a stage directory, beside its run_info.json (babyllama.runner.kinds assigns them to kinds)
+METRICS_FILE = "metrics.json"  # a training run's metrics
+EVAL_FILE = "eval.json"  # an eval stage's scores
+FINETUNE_FILE = "finetune.json"  # a finetune stage's scores
 
 
 def package_versions() -> dict[str, str | None]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..io import atomic_write, read_json
 from ..models import load_model
-from ..runinfo import read_run_info
+from ..runinfo import EVAL_FILE, METRICS_FILE, read_run_info
 from ..tokenizer import finalize_tokenizer_config, load_tokenizer, model_context
 from .card import model_card
 
@@ -22,7 +22,7 @@ def find_evaluation(model_dir: Path) -> dict | None:
     for info_file in sorted(model_dir.parent.glob("eval-*/run_info.json")):
         info = read_json(info_file) or {}
         if Path(str(info.get("model", ""))).name == model_dir.name and info.get("status") == "complete":
-            return read_json(info_file.parent / "eval.json")
+            return read_json(info_file.parent / EVAL_FILE)
     return None
 
 
@@ -58,7 +58,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, overwrite: bool = Fa
         tok.save_pretrained(tmp)
         finalize_tokenizer_config(tmp, model_context(model.config))
         (tmp / "README.md").write_text(model_card(
-            name, license=license, datasets=datasets or ["BabyLM"], info=info, metrics=read_json(src / "metrics.json"),
+            name, license=license, datasets=datasets or ["BabyLM"], info=info, metrics=read_json(src / METRICS_FILE),
             evaluation=evaluation, config_yaml=config_file.read_text() if config_file.is_file() else None,
             teachers=teachers))
     return out

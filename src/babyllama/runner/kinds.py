@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..runinfo import METRICS_FILE
+from ..runinfo import EVAL_FILE, FINETUNE_FILE, METRICS_FILE
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,6 @@ for _kind in (StageKind("prepare", "babyllama.runner.stages:run_prepare"),
               StageKind("tokenizer", "babyllama.runner.stages:run_tokenizer"),
               StageKind("pretrain", "babyllama.runner.stages:run_pretrain", METRICS_FILE, trains_model=True),
               StageKind("distill", "babyllama.runner.stages:run_distill", METRICS_FILE, trains_model=True),
-              StageKind("eval", "babyllama.runner.stages:run_eval", "eval.json"),
-              StageKind("finetune", "babyllama.runner.stages:run_finetune", "finetune.json")):
+              StageKind("eval", "babyllama.runner.stages:run_eval", EVAL_FILE),
+              StageKind("finetune", "babyllama.runner.stages:run_finetune", FINETUNE_FILE)):
     register_stage_kind(_kind)
