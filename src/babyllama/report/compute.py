@@ -44,7 +44,7 @@ def compute_table(plan: Plan) -> tuple[Table, float, float | None]:
         d = plan.path(s)
         info = read_run_info(d) or {}
         met = read_json(d / METRICS_FILE) if trains_model(s.kind) else None
-        wall = stage_wall_s(plan, s)
+        wall = stage_wall_s(plan, s, met)
         if wall is None and s.kind == "eval":  # a run_info.json without wall_s: the eval's own timings
             timing = (read_json(d / result_file("eval")) or {}).get("timing", {})
             wall = sum(timing.values()) if timing else None

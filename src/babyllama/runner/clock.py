@@ -18,13 +18,15 @@ import time
 from functools import lru_cache
 
 from ..progress import clock
+from .kinds import trains_model
 from .plan import Plan, Stage
 from .state import stage_state, stage_wall_s
 
 
 @lru_cache(maxsize=64)
 def _params(model_json: str, vocab_size: int | None) -> int:
-    """Cached by the config's JSON: the plan asks for the same models many times per ETA."""
+    """models.config_params (not preset_params: a stage's model is a preset with overrides, at the recipe's
+    vocabulary), cached by the config's JSON: the plan asks for the same models many times per ETA."""
     from ..config import ModelConfig
     from ..models import config_params
 
@@ -55,7 +57,12 @@ def stage_work(plan: Plan, stage: Stage) -> float | None:
     return work
 
 
-RATE_KIND = {"pretrain": "train", "distill": "train", "eval": "eval", "finetune": "finetune"}
+def rate_kind(kind: str) -> str | None:
+    """Which measured rate predicts a stage of ``kind``: the training stages share one; eval and finetune have
+    their own; prepare and tokenizer take no time worth predicting (None)."""
+    if trains_model(kind):
+        return "train"
+    return kind if kind in ("eval", "finetune") else None
 
 
 class RunClock:
@@ -76,7 +83,7 @@ class RunClock:
     def finished(self, stage: Stage, seconds: float) -> None:
         if stage in self.todo:
             self.todo.remove(stage)
-        kind, work = RATE_KIND.get(stage.kind), stage_work(self.plan, stage)
+        kind, work = rate_kind(stage.kind), stage_work(self.plan, stage)
         if kind and work:
             acc = self.spent.setdefault(kind, [0.0, 0.0])
             acc[0] += seconds
@@ -91,7 +98,7 @@ class RunClock:
         stage``."""
         left, unpriced = 0.0, []
         for s in self.todo:
-            kind = RATE_KIND.get(s.kind)
+            kind = rate_kind(s.kind)
             if kind is None:
                 continue  # prepare and tokenizer: short, and first
             work = stage_work(self.plan, s)

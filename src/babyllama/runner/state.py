@@ -37,10 +37,11 @@ def finish_stamps(plan: Plan, stage: Stage):
     return stamps if stage.role == "ensemble" else stamps[0]
 
 
-def stage_wall_s(plan: Plan, stage: Stage) -> float | None:
-    """Seconds a finished stage took: a training stage's own figure (``metrics.json``), else its run_info's."""
+def stage_wall_s(plan: Plan, stage: Stage, metrics: dict | None = None) -> float | None:
+    """Seconds a finished stage took: a training stage's own figure (``metrics.json``, or ``metrics`` when the
+    caller has read it already), else its run_info's."""
     d = plan.path(stage)
-    met = read_json(d / METRICS_FILE) if trains_model(stage.kind) else None
+    met = metrics if metrics is not None else read_json(d / METRICS_FILE) if trains_model(stage.kind) else None
     return (met or {}).get("wall_s", (read_run_info(d) or {}).get("wall_s"))
 
 
