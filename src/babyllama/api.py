@@ -26,6 +26,8 @@ from .config import Config, EvalConfig, apply_overrides, load_config, validate_t
 def _config(config: Config | dict | str | Path, overrides: list[str] | None = None) -> Config:
     """A Config from a Config, a dict or a YAML path, with ``key=value`` overrides applied and validated."""
     if isinstance(config, Config):
+        if not overrides:
+            return config.model_copy(deep=True)  # validated already; the caller's object stays as it was
         config = config.model_dump(mode="json")
     if isinstance(config, dict):
         return validate_tree(Config, apply_overrides(copy.deepcopy(config), overrides or []), "config")
@@ -40,11 +42,12 @@ def prepare(src: str | Path, out: str | Path, *, size: str = "10M", overwrite: b
 
 
 def train_tokenizer(corpus: str | Path, out: str | Path, *, vocab_size: int = 16000, min_frequency: int = 2,
-                    overwrite: bool = False):
-    """Train the byte-level BPE on a prepared corpus; returns the Hugging Face tokenizer."""
+                    split: str = "train", overwrite: bool = False):
+    """Train the byte-level BPE on a prepared corpus's ``split``; returns the Hugging Face tokenizer."""
     from .data.bpe import train_tokenizer as _train
 
-    return _train(corpus, out, vocab_size=vocab_size, min_frequency=min_frequency, overwrite=overwrite)
+    return _train(corpus, out, vocab_size=vocab_size, min_frequency=min_frequency, split=split,
+                  overwrite=overwrite)
 
 
 def train(config: Config | dict | str | Path, overrides: list[str] | None = None, *, overwrite: bool = False) -> dict:

@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_data(args) -> int:
     if args.data_command == "prepare":
-        from .data.corpus import prepare, stats_table
+        from .api import prepare
+        from .data.corpus import stats_table
 
         with writing(args.out):
             stats = prepare(args.src, args.out, overwrite=args.overwrite, size=args.size)
@@ -319,7 +320,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_tokenizer(args) -> int:
-    from .data.bpe import train_tokenizer
+    from .api import train_tokenizer
 
     with writing(args.out):
         tok = train_tokenizer(args.corpus, args.out, vocab_size=args.vocab_size, min_frequency=args.min_frequency,
@@ -358,10 +359,9 @@ def _train_stage(args, kind: str) -> int:
     cfg = _load(args)
     if args.dry_run:
         return 0
-    if kind == "train":
-        from .training.pretrain import train as train_stage
-    else:
-        from .distillation.trainer import distill as train_stage
+    from . import api
+
+    train_stage = api.train if kind == "train" else api.distill
     with writing(cfg.training.output_dir):
         m = train_stage(cfg, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
