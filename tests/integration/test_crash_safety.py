@@ -24,6 +24,7 @@ DRIVER = textwrap.dedent('''
     import babyllama.distillation.cache as cache_mod
     import babyllama.distillation.trainer as distill_mod
     import babyllama.training.pretrain as pretrain_mod
+    import babyllama.training.trainer as trainer_mod
     from babyllama.config import Config
 
     cfg = Config.model_validate(json.loads(sys.argv[1]))
@@ -37,10 +38,9 @@ DRIVER = textwrap.dedent('''
             if state.global_step == at:
                 die()
 
-    if where == "step":
-        for mod in (pretrain_mod, distill_mod):
-            base = mod.standard_callbacks
-            mod.standard_callbacks = lambda *a, base=base, **k: base(*a, **k) + [KillAtStep()]
+    if where == "step":  # training.trainer.fit builds every stage's callbacks
+        base = trainer_mod.standard_callbacks
+        trainer_mod.standard_callbacks = lambda *a, **k: base(*a, **k) + [KillAtStep()]
     elif where == "checkpoint":  # after the weights of checkpoint-`at` are written, before its optimizer state
         save = transformers.Trainer._save_optimizer_and_scheduler
         def killing_save(self, output_dir):
