@@ -87,6 +87,18 @@ def test_u_is_q_times_the_derivative_of_phi(name, kw):
     torch.testing.assert_close(div.dphi(lp, q.detach().log()), dq, rtol=1e-9, atol=1e-12)
 
 
+def fused_and_reference(d: DistillConfig, base: torch.Tensor, labels: torch.Tensor, chunk: int, **teacher):
+    """The loss of ``distill:`` section ``d`` through the autograd reference and through the fused kernels (``chunk``
+    rows at a time), each with its gradient w.r.t. a copy of the student logits ``base``."""
+    a, b = base.clone().requires_grad_(), base.clone().requires_grad_()
+    ref = DistillationLoss.from_config(d, fused=False)(a, labels, **teacher)
+    fused = DistillationLoss.from_config(d)
+    fused.chunk = chunk
+    got = fused(b, labels, **teacher)
+    (ga,), (gb,) = torch.autograd.grad(ref.loss, a), torch.autograd.grad(got.loss, b)
+    return ref, got, ga, gb
+
+
 @pytest.mark.parametrize("name,kw", SETTINGS, ids=IDS)
 @pytest.mark.parametrize("reduction", ["paper", "per_token"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -99,13 +111,8 @@ def test_fused_live_path_equals_autograd(name, kw, reduction, dtype):
     labels[1, 4:] = -100
     for ensemble in ("logits_mean", "probs_mean"):
         d = DistillConfig(alpha=0.3, temperature=2.0, kl_reduction=reduction, ensemble=ensemble, divergence=name, **kw)
-        a, b = base.clone().requires_grad_(), base.clone().requires_grad_()
-        ref = DistillationLoss.from_config(d, fused=False)(a, labels, teacher_logits=teachers)
-        fused = DistillationLoss.from_config(d)
-        fused.chunk = 3
-        got = fused(b, labels, teacher_logits=teachers)
+        ref, got, ga, gb = fused_and_reference(d, base, labels, 3, teacher_logits=teachers)
         assert got.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5, abs=1e-6)
-        (ga,), (gb,) = torch.autograd.grad(ref.loss, a), torch.autograd.grad(got.loss, b)
         assert gb.dtype == dtype
         tol = 1e-6 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(gb.float(), ga.float(), atol=tol, rtol=0.02 if dtype == torch.bfloat16 else 1e-4)
@@ -138,13 +145,8 @@ def test_cached_path_is_the_coarse_grained_divergence(name, kw, sampled):
     teacher_lp = F.log_softmax(t / T, -1)
     cached = _cache_of(teacher_lp, E, sampled)
     d = DistillConfig(alpha=0.4, temperature=T, divergence=name, **kw)
-    a, b = base.clone().requires_grad_(), base.clone().requires_grad_()
-    ref = DistillationLoss.from_config(d, fused=False)(a, labels, cached=cached)
-    fused = DistillationLoss.from_config(d)
-    fused.chunk = 4
-    got = fused(b, labels, cached=cached)
+    ref, got, ga, gb = fused_and_reference(d, base, labels, 4, cached=cached)
     assert got.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5, abs=1e-6)
-    (ga,), (gb,) = torch.autograd.grad(ref.loss, a), torch.autograd.grad(got.loss, b)
     torch.testing.assert_close(gb, ga, atol=1e-6, rtol=1e-4)
     # the bucketed reference from its definition, in float64
     p, q = teacher_lp.double().exp(), F.softmax(base.double() / T, -1)
