@@ -192,7 +192,10 @@ def bucketed_per_position(div: Divergence, lp: torch.Tensor, lq: torch.Tensor, r
     return phi[..., :-1].sum(-1) + phi[..., -1] * rest_on[..., 0]
 
 
-def log_mass_outside(logits: torch.Tensor, ids: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
-    """log of softmax(logits)'s mass outside ``ids``, ``(..., 1)``, given the rows' log-sum-exp ``lse``."""
+def log_mass_outside(logits: torch.Tensor, ids: torch.Tensor, lse: torch.Tensor | None = None) -> torch.Tensor:
+    """log of softmax(logits)'s mass outside ``ids``, ``(..., 1)``, given the rows' log-sum-exp ``lse`` (None:
+    ``logits`` are log-probabilities already)."""
     rest = torch.logsumexp(logits.scatter(-1, ids, float("-inf")), -1, keepdim=True)
-    return (rest - lse.unsqueeze(-1)).clamp_min(LOG_EPS)  # ids covering the vocabulary: an empty bucket
+    if lse is not None:
+        rest = rest - lse.unsqueeze(-1)
+    return rest.clamp_min(LOG_EPS)  # ids covering the vocabulary: an empty bucket

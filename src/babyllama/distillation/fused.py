@@ -159,18 +159,19 @@ class FusedBucketed(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, labels, exact_ids, exact_p, div: Divergence, temperature, chunk):
         ce, dv, lse1, lse_t, chunks = _forward_rows(logits, labels, temperature, chunk)
+        lq_rest = torch.empty(logits.size(0), 1, dtype=torch.float32, device=logits.device)
         for a, b, z in chunks:
             ids = exact_ids[a:b]
-            lp, lq, on = bucketed(exact_p[a:b], z.gather(-1, ids) - lse_t[a:b, None],
-                                  log_mass_outside(z, ids, lse_t[a:b]))
+            lq_rest[a:b] = log_mass_outside(z, ids, lse_t[a:b])  # kept: backward needs it, and it costs a pass
+            lp, lq, on = bucketed(exact_p[a:b], z.gather(-1, ids) - lse_t[a:b, None], lq_rest[a:b])
             dv[a:b] = bucketed_per_position(div, lp, lq, on)
-        ctx.save_for_backward(logits, labels, exact_ids, exact_p, lse1, lse_t)
+        ctx.save_for_backward(logits, labels, exact_ids, exact_p, lse1, lse_t, lq_rest)
         ctx.div, ctx.temperature, ctx.chunk = div, temperature, chunk
         return ce, dv
 
     @staticmethod
     def backward(ctx, g_ce, g_div):
-        logits, labels, exact_ids, exact_p, lse1, lse_t = ctx.saved_tensors
+        logits, labels, exact_ids, exact_p, lse1, lse_t, lq_rest = ctx.saved_tensors
         t, div = ctx.temperature, ctx.div
         grad, safe, gce, gdv = _backward_inputs(logits, labels, g_ce, g_div, t)
         for a, b in _chunks(logits.size(0), ctx.chunk):
@@ -178,8 +179,7 @@ class FusedBucketed(torch.autograd.Function):
             g = _ce_grad(z, lse1[a:b], safe[a:b], gce[a:b])
             ids = exact_ids[a:b]
             s = z.mul_(1.0 / t).sub_(lse_t[a:b, None])
-            lp, lq, on = bucketed(exact_p[a:b], s.gather(-1, ids), log_mass_outside(s, ids, torch.zeros_like(
-                lse_t[a:b])))
+            lp, lq, on = bucketed(exact_p[a:b], s.gather(-1, ids), lq_rest[a:b])
             q = s.exp_()
             u = div.u(lp, lq)  # (rows, K + 1): the exact entries, then the rest
             u[:, -1:] *= on  # a dropped bucket (see divergences.bucketed) adds nothing

@@ -118,9 +118,8 @@ class DistillationLoss:
             else:
                 exact = cached.ids.size(-1) - cached.sampled
                 ids = cached.ids[..., :exact].long()
-                lq_rest = log_mass_outside(s, ids, torch.zeros(s.shape[:-1], device=s.device))
                 per_pos = bucketed_per_position(div, *bucketed(cached.weight[..., :exact].float(), s.gather(-1, ids),
-                                                               lq_rest))
+                                                               log_mass_outside(s, ids)))
             return causal_ce(logits, labels), per_pos
         shifted = shift_labels(labels).reshape(-1)
         rows, chunk = logits.reshape(-1, v), self.chunk or row_chunk(logits)
