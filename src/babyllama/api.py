@@ -164,14 +164,12 @@ def run(recipe: str | Path, *, data_root: str | Path | None = None, run_dir: str
         dry_run: bool = False, makefile: str | Path | None = None) -> Path:
     """Run a recipe (every stage not done yet, ``only`` some, or those ``from_stage`` on; ``dry_run`` prints the
     plan; ``makefile`` writes it as a Makefile and runs nothing); returns the run directory."""
-    from .config import load_recipe
     from .report import markdown as _report  # noqa: F401  (registers the report stage kind the run ends with)
     from .runner.execute import run_recipe
 
-    root = str(data_root) if data_root else None
-    run_recipe(str(recipe), overrides or [], root, str(run_dir) if run_dir else None, dry_run, only=only,
-               from_stage=from_stage, makefile=str(makefile) if makefile else None)
-    return Path(run_dir or load_recipe(recipe, overrides, root).run_dir)
+    return run_recipe(str(recipe), overrides or [], str(data_root) if data_root else None,
+                      str(run_dir) if run_dir else None, dry_run, only=only, from_stage=from_stage,
+                      makefile=str(makefile) if makefile else None)
 
 
 def sweep(sweep_file: str | Path, *, data_root: str | Path | None = None, sweep_dir: str | Path | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 from ..config import Recipe, load_recipe
 from ..errors import UserError, writing
@@ -46,15 +47,17 @@ def select_stages(plan: Plan, only: list[str], from_stage: str | None) -> list[S
 
 def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: str | None,
                dry_run: bool = False, only: list[str] | None = None, from_stage: str | None = None,
-               makefile: str | None = None) -> int:
-    """Run a recipe's stages that are not done. With ``only``, just those stages (each under its own lock, so
-    workers of a user's scheduler can share the run directory); otherwise the whole run holds the run directory.
-    With ``makefile``, write the plan as a Makefile for `make -j N` and run nothing."""
+               makefile: str | None = None) -> Path:
+    """Run a recipe's stages that are not done; returns its run directory (``run_dir``, else the recipe's, as
+    given). With ``only``, just those stages (each under its own lock, so workers of a user's scheduler can share
+    the run directory); otherwise the whole run holds the run directory. With ``makefile``, write the plan as a
+    Makefile for `make -j N` and run nothing."""
     if makefile and (only or from_stage or dry_run):
         raise UserError("--makefile writes every stage and runs none; drop --only, --from and --dry-run (make "
                         "TARGET -f FILE runs one stage and what it needs)")
     recipe = load_recipe(path, overrides, data_root)
-    plan = make_plan(recipe, run_dir or recipe.run_dir)
+    where = Path(run_dir or recipe.run_dir)
+    plan = make_plan(recipe, where)
     selected = select_stages(plan, only or [], from_stage)
     if makefile:
         from .makefile import write_makefile
@@ -62,19 +65,19 @@ def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: 
         write_makefile(plan, makefile, path, overrides, data_root)
         print(f"wrote {makefile}: `make -j2 -f {makefile}` runs the {len(plan.stages)} stages of recipe "
               f"{recipe.name}, two at a time, into {plan.run_dir}; stage logs in {plan.run_dir / 'logs'}")
-        return 0
+        return where
     print_plan(recipe, plan, selected)
     if dry_run:
-        return 0
+        return where
     t0 = time.time()
     summary = run_stages(recipe, plan, selected, stage_locks="try" if only else "none")
     if summary is None:
         print(f"\nselected stages done in {clock(time.time() - t0)}; once every stage is done, "
               f"`babyllama report {plan.run_dir}` writes the report")
-        return 0
+        return where
     print(summary)
     print(f"\nall stages done in {clock(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
-    return 0
+    return where
 
 
 def print_plan(recipe: Recipe, plan: Plan, selected: list[Stage]) -> None:
