@@ -64,19 +64,24 @@ def paired_verdict(name: str, pairs: list[tuple[dict, dict]], blimp: str | None,
     return row
 
 
+def difference_text(d: dict, key: str, unit: str = "") -> str:
+    """A paired difference as the verdicts print it: BLiMP (``key`` blimp) in percentage points to 2 decimals, dev CE
+    in nats to 4, then the CI and the bootstrap p-value (``+1.26 pp [+0.79, +1.74], p <= 0.002 (B = 1000)``)."""
+    scale, fmt = (100, "+.2f") if key == "blimp" else (1, "+.4f")
+    return (f"{scale * d['diff']:{fmt}}{unit} [{scale * d['ci'][0]:{fmt}}, {scale * d['ci'][1]:{fmt}}], "
+            f"{format_p(d['p_bootstrap'], d.get('resamples'))}")
+
+
 def verdict_lines(vs: list[dict], blimp: str | None) -> list[str]:
     lines = []
     for v in vs:
         parts = []
         if "blimp" in v:
             b = v["blimp"]
-            parts.append(f"{blimp} macro {100 * b['diff']:+.2f} pp [{100 * b['ci'][0]:+.2f}, {100 * b['ci'][1]:+.2f}]"
-                         f", {format_p(b['p_bootstrap'], b.get('resamples'))} (McNemar exact p = "
+            parts.append(f"{blimp} macro {difference_text(b, 'blimp', ' pp')} (McNemar exact p = "
                          f"{b['p_mcnemar']:.3g}, {b['only_a_right']} vs {b['only_b_right']} discordant items)")
         if "dev_ce" in v:
-            c = v["dev_ce"]
-            parts.append(f"dev CE {c['diff']:+.4f} [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}], "
-                         f"{format_p(c['p_bootstrap'], c.get('resamples'))}")
+            parts.append(f"dev CE {difference_text(v['dev_ce'], 'dev_ce')}")
         seeds = sorted(set(v["seeds"]))
         who = (f"one seed ({seeds[0]}): the CIs cover item sampling only, not a second training run"
                if len(seeds) == 1 else f"{len(seeds)} seeds ({','.join(map(str, seeds))}) pooled")

@@ -224,14 +224,9 @@ def reference_comparisons(sweep_dir: Path, cfg: SweepConfig, trials, n_boot: int
 
 
 def _diff_cell(v: dict | None, key: str) -> str:
-    if not v or key not in v:
-        return "-"
-    d = v[key]
-    scale, fmt = (100, "+.2f") if key == "blimp" else (1, "+.4f")
-    from ..eval.stats import format_p
+    from ..report.verdicts import difference_text
 
-    return (f"{scale * d['diff']:{fmt}} [{scale * d['ci'][0]:{fmt}}, {scale * d['ci'][1]:{fmt}}], "
-            f"{format_p(d['p_bootstrap'], d.get('resamples'))}")
+    return difference_text(v[key], key) if v and key in v else "-"
 
 
 def _every_seed(rows: list[dict] | None, key: str) -> str:
