@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 import transformers
-from transformers import TrainerCallback, TrainingArguments, set_seed
+from transformers import TrainerCallback, TrainingArguments, default_data_collator, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..config import Config, dump_yaml, location_free
@@ -427,8 +427,6 @@ def fit(cfg: Config, setup: RunSetup, kind: str, t_start: float, trainer_class: 
     ``trainer_class`` over the set-up's datasets (or ``train_ds`` / ``eval_ds`` in their place) with the standard
     callbacks, training resumed from the run's last checkpoint, and the finished run's metrics (``kind``:
     pretrain or distill)."""
-    from transformers import default_data_collator
-
     train_ds = setup.train_ds if train_ds is None else train_ds
     eval_ds = setup.eval_ds if eval_ds is None else eval_ds
     model = configure_attention(build_model(cfg.model, setup.tokenizer, seed=cfg.training.seed), cfg)
