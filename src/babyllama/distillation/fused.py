@@ -99,21 +99,11 @@ class FusedCachedKL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, labels, ids, w, tail, plogp, temperature, chunk):
-        n = logits.size(0)
-        ce = torch.zeros(n, dtype=torch.float32, device=logits.device)
-        kl = torch.zeros(n, dtype=torch.float32, device=logits.device)
-        lse1 = torch.empty_like(ce)
-        lse_t = torch.empty_like(ce)
-        valid = labels != IGNORE_INDEX
-        safe = labels.clamp_min(0).unsqueeze(-1)
         # the tail term is zero where the tail mass is; on a GPU it is computed anyway rather than asking the
         # device (a synchronisation every step)
         has_tail = logits.device.type != "cpu" or bool((tail > 0).any())
-        for a, b in _chunks(n, chunk):
-            z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
-            lse1[a:b], ce[a:b] = _ce_rows(z, safe[a:b], valid[a:b])
-            z.mul_(1.0 / temperature)
-            lse_t[a:b] = torch.logsumexp(z, -1)
+        ce, kl, lse1, lse_t, chunks = _forward_rows(logits, labels, temperature, chunk)
+        for a, b, z in chunks:
             s = z.gather(-1, ids[a:b]) - lse_t[a:b, None]
             kl[a:b] = plogp[a:b] - (w[a:b] * s).sum(-1)
             if has_tail:
@@ -126,10 +116,7 @@ class FusedCachedKL(torch.autograd.Function):
     def backward(ctx, g_ce, g_kl):
         logits, labels, ids, w, tail, lse1, lse_t = ctx.saved_tensors
         t = ctx.temperature
-        grad = torch.empty_like(logits)
-        safe = labels.clamp_min(0).unsqueeze(-1)
-        gce = (g_ce.float() * (labels != IGNORE_INDEX)).unsqueeze(-1)
-        gkl = g_kl.float().unsqueeze(-1)
+        grad, safe, gce, gkl_t = _backward_inputs(logits, labels, g_ce, g_kl, t)
         for a, b in _chunks(logits.size(0), ctx.chunk):
             z = logits[a:b].to(torch.float32, copy=True)  # never a view: z is scaled in place
             g = _ce_grad(z, lse1[a:b], safe[a:b], gce[a:b])
@@ -139,7 +126,7 @@ class FusedCachedKL(torch.autograd.Function):
                 s = z.gather(-1, ids[a:b]) / t - lse_t[a:b, None]
                 q_tail = (1 - s.exp().sum(-1, keepdim=True)).clamp_min(EPS)
                 c = c + tail[a:b, None] * s.exp() / q_tail
-            c = c * (gkl[a:b] / t)
+            c = c * gkl_t[a:b]
             p_t = torch.exp(z.mul_(1.0 / t).sub_(lse_t[a:b, None]))
             g.sub_(p_t.mul_(c.sum(-1, keepdim=True)))
             g.scatter_add_(-1, ids[a:b], c)
