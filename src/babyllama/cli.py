@@ -180,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bootstrap resamples behind the CIs and paired p-values (the smallest p is 2/(B+1))")
     p.add_argument("--padded", action="store_true", help="one padded row per sentence, lm-eval's own layout and "
                    "arithmetic (slower; by default shared prefixes are scored once, near-ties re-scored this way)")
+    p.add_argument("--temperature-min", type=float, default=ev["temperature_min"].default,
+                   help="entity tracking, wug: the logits' temperature, or the start of a scan (the 2025 pipeline's "
+                   "--min_temperature)")
+    p.add_argument("--temperature-max", type=float, help="end of the 2025 pipeline's temperature scan: the best "
+                   "temperature is reported, as there (default: no scan)")
+    p.add_argument("--temperature-interval", type=float, default=ev["temperature_interval"].default,
+                   help="step of the temperature scan")
+    p.add_argument("--tie-rule", choices=["first", "strict"], default=ev["tie_rule"].default,
+                   help="entity tracking: first = an exact tie goes to the first (right) option, the 2025 "
+                   "pipeline's rule; strict = a tie counts as wrong")
     p.add_argument("--json", dest="json_out", type=output_file, help="write the full results as JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
@@ -382,7 +392,9 @@ def eval_settings(args) -> dict:
     """The flags of `babyllama eval` as EvalConfig fields (the settings a recipe's eval: section holds)."""
     return {"batch_size": args.batch_size, "paradigms": args.paradigms, "max_pairs": args.max_pairs,
             "ppl_max_tokens": args.ppl_max_tokens, "bf16": args.bf16,
-            "layout": "padded" if args.padded else "prefix_tree", "resamples": args.resamples}
+            "layout": "padded" if args.padded else "prefix_tree", "resamples": args.resamples,
+            "temperature_min": args.temperature_min, "temperature_max": args.temperature_max,
+            "temperature_interval": args.temperature_interval, "tie_rule": args.tie_rule}
 
 
 def cmd_eval(args) -> int:

@@ -16,13 +16,26 @@ DEVICE_FIELD = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                      description="auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
 
 
+# the BabyLM 2025 pipeline's text zero-shot suites for which data is at hand (its eval_zero_shot.sh and the _fast
+# twin; wug past tense and COMPS are not distributed with the data here); the suite registry lists them in --help
+SUITE_GROUPS: dict[str, tuple[str, ...]] = {
+    "babylm2025": ("blimp_filtered", "supplement", "ewok", "entity_tracking", "wug_adj", "reading"),
+    "babylm2025_fast": ("blimp_fast", "supplement_fast", "ewok_fast", "entity_tracking_fast", "wug_adj", "reading"),
+}
+
+
+def expand_suites(names: list[str]) -> list[str]:
+    """Suite groups replaced by their suites, first occurrence kept."""
+    return list(dict.fromkeys(s for n in names for s in SUITE_GROUPS.get(n, (n,))))
+
+
 class EvalConfig(Section):
     """Zero-shot evaluation settings, read by `babyllama eval` (its flags) and by a recipe's eval stages."""
 
     suites: list[str] = Field(
         ["blimp_filtered", "supplement", "ewok", "perplexity"],
-        description="Suites to run: names from the suite registry (`babyllama eval --help`) or paths to JSONL "
-        "minimal pairs.")
+        description="Suites to run: names from the suite registry (`babyllama eval --help`), the groups babylm2025 "
+        "and babylm2025_fast (the BabyLM 2025 pipeline's text zero-shot suites), or paths to JSONL minimal pairs.")
     eval_root: str | None = Field(
         None,
         description="Folder with blimp/, blimp_filtered/, ...; default ${data_root}/eval or $BABYLLAMA_DATA/eval.")
@@ -40,6 +53,28 @@ class EvalConfig(Section):
         "prefix_tree",
         description="prefix_tree: shared prefixes scored once, near-ties re-scored padded (decisions equal "
         "lm-eval's); padded: lm-eval's own layout and arithmetic throughout (slower).")
+    temperature_min: float = Field(
+        1.0, gt=0, description="BabyLM 2025 entity tracking and wug: the logits' temperature (the pipeline's "
+        "--min_temperature); with temperature_max, the start of its scan.")
+    temperature_max: float | None = Field(
+        None, gt=0, description="End of the 2025 pipeline's temperature scan (--max_temperature): every temperature "
+        "from temperature_min in steps of temperature_interval is scored and the best reported, as the pipeline "
+        "does; default none (one temperature, the pipeline's default).")
+    temperature_interval: float = Field(0.05, gt=0, description="Step of the temperature scan (--temperature_interval).")
+    tie_rule: Literal["first", "strict"] = Field(
+        "first", description="Entity tracking: first: an exact tie for the best option goes to the first (the right "
+        "one), the 2025 pipeline's torch.max rule; strict: a tie counts as wrong.")
+
+    @field_validator("suites")
+    @classmethod
+    def _expand_groups(cls, v: list[str]) -> list[str]:
+        return expand_suites(v)
+
+    @model_validator(mode="after")
+    def _scan(self):
+        if self.temperature_max is not None and self.temperature_max < self.temperature_min:
+            raise ValueError("temperature_max must be at least temperature_min")
+        return self
 
 
 class LoraSettings(Section):

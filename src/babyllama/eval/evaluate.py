@@ -24,7 +24,7 @@ from ..hardware import resolve_device
 from .ensemble import EnsembleSpec, load_ensemble
 from .scoring import Scorer
 from .stats import N_BOOT, bootstrap_ci, decisions_of, encode_decisions, macro_bootstrap, paired_comparison
-from .suites import get_suite, load_items
+from .suites import ITEM_KINDS, get_suite, load_items
 from .tasks import Item
 
 
@@ -90,10 +90,50 @@ def pair_suites(config: EvalConfig) -> list[str]:
     return [s for s in config.suites if get_suite(s).kind == "pairs"]
 
 
-def load_suites(config: EvalConfig) -> dict[str, list[Item]]:
-    """The items of every pairs suite of ``config``, subsampled as it says (validated before any model runs)."""
-    return {s: subsample(load_items(s, config.eval_root, config.paradigms), config.max_pairs)
-            for s in pair_suites(config)}
+def item_suites(config: EvalConfig) -> list[str]:
+    """The suites of ``config`` with data files (all but perplexity)."""
+    return [s for s in config.suites if get_suite(s).kind in ITEM_KINDS]
+
+
+def load_suites(config: EvalConfig) -> dict[str, list]:
+    """The items of every suite of ``config`` with data files (validated before any model runs); minimal pairs and
+    entity tracking subsampled per paradigm as ``max_pairs`` says (wug and reading are scored whole: a rank
+    correlation and regressions over every item)."""
+    out = {}
+    for s in item_suites(config):
+        items = load_items(s, config.eval_root, config.paradigms)
+        out[s] = subsample(items, config.max_pairs) if get_suite(s).kind in ("pairs", "entity_tracking") else items
+    return out
+
+
+def score_suite(scorer: Scorer, name: str, items, config: EvalConfig) -> dict:
+    """One suite's summary (the kinds: :mod:`.suites`)."""
+    kind = get_suite(name).kind
+    if kind == "pairs":
+        correct, _ = scorer.score_items(items)
+        return summarize(items, correct, config.resamples)
+    if kind == "reading":
+        from .reading import reading_summary, surprisals
+
+        pred, prev = surprisals(scorer, items)
+        return reading_summary(items, pred, prev, config.resamples)
+    from .choice_suites import score_choice_suite
+
+    return score_choice_suite(scorer, kind, items, config)
+
+
+def compare_suite(name: str, items, a: dict, b: dict, n_boot: int) -> dict:
+    """Model a - model b on one suite's items (paired)."""
+    kind = get_suite(name).kind
+    if kind == "pairs":
+        return paired_comparison(decisions_of(a), decisions_of(b), n_boot)
+    if kind == "reading":
+        from .reading import compare_reading
+
+        return compare_reading(items, a, b, n_boot)
+    from .choice_suites import compare_choice
+
+    return compare_choice(kind, a, b, n_boot)
 
 
 def needs_corpus(config: EvalConfig, corpus: str | Path | None) -> bool:
@@ -115,8 +155,8 @@ def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = N
     out: dict = {"suites": {}, "perplexity": None, "timing": {}, "rescored_near_ties": {}}
     for s, items in suites.items():
         t0 = time.perf_counter()
-        correct, _ = scorer.score_items(items)
-        out["suites"][s] = summarize(items, correct, config.resamples)
+        scorer.rescored = 0
+        out["suites"][s] = score_suite(scorer, s, items, config)
         out["timing"][s] = time.perf_counter() - t0
         out["rescored_near_ties"][s] = scorer.rescored
     out["layout"] = "prefix_tree" if scorer.tree_ok() else "padded"
@@ -154,8 +194,8 @@ def evaluate_models(models: list, config: EvalConfig, corpus: str | Path | None 
         res["layout"][name] = one["layout"]
         del model
     if len(names) > 1:
-        for block in res["suites"].values():
-            base = decisions_of(block["per_model"][names[0]])
-            block["paired"] = {n: paired_comparison(decisions_of(block["per_model"][n]), base, config.resamples)
+        for s, block in res["suites"].items():
+            base = block["per_model"][names[0]]
+            block["paired"] = {n: compare_suite(s, suites[s], block["per_model"][n], base, config.resamples)
                                for n in names[1:]}
     return res

@@ -10,6 +10,7 @@ from ..errors import UserError
 from ..io import atomic_write, write_json, write_text
 from ..training.words import word_checkpoints, words_label
 from .evaluate import evaluate_models
+from .markdown import headline
 
 
 def learning_curve(run: str | Path, config: EvalConfig, corpus: str | Path | None = None,
@@ -24,20 +25,24 @@ def learning_curve(run: str | Path, config: EvalConfig, corpus: str | Path | Non
     for target, d in points:
         row = {"words": target, "checkpoint": d.name}
         for suite, block in res["suites"].items():
-            row[suite] = block["per_model"][d.name]["macro"]["acc"]
+            row[suite] = headline(block["per_model"][d.name])[0]  # accuracy in %, rho, the reading score in %
         if d.name in res["perplexity"] and "dev" in res["perplexity"][d.name]:
             row["dev_ppl"] = res["perplexity"][d.name]["dev"]["ppl"]
         rows.append(row)
     cols = [c for c in rows[0] if c not in ("words", "checkpoint")]
-    table = ["| words | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
+    units = {s: headline(b["per_model"][points[0][1].name])[2] for s, b in res["suites"].items()}
+    table = ["| words | " + " | ".join(f"{c} ({units[c].strip(' ()')})" if c in units and units[c] != "%" else c
+                                      for c in cols) + " |", "|---:|" + "---:|" * len(cols)]
     for r in rows:
-        cells = [f"{100 * r[c]:.1f}" if c != "dev_ppl" else f"{r[c]:.2f}" for c in cols]
+        cells = [f"{r[c]:.1f}" if units.get(c) == "%" else f"{r[c]:.3f}" if c in units else f"{r[c]:.2f}"
+                 for c in cols]
         table.append(f"| {words_label(r['words'])} | " + " | ".join(cells) + " |")
     md = "\n".join(table)
     curve = {"points": rows, "results": res}
     write_json(run / "learning_curve.json", curve)
-    write_text(run / "learning_curve.md", f"# Learning curve of {run.name}\n\nMacro accuracy (%) per suite.\n\n{md}\n")
-    figure(rows, [c for c in cols if c != "dev_ppl"], run / "learning_curve.png")
+    write_text(run / "learning_curve.md", f"# Learning curve of {run.name}\n\nMacro accuracy (%) per suite; wug: "
+               f"Spearman's rho; reading: eye-tracking score (%).\n\n{md}\n")
+    figure(rows, [c for c in cols if units.get(c) == "%"], run / "learning_curve.png")
     return md, curve
 
 
@@ -50,7 +55,7 @@ def figure(rows: list[dict], suites: list[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     words = [r["words"] for r in rows]
     for s in suites:
-        ax.plot(words, [100 * r[s] for r in rows], marker="o", label=s)
+        ax.plot(words, [r[s] for r in rows], marker="o", label=s)
     ax.axhline(50, color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xscale("log")
     ax.set_xlabel("training words seen")

@@ -191,8 +191,12 @@ class Scorer:
     """Scores (context, continuation) token pairs with one loaded model."""
 
     def __init__(self, model, tokenizer, batch_size: int = 256, bf16: bool = False, max_batch_tokens: int = 8192,
-                 split: bool | None = None, tree: bool = True, row_tokens: int = ROW_TOKENS):
+                 split: bool | None = None, tree: bool = True, row_tokens: int = ROW_TOKENS,
+                 temperature: float = 1.0):
         self.model = model.eval()
+        # logits are divided by this before the log-softmax (the BabyLM 2025 pipeline's temperature scan); lm-eval
+        # has none, and dividing by 1.0 is exact, so the default changes no number
+        self.temperature = temperature
         # the padded layout's split output layer (module docstring) by default only in bf16 mode: in fp32 the
         # padded layout keeps lm-eval's own arithmetic
         self.split = split_head(model) if (bf16 if split is None else split) else None
@@ -305,10 +309,13 @@ class Scorer:
             else:
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
                     logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-                logp = F.log_softmax(logits.float() if self.bf16 else logits, dim=-1)
+                logp = F.log_softmax(self._tempered(logits.float() if self.bf16 else logits), dim=-1)
                 lp = logp[b_t, c_t, tok_t]
             sums.index_add_(0, torch.tensor(seq), lp.double().cpu())
         return sums.tolist()
+
+    def _tempered(self, logits):
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     def _row_batches(self, rows: list) -> list[list[int]]:
         """Consecutive rows, at most ``max_batch_tokens`` (padded) tokens per forward pass."""
@@ -338,7 +345,7 @@ class Scorer:
         for s in range(0, n, HEAD_BLOCK):
             with torch.autocast(h.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 lg = head(h[s : s + HEAD_BLOCK])
-            lg = lg.float()
+            lg = self._tempered(lg.float())
             for u in range(0, lg.size(0), SOFTMAX_BLOCK):
                 a, b = bounds[i], bounds[i + 1]
                 i += 1
@@ -351,7 +358,7 @@ class Scorer:
         """lm-eval's own arithmetic: log_softmax over the whole logits tensor, gather, sum per sequence."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(input_ids=ids).logits
-        logp = F.log_softmax(logits.float() if self.bf16 else logits, dim=-1)
+        logp = F.log_softmax(self._tempered(logits.float() if self.bf16 else logits), dim=-1)
         out = []
         for j, (_, k) in enumerate(batch):
             n, cont = len(inps[j]), torch.tensor(k, device=self.device)

@@ -29,20 +29,32 @@ def bootstrap_ci(correct, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def _macro_replicates(groups: dict[str, np.ndarray], n_boot: int, seed: int) -> np.ndarray:
+def _weights(keys, weights: dict[str, float] | None) -> dict[str, float]:
+    """Each stratum's weight in the macro mean: the given ones (summing to 1), else equal."""
+    if weights is None:
+        return {k: 1 / len(keys) for k in keys}
+    return {k: weights[k] for k in keys}
+
+
+def _macro_replicates(groups: dict[str, np.ndarray], n_boot: int, seed: int,
+                      weights: dict[str, float] | None = None) -> np.ndarray:
     rng = np.random.default_rng(seed)
+    w = _weights(list(groups), weights)
     reps = np.zeros(n_boot)
     for name in sorted(groups):
         c = groups[name]
-        reps += c[rng.integers(0, c.size, size=(n_boot, c.size))].mean(axis=1)
-    return reps / len(groups)
+        reps += w[name] * c[rng.integers(0, c.size, size=(n_boot, c.size))].mean(axis=1)
+    return reps
 
 
-def macro_bootstrap(groups: dict[str, list[bool]], n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95):
-    """(macro mean, (lo, hi)) over paradigms."""
+def macro_bootstrap(groups: dict[str, list[bool]], n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,
+                    weights: dict[str, float] | None = None):
+    """(macro mean, (lo, hi)) over paradigms; ``weights`` per paradigm (default equal) for a macro mean over
+    groups of paradigms, as the 2025 pipeline averages entity tracking."""
     g = {k: np.asarray(v, dtype=np.float64) for k, v in groups.items() if len(v)}
-    mean = float(np.mean([v.mean() for v in g.values()]))
-    reps = _macro_replicates(g, n_boot, seed)
+    w = _weights(list(g), weights)
+    mean = float(sum(w[k] * v.mean() for k, v in g.items()))
+    reps = _macro_replicates(g, n_boot, seed, weights)
     a = (1 - level) / 2
     return mean, (float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a)))
 
@@ -76,21 +88,22 @@ def format_p(p: float, n_boot: int | None = None) -> str:
 
 
 def paired_comparison(a: dict[str, list[bool]], b: dict[str, list[bool]], n_boot: int = N_BOOT, seed: int = 0,
-                      level: float = 0.95) -> dict:
-    """Model A minus model B on the same items, per paradigm dicts of correctness lists."""
+                      level: float = 0.95, weights: dict[str, float] | None = None) -> dict:
+    """Model A minus model B on the same items, per paradigm dicts of correctness lists (``weights``: as in
+    :func:`macro_bootstrap`)."""
     keys = sorted(set(a) & set(b))
+    w = _weights(keys, weights)
     ga = {k: np.asarray(a[k], dtype=np.float64) for k in keys}
     gb = {k: np.asarray(b[k], dtype=np.float64) for k in keys}
     for k in keys:
         if ga[k].size != gb[k].size:
             raise ValueError(f"paradigm {k}: the two models were scored on different items")
-    diff = float(np.mean([ga[k].mean() - gb[k].mean() for k in keys]))
+    diff = float(sum(w[k] * (ga[k].mean() - gb[k].mean()) for k in keys))
     rng = np.random.default_rng(seed)
     reps = np.zeros(n_boot)
     for k in keys:
         idx = rng.integers(0, ga[k].size, size=(n_boot, ga[k].size))
-        reps += ga[k][idx].mean(axis=1) - gb[k][idx].mean(axis=1)
-    reps /= len(keys)
+        reps += w[k] * (ga[k][idx].mean(axis=1) - gb[k][idx].mean(axis=1))
     al = (1 - level) / 2
     only_a = int(sum(((ga[k] == 1) & (gb[k] == 0)).sum() for k in keys))
     only_b = int(sum(((ga[k] == 0) & (gb[k] == 1)).sum() for k in keys))

@@ -6,10 +6,14 @@ from __future__ import annotations
 import yaml
 
 from ..distillation import describe_divergence
+from ..eval.markdown import headline
 
 SUITE_NAMES = {"blimp": "BLiMP", "blimp_filtered": "BLiMP (filtered, BabyLM)", "blimp_fast": "BLiMP (BabyLM fast)",
                "supplement": "BLiMP supplement (BabyLM)", "supplement_fast": "BLiMP supplement (BabyLM fast)",
-               "ewok": "EWoK (filtered, BabyLM)", "ewok_fast": "EWoK (BabyLM fast)"}
+               "ewok": "EWoK (filtered, BabyLM)", "ewok_fast": "EWoK (BabyLM fast)",
+               "entity_tracking": "Entity tracking (BabyLM 2025)",
+               "entity_tracking_fast": "Entity tracking (BabyLM 2025 fast)",
+               "wug_adj": "Wug adjective nominalization (BabyLM 2025)", "reading": "Reading (BabyLM 2025)"}
 
 
 def parameter_count(n: int) -> str:
@@ -23,9 +27,14 @@ def parameter_count(n: int) -> str:
 def model_index(name: str, evaluation: dict | None) -> list[dict]:
     results = []
     for suite, s in ((evaluation or {}).get("suites") or {}).items():
-        results.append({"task": {"type": "zero-shot-classification", "name": "Zero-shot minimal pairs"},
+        metric = s["macro"].get("metric", "accuracy")
+        kind = {"accuracy": ("accuracy", "macro accuracy"), "spearman": ("spearmanr", "Spearman's rho with human "
+                "ratios")}.get(metric, ("r_squared_gain", f"{metric} (gain in explained variance, %)"))
+        task = "Zero-shot minimal pairs" if suite.split("_")[0] in ("blimp", "supplement", "ewok") else \
+            "Zero-shot evaluation (BabyLM 2025)"
+        results.append({"task": {"type": "zero-shot-classification", "name": task},
                         "dataset": {"name": SUITE_NAMES.get(suite, suite), "type": suite},
-                        "metrics": [{"type": "accuracy", "name": "macro accuracy", "value": round(s["macro"]["acc"], 4),
+                        "metrics": [{"type": kind[0], "name": kind[1], "value": round(s["macro"]["acc"], 4),
                                      "verified": False}]})
     ppl = (evaluation or {}).get("perplexity") or {}
     if "dev" in ppl:
@@ -67,12 +76,14 @@ def model_card(name: str, *, license: str, datasets: list[str], info: dict, metr
     prov = {k: info.get(k) for k in ("git_sha", "train_data_hash", "tokenizer_hash", "finished_at") if info.get(k)}
     lines += [f"- {k}: `{v}`" for k, v in prov.items()]
     if evaluation and evaluation.get("suites"):
-        lines += ["", "## Zero-shot evaluation (babyllama, lm-evaluation-harness's scoring)", "",
-                  "| suite | macro accuracy | 95% CI | items |", "|---|---:|---:|---:|"]
+        lines += ["", "## Zero-shot evaluation (babyllama: minimal pairs as lm-evaluation-harness scores them, the "
+                  "BabyLM 2025 tasks as its pipeline does)", "",
+                  "| suite | value | 95% CI | items | figure |", "|---|---:|---:|---:|---|"]
         for suite, s in evaluation["suites"].items():
-            lo, hi = s["macro"]["ci"]
-            lines.append(f"| {suite} | {100 * s['macro']['acc']:.1f} | [{100 * lo:.1f}, {100 * hi:.1f}] | "
-                         f"{s['macro']['items']} |")
+            v, (lo, hi), unit = headline(s)
+            figure = {"%": "macro accuracy (%)", " rho": "Spearman's rho"}.get(unit, unit.strip(" ()"))
+            d = 1 if unit == "%" else 3
+            lines.append(f"| {suite} | {v:.{d}f} | [{lo:.{d}f}, {hi:.{d}f}] | {s['macro']['items']} | {figure} |")
     lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
               f'model = AutoModelForCausalLM.from_pretrained("{name}")',
               f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```"]

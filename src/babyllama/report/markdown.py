@@ -26,6 +26,7 @@ from .compute import compute_table, hyperparameter_table
 from .figures import FIGURES, domain_differences, loss_curves, phenomena_bars
 from .finetune import finetune_section
 from .tables import Table
+from .tasks2025 import section_2025
 from .verdicts import verdict_lines, verdict_table, verdicts
 
 
@@ -144,6 +145,8 @@ def write_report(run_dir: str | Path) -> str:
         md += ["## Loss curves", "", f"![loss curves]({FIGURES[0]})", ""]
     if FIGURES[1] in figs:
         md += ["## BLiMP per phenomenon", "", f"![BLiMP per phenomenon]({FIGURES[1]})", ""]
+    t25_lines, t25_verdicts = section_2025(models, n_boot, recipe.get("eval", {}).get("eval_root"))
+    md += t25_lines
     ft_lines, ft_verdicts = finetune_section(models)
     md += ft_lines
     md += perplexity_lines(models, FIGURES[2] in figs)
@@ -165,6 +168,8 @@ def write_report(run_dir: str | Path) -> str:
     write_json(rd / "verdicts.json", vs)
     if ft_verdicts:
         write_json(rd / "finetune_verdicts.json", ft_verdicts)
+    if t25_verdicts:
+        write_json(rd / "babylm2025_verdicts.json", t25_verdicts)
     ft_summary = [x for x in ft_lines if x.startswith("- **student")]
     return "\n".join(["", "## Models", *main.markdown(), "", "## Verdict", *(vlines or ["(no distilled student yet)"]),
                       *(["", "## Fine-tuning verdict", *ft_summary] if ft_summary else [])])

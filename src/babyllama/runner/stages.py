@@ -96,10 +96,16 @@ def eval_lines(res: dict) -> list[str]:
     """One line per suite of an eval stage: ``blimp_fast: 53.3% [52.2, 54.4] macro, 6,700 pairs / 67 paradigms,
     7.8 s``."""
     out = []
+    from ..eval.markdown import headline_text
+
     for name, s in res["suites"].items():
         m = s["macro"]
-        out.append(f"{name}: {100 * m['acc']:.1f}% [{100 * m['ci'][0]:.1f}, {100 * m['ci'][1]:.1f}] macro, "
-                   f"{m['items']:,} pairs / {m['paradigms']} paradigms, {res['timing'][name]:.1f} s")
+        if m.get("metric", "accuracy") == "accuracy":
+            what = "items" if "weights" in s else "pairs"  # entity tracking's items have five options
+            out.append(f"{name}: {headline_text(s)} macro, {m['items']:,} {what} / {m['paradigms']} paradigms, "
+                       f"{res['timing'][name]:.1f} s")
+        else:
+            out.append(f"{name}: {headline_text(s)}, {m['items']:,} items, {res['timing'][name]:.1f} s")
     for split, p in (res.get("perplexity") or {}).items():
         took = f", {res['timing']['perplexity']:.1f} s" if split == "dev" else ""
         out.append(f"perplexity {split}: CE {p['ce']:.4f} nats/token ({p['bpw']:.3f} bits/word) over "
