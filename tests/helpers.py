@@ -119,3 +119,29 @@ def write_msgs(root, task="main_verb_control", n_train=320, n_valid=80, seed=0):
                          "linguistic_feature_type": "syntactic", "surface_feature_type": None})
         (folder / f"{task}.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
+
+
+def synthetic_reading_frame(n_sent=40, seed=0):
+    """A reading_data.csv-shaped table: 5 words of each of ``n_sent`` seeded sentences, random measures."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from babyllama.eval.reading import MEASURES
+
+    rng = np.random.default_rng(seed)
+    words = ["cat", "sat", "on", "the", "mat", "and", "a", "dog", "ran", "quickly", "blickability"]
+    rows = []
+    for s in range(n_sent):
+        sent = list(rng.choice(words, 6))
+        for i in range(1, 6):
+            rows.append({"item": " ".join(sent[:i]), "word": sent[i], "sent_id": s,
+                         "prev_item": " ".join(sent[: i - 1]) if i > 1 else math.nan,
+                         "prev_word": sent[i - 1] if i > 1 else math.nan,
+                         "Subtlex_log10": rng.normal(10, 2), "length": len(sent[i]), "context_length": i,
+                         "prev_length": len(sent[i - 1])})
+    df = pd.DataFrame(rows)
+    for m in MEASURES:
+        df[m] = rng.normal(200, 30, len(df)) + 5 * df["length"]
+    return df

@@ -105,6 +105,17 @@ def _jsonl(fx, text):
 
 SMOKE = REPO / "recipes" / "smoke.yaml"
 
+
+def _eval_root(fx, files: dict[str, bytes]):
+    """An eval root holding only ``files`` (the BabyLM 2025 tasks' layout)."""
+    for rel, data in files.items():
+        _file(fx, f"eval/{rel}", data)
+    return fx.tmp / "eval"
+
+
+READING_HEADER = (b"item,word,prev_item,prev_word,sent_id,Subtlex_log10,length,context_length,prev_length,"
+                  b"RTfirstfix,RTfirstpass,RTgopast,RTrightbound,self_paced_reading_time,ELAN,LAN,N400,P600,EPNP\n")
+
 # (id, build(fx) -> argv, what the error line says: one needle or a tuple of them)
 CASES = [
     # --- configs and overrides
@@ -211,6 +222,27 @@ CASES = [
     ("eval-max-pairs-zero", lambda fx: ["eval", fx.model, "--suite", "blimp", "--max-pairs", "0"],
      "--max-pairs: 0 is out of range"),
     ("eval-perplexity-without-corpus", lambda fx: ["eval", fx.model, "--suite", "perplexity"], "needs --corpus"),
+    # --- the BabyLM 2025 tasks
+    ("eval-entity-tracking-missing", lambda fx: ["eval", fx.model, "--suite", "entity_tracking", "--eval-root",
+                                                 _eval_root(fx, {"blimp/x.jsonl": b""})],
+     ("entity_tracking", "not found", "--eval-root")),
+    ("eval-entity-tracking-malformed", lambda fx: ["eval", fx.model, "--suite", "entity_tracking_fast",
+                                                   "--eval-root", _eval_root(fx, {"entity_tracking/regular.jsonl":
+                                                                                  b'{"input_prefix": "Box 0 ", '
+                                                                                  b'"options": "x", "numops": 0}\n'})],
+     ("regular.jsonl:1", "not an entity-tracking item", "options (a list of strings)")),
+    ("eval-wug-bad-ratio", lambda fx: ["eval", fx.model, "--suite", "wug_adj", "--eval-root",
+                                       _eval_root(fx, {"wug_adj_nominalization/w.jsonl":
+                                                       b'{"sentences": "a\\tb", "ratio": 2}\n'})],
+     ("w.jsonl:1", "ratio (a number in [0, 1])")),
+    ("eval-reading-missing-column", lambda fx: ["eval", fx.model, "--suite", "reading", "--eval-root",
+                                                _eval_root(fx, {"reading/reading_data.csv": READING_HEADER})],
+     ("reading_data.csv", "no column PNP")),
+    ("eval-temperature-scan-backwards", lambda fx: ["eval", fx.model, "--suite", "wug_adj", "--temperature-min",
+                                                    "2", "--temperature-max", "1"],
+     "temperature_max must be at least temperature_min"),
+    ("export-wug-has-no-lm-eval-task", lambda fx: ["export", "lm-eval-tasks", fx.tmp / "tasks", "--suite",
+                                                   "wug_adj"], ("wug_adj has no lm-eval task", "babyllama eval")),
     # --- recipes and run directories
     ("run-recipe-missing", lambda fx: ["run", fx.tmp / "r.yaml"], "recipe not found"),
     ("run-no-data-root", lambda fx: ["run", SMOKE, "--run-dir", fx.tmp / "r"],

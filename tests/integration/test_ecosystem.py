@@ -71,10 +71,18 @@ def test_checkpoints_by_words_and_the_learning_curve(tiny_prepared, tiny_tokeniz
         assert read_json(out / f"words-{label}" / "tokenizer_config.json")["model_max_length"] == 256
     assert m["global_step"] == steps
     capsys.readouterr()
-    args = ["eval", str(out), "--all-checkpoints", "--suite", str(pairs), "--json", str(tmp_path / "c.json")]
+    wug = tmp_path / "eval" / "wug_adj_nominalization"
+    wug.mkdir(parents=True)
+    (wug / "wug.jsonl").write_text("".join(json.dumps({"sentences": f"The {w}able one. {w}ability\tThe {w}able one. "
+                                                                      f"{w}ableness", "ratio": (k % 7) / 7}) + "\n"
+                                           for k, w in enumerate(["blick", "dax", "wug", "fep", "toma", "zib", "mip",
+                                                                  "lorp", "gazz", "tiv"])))
+    args = ["eval", str(out), "--all-checkpoints", "--suite", str(pairs), "--suite", "wug_adj", "--eval-root",
+            str(tmp_path / "eval"), "--resamples", "99", "--json", str(tmp_path / "c.json")]
     assert main(args) == 0
     table = capsys.readouterr().out.split("\nwrote ")[0]
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["300", "600", "1.5k"]
+    assert "wug_adj (rho)" in table.splitlines()[0]  # a rank correlation, not a percentage
     assert (out / "learning_curve.png").stat().st_size > 5000 and (out / "learning_curve.md").exists()
     curve = read_json(out / "learning_curve.json")
     assert [p["words"] for p in curve["points"]] == [300, 600, 1500]

@@ -52,6 +52,35 @@ def test_eval_scores_the_ensemble_beside_its_members(teachers, tmp_path, capsys)
     assert "--ensemble needs at least two" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
+def test_eval_the_babylm2025_fast_tasks_on_the_shared_data(teachers, tmp_path):
+    """The 2025 tasks on the data as distributed, two models and an ensemble (GPT-2's learned positions included):
+    per-model figures with CIs, the paired differences, the JSON."""
+    need_shared()
+    out = tmp_path / "res.json"
+    r = subprocess.run([sys.executable, "-m", "babyllama.cli", "eval", str(teachers[0]), str(teachers[1]),
+                        "--suite", "entity_tracking_fast", "--suite", "wug_adj", "--suite", "reading",
+                        "--eval-root", str(SHARED / "eval"), "--max-pairs", "15", "--resamples", "99",
+                        "--json", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Spearman rho with the human ratios" in r.stdout and "self paced reading score (%)" in r.stdout
+    res = json.loads(out.read_text())
+    et = res["suites"]["entity_tracking_fast"]["per_model"][str(teachers[0])]
+    assert et["macro"]["items"] == 6 * 15 and et["macro"]["tie_rule"] == "first"  # 6 numbers of operations
+    assert set(et["groups"]) == {"regular"} and len(et["predictions"]) == 90
+    # rotary LLaMA runs past its context as the pipeline lets it; GPT-2's learned positions cannot (lm-eval's cut)
+    gpt2 = res["suites"]["entity_tracking_fast"]["per_model"][str(teachers[1])]
+    assert et["macro"]["truncated"] == 0 and gpt2["macro"]["truncated"] > 0
+    wug = res["suites"]["wug_adj"]["per_model"][str(teachers[1])]
+    assert wug["macro"]["items"] == 200 and -1 <= wug["macro"]["acc"] <= 1
+    reading = res["suites"]["reading"]["per_model"][str(teachers[0])]
+    assert reading["macro"]["items"] == 1726 and len(reading["surprisal"]) == 1726
+    assert set(reading["spillover"]) == set(reading["measures"]) and len(reading["measures"]) == 11
+    paired = res["suites"]["reading"]["paired"][str(teachers[1])]
+    assert set(paired) == {"eye_tracking", "self_paced_reading"}
+    assert "p_mcnemar" in res["suites"]["entity_tracking_fast"]["paired"][str(teachers[1])]
+
+
 def test_eval_bad_inputs(tmp_path, capsys):
     from babyllama.cli import main
 

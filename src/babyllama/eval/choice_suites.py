@@ -99,6 +99,7 @@ def score_choice_suite(scorer, kind: str, items: list[ChoiceItem], config) -> di
             summary = entity_summary(items, decisions(lp, config.tie_rule), config.resamples)
             summary["predictions"] = chosen(lp).tolist()
             summary["macro"]["tie_rule"] = config.tie_rule
+        summary["macro"]["truncated"] = scorer.truncated
         score = summary["macro"]["acc"]
         scan[f"{t:.6g}"] = score
         if score > best_score:  # strict, as the pipeline: the first best temperature stays

@@ -5,7 +5,10 @@ model's own tokenizer *with* its special tokens (the pipeline calls ``processor(
 add none), and a token is scored when its character span ends after the completion's first character
 (``offset end > len(sentence) - len(completion) + first offset``). The first token is never scored: the pipeline
 feeds ``tokens[:-1]`` and scores ``tokens[1:]``, so without a BOS a sentence scored whole loses its first token.
-The sentence is not truncated to the model's context (lm-eval's rule, :mod:`.scoring`, truncates).
+The sentence is not truncated to the model's context (lm-eval's rule, :mod:`.scoring`, truncates): a rotary model
+(LLaMA) runs past the context it was trained on, as in the pipeline. A model with learned absolute positions
+(GPT-2) cannot, and the pipeline stops there with an index error; here its longer inputs are truncated from the
+left as lm-eval does, and counted (``truncated``).
 
 Scoring (``compute_causal_results``): ``log_softmax(logits / T)`` of every scored token, summed per candidate;
 the chosen candidate is ``torch.max``'s, the *first* maximal one. The right candidate is always first, so the
@@ -27,8 +30,24 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .scoring import TIE_MARGIN, Scorer
+from .scoring import TIE_MARGIN, Scorer, config_context
 from .tasks2025 import ChoiceItem
+
+# model types whose position embeddings are a learned table (no input beyond its length)
+LEARNED_POSITIONS = {"gpt2", "gpt_neo", "opt", "bloom_", "gpt_bigcode"}
+
+
+def position_limit(model) -> int | None:
+    """The longest input a model can take at all: its context for learned absolute positions, else None (an
+    ensemble: its most limited member)."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        limits = [x for m in members if (x := position_limit(m))]
+        return min(limits) if limits else None
+    cfg = model.config
+    if getattr(cfg, "model_type", None) in LEARNED_POSITIONS:
+        return config_context(cfg)
+    return None
 
 TIE_RULES = ("first", "strict")
 
@@ -65,7 +84,8 @@ def encode_completion(tokenizer, sentence: str, completion: str) -> tuple[list[i
 
 
 def choice_logprobs(scorer: Scorer, items: Sequence[ChoiceItem], temperature: float = 1.0) -> np.ndarray:
-    """``(items, options)`` summed log-probabilities of each candidate's scored tokens at ``temperature``."""
+    """``(items, options)`` summed log-probabilities of each candidate's scored tokens at ``temperature``; sets
+    ``scorer.truncated`` to the number of candidates cut to the model's context (:func:`position_limit`)."""
     n_opt = max(len(it.sentences) for it in items)
     reqs, where = [], []
     for i, it in enumerate(items):
@@ -74,7 +94,10 @@ def choice_logprobs(scorer: Scorer, items: Sequence[ChoiceItem], temperature: fl
             where.append((i, j))
     lp = np.full((len(items), n_opt), -np.inf)
     saved_len, saved_t = scorer.max_len, scorer.temperature
-    scorer.max_len, scorer.temperature = 10**9, temperature  # the pipeline truncates nothing
+    limit = position_limit(scorer.model)
+    scorer.max_len = limit if limit else 10**9  # the pipeline truncates nothing
+    scorer.temperature = temperature
+    scorer.truncated = sum(len(c) + len(k) - 1 > scorer.max_len for c, k in reqs)
     try:
         tree = scorer.tree_ok()
         sums = scorer.logprobs(reqs, tree=tree)

@@ -1,5 +1,5 @@
 """The report's BabyLM 2025 section: entity tracking, wug and reading per model with 95% CIs, and the paired
-"student - baseline" (and "student - teacher") verdict of each task, pooled over seeds (strata = seeds)."""
+"student - baseline" verdict of each task, pooled over seeds (strata = seeds)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def section_2025(models: list[dict], n_boot: int = N_BOOT, eval_root: str | None
     rows = []
     for s in suites:
         comps = comparison_pairs(models, lambda m, s=s: suite_block(m, s) is not None)
-        for name, pairs in comps.items():
+        # the papers' claim against a same-size model; the teachers' comparisons stay in the main verdicts
+        for name, pairs in ((n, p) for n, p in comps.items() if n == "student - baseline"):
             d = _pooled(s, [(suite_block(a, s), suite_block(b, s)) for a, b in pairs], n_boot, eval_root)
             if d is None:
                 continue

@@ -5,7 +5,6 @@ fit on repeated rows, and bad CSVs refused in one line."""
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
@@ -18,6 +17,7 @@ from babyllama.eval.reading import (COLUMNS, MEASURES, read_reading, reading_sum
                                     weighted_r2)
 from babyllama.eval.scoring import Scorer
 from babyllama.models import build_model
+from helpers import synthetic_reading_frame as synthetic_frame
 
 
 def get_p(sentence, word, model, tokenizer):
@@ -40,24 +40,6 @@ def get_p2(sentence, word, model, tokenizer):
         out.append(get_p(sentence, t, model, tokenizer))
         sentence = sentence + t
     return float(np.prod(out))
-
-
-def synthetic_frame(n_sent=40, seed=0):
-    rng = np.random.default_rng(seed)
-    words = ["cat", "sat", "on", "the", "mat", "and", "a", "dog", "ran", "quickly", "blickability"]
-    rows = []
-    for s in range(n_sent):
-        sent = list(rng.choice(words, 6))
-        for i in range(1, 6):
-            rows.append({"item": " ".join(sent[:i]), "word": sent[i], "sent_id": s,
-                         "prev_item": " ".join(sent[: i - 1]) if i > 1 else math.nan,
-                         "prev_word": sent[i - 1] if i > 1 else math.nan,
-                         "Subtlex_log10": rng.normal(10, 2), "length": len(sent[i]), "context_length": i,
-                         "prev_length": len(sent[i - 1])})
-    df = pd.DataFrame(rows)
-    for m in MEASURES:
-        df[m] = rng.normal(200, 30, len(df)) + 5 * df["length"]
-    return df
 
 
 def test_surprisal_is_the_pipelines_get_p2(tiny_tokenizer):
