@@ -46,6 +46,7 @@ import torch
 from . import DIVERGENCES
 
 EPS = 1e-12  # the floor of a coarse-grained bucket's mass
+TINY = 1e-38  # about float32's smallest normal: the floor of a mixture's probability before its log
 LOG_EPS = math.log(EPS)
 REST_FLOOR = 1e-6  # a teacher remainder below this is the float error of 1 - sum p (see bucketed)
 
@@ -144,7 +145,46 @@ class Divergence:
             return lq - lp
         if a == 0:
             return (b * lq).exp() * (lq - lp)
-        return ((a + b) * lq).exp().sub_((a * lp + b * lq).exp()).div_(a)
+        return ((a + b) * lq).exp().sub_(torch.add(lp * a, lq, alpha=b).exp_()).div_(a)
+
+    # the live path's two passes over dense (rows, vocab) log-probabilities. The same quantities as phi(...).sum(-1)
+    # and u(...), rearranged so that the mixtures and the AB-divergence make fewer passes over the vocabulary: a
+    # mixture in probability space (one lerp and one log, not a logaddexp of two shifted logs), the value as dot
+    # products of whole rows (sum p log p - sum xlogy(m, m), ...). Probabilities below TINY (exp of a log-probability
+    # under -87) are where the two forms differ, by terms of that size.
+    def row_values(self, lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """D per row of dense log-probabilities, ``(rows,)``."""
+        k, dot = self.kind, torch.linalg.vecdot
+        if k in ("jsd", "skew_kl", "skew_reverse_kl"):
+            p, q = lp.exp(), lq.exp()
+            if k == "jsd":
+                m = torch.lerp(q, p, self.beta)  # beta p + (1 - beta) q
+                return self.beta * dot(p, lp) + (1 - self.beta) * dot(q, lq) - torch.xlogy(m, m).sum(-1)
+            if k == "skew_kl":
+                return dot(p, lp) - torch.xlogy(p, torch.lerp(q, p, self.skew)).sum(-1)  # s p + (1 - s) q
+            return dot(q, lq) - torch.xlogy(q, torch.lerp(p, q, self.skew)).sum(-1)  # (1 - s) p + s q
+        a, b = self.a, self.b
+        if k == "alpha_beta" and a != 0 and b != 0 and a + b != 0:
+            s = a + b
+            pq = torch.add(lp * a, lq, alpha=b).exp_().sum(-1)
+            return -(pq - a / s * (lp * s).exp_().sum(-1) - b / s * (lq * s).exp_().sum(-1)) / (a * b)
+        return self.phi(lp, lq).sum(-1)
+
+    def u_rows(self, lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """``u`` of dense log-probabilities, ``(rows, vocab)``, a new tensor."""
+        k = self.kind
+        if k in ("jsd", "skew_kl", "skew_reverse_kl"):
+            p, q = lp.exp(), lq.exp()
+            if k == "jsd":  # (1 - beta) q (log q - log m)
+                lm = torch.lerp(q, p, self.beta).clamp_min_(TINY).log_()
+                return torch.sub(lq, lm, out=lm).mul_(q).mul_(1 - self.beta)
+            if k == "skew_kl":  # -(1 - s) q p / m
+                m = torch.lerp(q, p, self.skew).clamp_min_(TINY)
+                return p.mul_(q).div_(m).mul_(-(1 - self.skew))
+            m = torch.lerp(p, q, self.skew).clamp_min_(TINY)  # q (log q - log m + 1 - s q / m)
+            r = torch.div(q, m).mul_(-self.skew).add_(lq).add_(1)
+            return r.sub_(m.log_()).mul_(q)
+        return self.u(lp, lq)
 
     def per_position(self, teacher_log_probs: torch.Tensor, student_log_probs: torch.Tensor) -> torch.Tensor:
         """D at each position, ``(...,)``, from dense log-probabilities ``(..., V)`` (the reference path)."""

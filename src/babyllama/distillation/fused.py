@@ -71,7 +71,7 @@ class FusedDense(torch.autograd.Function):
     def forward(ctx, logits, labels, teacher_lp, div: Divergence, temperature, chunk):
         ce, dv, lse1, lse_t, chunks = _forward_rows(logits, labels, temperature, chunk)
         for a, b, z in chunks:
-            dv[a:b] = div.phi(teacher_lp[a:b], z.sub_(lse_t[a:b, None])).sum(-1)
+            dv[a:b] = div.row_values(teacher_lp[a:b], z.sub_(lse_t[a:b, None]))
         ctx.save_for_backward(logits, labels, teacher_lp, lse1, lse_t)
         ctx.div, ctx.temperature, ctx.chunk = div, temperature, chunk
         return ce, dv
@@ -85,7 +85,7 @@ class FusedDense(torch.autograd.Function):
             z = logits[a:b].to(torch.float32, copy=True)
             g = _ce_grad(z, lse1[a:b], safe[a:b], gce[a:b])
             lq = z.mul_(1.0 / t).sub_(lse_t[a:b, None])
-            u = ctx.div.u(teacher_lp[a:b], lq)
+            u = ctx.div.u_rows(teacher_lp[a:b], lq)
             # dD/ds = u - q sum(u)
             g.add_(u.sub_(lq.exp_().mul_(u.sum(-1, keepdim=True))).mul_(gdv[a:b]))
             grad[a:b] = g

@@ -87,6 +87,22 @@ def test_u_is_q_times_the_derivative_of_phi(name, kw):
     torch.testing.assert_close(div.dphi(lp, q.detach().log()), dq, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("name,kw", SETTINGS, ids=IDS)
+def test_the_live_paths_rearranged_passes_equal_phi_and_u(name, kw):
+    """row_values and u_rows (the fused live path's fewer passes) against phi summed and u, in float64 and, with
+    student log-probabilities down to -60 (probabilities of 1e-26), in float32."""
+    g = torch.Generator().manual_seed(4)
+    div = divergence_from(name, **kw)
+    for dtype, scale, tol in ((torch.float64, 2.0, 1e-10), (torch.float32, 12.0, 2e-5)):
+        lp = F.log_softmax(torch.randn(5, 300, generator=g, dtype=torch.float64) * 2, -1).to(dtype)
+        lq = F.log_softmax(torch.randn(5, 300, generator=g, dtype=torch.float64) * scale, -1).to(dtype)
+        ref_v = div.phi(lp.double(), lq.double()).sum(-1)
+        torch.testing.assert_close(div.row_values(lp, lq).double(), ref_v, rtol=tol, atol=tol)
+        ref_u = div.u(lp.double(), lq.double())
+        torch.testing.assert_close(div.u_rows(lp, lq).double(), ref_u, rtol=tol, atol=tol)
+        assert torch.isfinite(div.u_rows(lp, lq)).all()
+
+
 def fused_and_reference(d: DistillConfig, base: torch.Tensor, labels: torch.Tensor, chunk: int, **teacher):
     """The loss of ``distill:`` section ``d`` through the autograd reference and through the fused kernels (``chunk``
     rows at a time), each with its gradient w.r.t. a copy of the student logits ``base``."""

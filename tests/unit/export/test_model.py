@@ -118,3 +118,20 @@ def test_a_distilled_models_card_names_its_divergence():
                                                        "ensemble": "logits_mean"}}}
     assert "divergence `forward_kl`" in model_card("m", license="mit", datasets=[], info=older, metrics=None,
                                                    evaluation=None, config_yaml=None, teachers=[])
+
+
+def test_the_card_prints_the_2025_tasks_in_their_own_units():
+    ev = {"suites": {
+        "blimp_fast": {"macro": {"acc": 0.6123, "ci": (0.6, 0.62), "items": 13400}},
+        "entity_tracking_fast": {"macro": {"acc": 0.421, "ci": (0.40, 0.44), "items": 3152, "metric": "accuracy"}},
+        "wug_adj": {"macro": {"acc": 0.7387, "ci": (0.66, 0.79), "items": 200, "metric": "spearman"}},
+        "reading": {"macro": {"acc": 2.83, "ci": (1.6, 4.4), "items": 1726, "metric": "eye tracking score"}}}}
+    card = model_card("m", license="mit", datasets=[], info={}, metrics=None, evaluation=ev, config_yaml=None,
+                      teachers=[])
+    assert "| wug_adj | 0.739 | [0.660, 0.790] | 200 | Spearman's rho |" in card
+    assert "| entity_tracking_fast | 42.1 | [40.0, 44.0] | 3152 | macro accuracy (%) |" in card
+    assert "| reading | 2.830 | [1.600, 4.400] | 1726 | eye tracking score, % |" in card
+    results = front_matter(card)["model-index"][0]["results"]
+    assert [r["metrics"][0]["type"] for r in results] == ["accuracy", "accuracy", "spearmanr", "r_squared_gain"]
+    assert results[2]["dataset"]["name"] == "Wug adjective nominalization (BabyLM 2025)"
+    assert results[0]["task"]["name"] == "Zero-shot minimal pairs"
