@@ -52,7 +52,14 @@ def output_folder(text: str) -> str:
     """An argparse type for a folder to write into: it may not exist yet, but it must not be a file."""
     if Path(text).exists() and not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    _no_file_above(Path(text))
     return text
+
+
+def _no_file_above(path: Path) -> None:
+    blocker = next((p for p in path.parents if p.is_file()), None)
+    if blocker is not None:
+        raise argparse.ArgumentTypeError(f"{blocker} is a file where a folder belongs; choose another path")
 
 
 def input_file(text: str) -> str:
@@ -69,6 +76,7 @@ def output_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     if p.parent.exists() and not p.parent.is_dir():
         raise argparse.ArgumentTypeError(f"{p.parent} is a file, not a folder")
+    _no_file_above(p)
     return text
 
 

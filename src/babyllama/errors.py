@@ -65,4 +65,17 @@ def fault_message(e: BaseException) -> str | None:
             return (f"no space left on the device while writing {where}; free space there and run the same "
                     "command again (partial files were removed; finished results and the last good checkpoint "
                     "are kept)")
+    for x in _chain(e):
+        if isinstance(x, OSError) and x.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST) and x.filename:
+            return path_kind_message(x)
     return None
+
+
+def path_kind_message(e: OSError) -> str:
+    """One line for a write that met a file where a folder belongs, or a folder where a file belongs."""
+    path = Path(e.filename)
+    if e.errno == errno.EISDIR:
+        return f"{path} is a folder where a file belongs; move it away or choose another path"
+    # ENOTDIR: some component of the path is a regular file; EEXIST from mkdir: the path itself is one
+    blocker = next((p for p in [path, *path.parents] if p.is_file()), path)
+    return f"{blocker} is a file where a folder belongs; move it away or choose another path"

@@ -246,3 +246,24 @@ def exclusive(directory: str | Path, what: str, wait: bool = False, name: str = 
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+
+def require_folders(paths, what: str = "output folder") -> None:
+    """One line, before anything is written, when a folder the command will write into (or any folder above it)
+    exists as a regular file."""
+    for path in paths:
+        path = Path(path)
+        for p in (path, *path.parents):
+            if p.is_file():
+                raise UserError(f"{p} is a file where a folder belongs (the {what} {path}); move it away or choose "
+                                "another path")
+            if p.is_dir():
+                break
+
+
+def require_file_path(path, what: str = "output file") -> None:
+    """One line when the file a command will write is a folder, or lies under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder where a file belongs (the {what}); choose a file name")
+    require_folders([path.parent], f"folder of the {what}")

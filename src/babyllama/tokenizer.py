@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .io import atomic_write
+from .io import atomic_write, require_folders
 from .special_tokens import BOS, EOS, PAD, SPECIAL_TOKENS
 from .progress import interactive
 
@@ -37,6 +37,7 @@ def check_output(out: str | Path, vocab_size: int, overwrite: bool) -> Path:
     """One line, before anything is read or written, for an output directory that is taken or a vocabulary too
     small for a byte-level BPE."""
     out = Path(out)
+    require_folders([out], "tokenizer folder")
     if (out / "tokenizer.json").exists() and not overwrite:
         raise UserError(f"{out} already holds a tokenizer; choose another directory or pass --overwrite")
     if out.is_dir() and any(out.iterdir()) and not (out / "tokenizer.json").exists():

@@ -113,6 +113,16 @@ def _eval_root(fx, files: dict[str, bytes]):
     return fx.tmp / "eval"
 
 
+def _data_root(fx):
+    """A data root whose corpus folder exists (the runner checks what it reads before what it writes)."""
+    _file(fx, "dr/corpus/train/a.train", b"hi\n")
+    for rel in ("blimp_fast/a.jsonl", "supplement_fast/a.jsonl", "ewok_fast/ewok_fast.zip",
+                *(f"glue_filtered/{t}.{s}.jsonl" for t in ("rte", "mrpc", "wsc", "cola", "boolq", "sst2")
+                  for s in ("train", "valid"))):
+        _file(fx, f"dr/eval/{rel}")
+    return fx.tmp / "dr"
+
+
 READING_HEADER = (b"item,word,prev_item,prev_word,sent_id,Subtlex_log10,length,context_length,prev_length,"
                   b"RTfirstfix,RTfirstpass,RTgopast,RTrightbound,self_paced_reading_time,ELAN,LAN,N400,P600,EPNP\n")
 
@@ -222,6 +232,29 @@ CASES = [
     ("eval-max-pairs-zero", lambda fx: ["eval", fx.model, "--suite", "blimp", "--max-pairs", "0"],
      "--max-pairs: 0 is out of range"),
     ("eval-perplexity-without-corpus", lambda fx: ["eval", fx.model, "--suite", "perplexity"], "needs --corpus"),
+    # --- a file where a folder belongs, a folder where a file belongs (every command that writes)
+    ("train-output-dir-under-a-file", lambda fx: ["train", config(fx, training={"output_dir": str(
+        _file(fx, "blocker") / "out")})], "blocker is a file where a folder belongs"),
+    ("prepare-out-under-a-file", lambda fx: ["data", "prepare", _raw(fx, {"train/a.train": b"hi\n"}),
+                                             _file(fx, "blocker") / "corpus"], "blocker is a file where a folder"),
+    ("tokenizer-out-under-a-file", lambda fx: ["tokenizer", "train", fx.corpus, _file(fx, "blocker") / "tok",
+                                               "--vocab-size", "300"], "blocker is a file where a folder"),
+    ("export-out-under-a-file", lambda fx: ["export", fx.model, _file(fx, "blocker") / "x"],
+     "blocker is a file where a folder"),
+    ("lm-eval-tasks-out-under-a-file", lambda fx: ["export", "lm-eval-tasks", _file(fx, "blocker") / "x"],
+     "blocker is a file where a folder"),
+    ("eval-json-under-a-file", lambda fx: ["eval", fx.model, "--suite", "blimp", "--json",
+                                           _file(fx, "blocker") / "res.json"], "blocker is a file"),
+    ("run-dir-is-a-file", lambda fx: ["run", SMOKE, "--data-root", _data_root(fx), "--run-dir",
+                                      _file(fx, "runfile")], ("runfile is a file where a folder belongs", "run")),
+    ("run-stages-folder-is-a-file", lambda fx: ["run", SMOKE, "--data-root", _data_root(fx), "--run-dir",
+                                                _file(fx, "rd/stages").parent],
+     ("rd/stages is a file where a folder belongs", "stage folder")),
+    ("run-makefile-is-a-folder", lambda fx: ["run", SMOKE, "--data-root", _data_root(fx), "--run-dir", fx.tmp / "rd",
+                                             "--makefile", fx.tmp], "is a folder; give a file name"),
+    ("sweep-dir-is-a-file", lambda fx: ["sweep", "run", REPO / "recipes" / "studies" / "smoke.yaml", "--data-root",
+                                        _data_root(fx), "--sweep-dir", _file(fx, "sweepfile")],
+     "sweepfile is a file where a folder belongs"),
     # --- the BabyLM 2025 tasks
     ("eval-entity-tracking-missing", lambda fx: ["eval", fx.model, "--suite", "entity_tracking", "--eval-root",
                                                  _eval_root(fx, {"blimp/x.jsonl": b""})],

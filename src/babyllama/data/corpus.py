@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from ..io import atomic_write
+from ..io import atomic_write, require_folders
 from ..special_tokens import EOT
 from .clean import cleaner_for, split_documents
 
@@ -138,6 +138,7 @@ def prepare(src: str | Path, out: str | Path, overwrite: bool = False, size: str
     """
     corpus = find_layout(src, size)
     out = Path(out)
+    require_folders([out], "prepared corpus folder")
     if out.exists() and any(out.iterdir()):
         if not (overwrite and (out / "stats.json").is_file()):
             raise UserError(

@@ -28,7 +28,7 @@ import yaml
 from ..errors import UserError
 from ..eval.suites import suite_path
 from ..eval.tasks import EWOK_PASSWORD
-from ..io import atomic_write, read_jsonl
+from ..io import atomic_write, read_jsonl, require_folders
 
 # suite -> (group name, task name of a paradigm, uses the EWoK template); the stock `blimp` group of lm-eval reads
 # the hub, so the full local BLiMP gets its own name
@@ -67,6 +67,7 @@ def export_tasks(out: str | Path, eval_root: str | Path | None, suites: list[str
     if unknown:
         raise UserError(f"no lm-eval tasks for suite(s) {', '.join(unknown)}; choose from "
                         f"{', '.join([*GROUPS, *ENTITY_SUITES])}")
+    require_folders([out], "task folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
     sources = {s: suite_path(s, eval_root) for s in suites}  # every suite found before anything is written

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..io import atomic_write, read_json
+from ..io import atomic_write, read_json, require_folders
 from ..models import load_model
 from ..runinfo import EVAL_FILE, METRICS_FILE, read_run_info
 from ..tokenizer import finalize_tokenizer_config, load_tokenizer, model_context
@@ -44,6 +44,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, overwrite: bool = Fa
                  license: str = "apache-2.0", datasets: list[str] | None = None,
                  evaluation: dict | None = None) -> Path:
     src, out = Path(model_dir), Path(out)
+    require_folders([out], "export folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
     model = load_model(src)

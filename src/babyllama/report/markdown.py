@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..distillation import describe_divergence
 from ..errors import UserError
-from ..io import write_json, write_text
+from ..io import require_file_path, require_folders, write_json, write_text
 from ..progress import clock
 from ..runinfo import git_sha
 from ..runner.kinds import StageKind, register_stage_kind
@@ -105,6 +105,9 @@ def write_report(run_dir: str | Path) -> str:
     """Write report.md, figures and tables/ exports; return the short summary (models table + verdict lines)."""
     plan, models = collect(run_dir)
     rd, recipe = plan.run_dir, plan.recipe
+    for name in ("report.md", "verdicts.json", *FIGURES):  # before any of them is rewritten
+        require_file_path(rd / name, "report file")
+    require_folders([rd / "tables"], "report tables folder")
     if not any(m["metrics"] or m["eval"] for m in models):
         raise UserError(f"{run_dir}: no finished model stage in this run directory (report.md left as it was); "
                         "run `babyllama run RECIPE --run-dir DIR` first")

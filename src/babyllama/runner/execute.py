@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import Recipe, load_recipe
 from ..errors import UserError, writing
-from ..io import exclusive
+from ..io import exclusive, require_file_path, require_folders
 from ..progress import clock
 from ..runinfo import manifest_problem
 from .clock import run_clock
@@ -59,7 +59,10 @@ def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: 
     where = Path(run_dir or recipe.run_dir)
     plan = make_plan(recipe, where)
     selected = select_stages(plan, only or [], from_stage)
+    require_folders([plan.run_dir, plan.run_dir / "logs", *(plan.path(s) for s in plan.stages)],
+                    "run or stage folder")
     if makefile:
+        require_file_path(makefile, "Makefile")
         from .makefile import write_makefile
 
         write_makefile(plan, makefile, path, overrides, data_root)

@@ -10,7 +10,7 @@ import yaml
 
 from ..config import parse_override, validate_tree
 from ..errors import UserError
-from ..io import read_json, write_text
+from ..io import read_json, require_folders, write_text
 from .config import SweepConfig, load_sweep
 from .study import open_study
 from .worker import SWEEP_FILE, Sweep
@@ -22,6 +22,7 @@ def run_sweep(path: str | Path, *, trials: int | None = None, workers: int = 1, 
     """Run (or continue) a sweep until its study holds ``trials`` trials; then, unless ``final`` is off (a spawned
     worker), the final run of a ``final: true`` sweep and the report. Returns the sweep directory."""
     cfg, recipe = load_sweep(path, trials, overrides)
+    require_folders([Path(sweep_dir or cfg.sweep_dir)], "sweep folder")
     sweep = Sweep(cfg, recipe, Path(sweep_dir or cfg.sweep_dir), storage, data_root)
     recorded = read_json(sweep.dir / SWEEP_FILE)
     if recorded and recorded.get("sweep", {}).get("name") != cfg.name:

@@ -26,7 +26,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from ..config import Config, dump_yaml, location_free
 from ..data.dataset import ChunkDataset, build_datasets
 from ..errors import UserError
-from ..io import LOCK_FILE, exclusive, write_json, write_text
+from ..io import LOCK_FILE, exclusive, require_folders, write_json, write_text
 from ..models import PAPER_CONTEXT, build_model, count_params, hf_config
 from ..progress import Bar, clock, number, say
 from ..runinfo import METRICS_FILE, RUN_INFO, is_complete, write_run_info
@@ -260,8 +260,7 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool = False) -> str |
     resumes from the newest whole one; a non-empty directory that is not ours is refused.
     """
     out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"training.output_dir {out} is a file; choose a directory")
+    require_folders([out], "training.output_dir")
     if not out.exists() or not any(out.iterdir()):
         return None
     if is_complete(out):
