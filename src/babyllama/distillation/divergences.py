@@ -170,21 +170,22 @@ class Divergence:
             return -(pq - a / s * (lp * s).exp_().sum(-1) - b / s * (lq * s).exp_().sum(-1)) / (a * b)
         return self.phi(lp, lq).sum(-1)
 
-    def u_rows(self, lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-        """``u`` of dense log-probabilities, ``(rows, vocab)``, a new tensor."""
+    def u_rows(self, lp: torch.Tensor, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``u`` of dense log-probabilities, ``(rows, vocab)``, a new tensor; and ``q = exp(lq)`` where it was
+        computed on the way (else None), which the softmax Jacobian needs again."""
         k = self.kind
         if k in ("jsd", "skew_kl", "skew_reverse_kl"):
             p, q = lp.exp(), lq.exp()
             if k == "jsd":  # (1 - beta) q (log q - log m)
                 lm = torch.lerp(q, p, self.beta).clamp_min_(TINY).log_()
-                return torch.sub(lq, lm, out=lm).mul_(q).mul_(1 - self.beta)
+                return torch.sub(lq, lm, out=lm).mul_(q).mul_(1 - self.beta), q
             if k == "skew_kl":  # -(1 - s) q p / m
                 m = torch.lerp(q, p, self.skew).clamp_min_(TINY)
-                return p.mul_(q).div_(m).mul_(-(1 - self.skew))
+                return p.mul_(q).div_(m).mul_(-(1 - self.skew)), q
             m = torch.lerp(p, q, self.skew).clamp_min_(TINY)  # q (log q - log m + 1 - s q / m)
             r = torch.div(q, m).mul_(-self.skew).add_(lq).add_(1)
-            return r.sub_(m.log_()).mul_(q)
-        return self.u(lp, lq)
+            return r.sub_(m.log_()).mul_(q), q
+        return self.u(lp, lq), None
 
     def per_position(self, teacher_log_probs: torch.Tensor, student_log_probs: torch.Tensor) -> torch.Tensor:
         """D at each position, ``(...,)``, from dense log-probabilities ``(..., V)`` (the reference path)."""

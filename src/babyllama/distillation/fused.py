@@ -85,9 +85,10 @@ class FusedDense(torch.autograd.Function):
             z = logits[a:b].to(torch.float32, copy=True)
             g = _ce_grad(z, lse1[a:b], safe[a:b], gce[a:b])
             lq = z.mul_(1.0 / t).sub_(lse_t[a:b, None])
-            u = ctx.div.u_rows(teacher_lp[a:b], lq)
+            u, q = ctx.div.u_rows(teacher_lp[a:b], lq)
+            q = lq.exp_() if q is None else q
             # dD/ds = u - q sum(u)
-            g.add_(u.sub_(lq.exp_().mul_(u.sum(-1, keepdim=True))).mul_(gdv[a:b]))
+            g.add_(u.sub_(q.mul_(u.sum(-1, keepdim=True))).mul_(gdv[a:b]))
             grad[a:b] = g
         return grad, None, None, None, None, None
 

@@ -99,8 +99,9 @@ def test_the_live_paths_rearranged_passes_equal_phi_and_u(name, kw):
         ref_v = div.phi(lp.double(), lq.double()).sum(-1)
         torch.testing.assert_close(div.row_values(lp, lq).double(), ref_v, rtol=tol, atol=tol)
         ref_u = div.u(lp.double(), lq.double())
-        torch.testing.assert_close(div.u_rows(lp, lq).double(), ref_u, rtol=tol, atol=tol)
-        assert torch.isfinite(div.u_rows(lp, lq)).all()
+        u, q = div.u_rows(lp, lq)
+        torch.testing.assert_close(u.double(), ref_u, rtol=tol, atol=tol)
+        assert torch.isfinite(u).all() and (q is None or torch.equal(q, lq.exp()))
 
 
 def fused_and_reference(d: DistillConfig, base: torch.Tensor, labels: torch.Tensor, chunk: int, **teacher):
