@@ -156,3 +156,41 @@ def test_a_damaged_cache_is_built_again(models, tiny_tokenizer, tmp_path, capsys
     assert "is damaged" in capsys.readouterr().out and np.array_equal(np.asarray(again.ids), want)
     np.save(tmp_path / "c" / "tail.npy", np.zeros(3, np.float32))  # whole file, wrong shape
     assert np.array_equal(np.asarray(build_cache(models, tokens, tmp_path / "c", s, progress=False).ids), want)
+
+
+BUILD_ONE = """
+import json, sys, numpy as np
+from babyllama.config import ModelConfig
+from babyllama.distillation.cache import CacheSpec, build_cache
+from babyllama.models import build_model
+from babyllama.tokenizer import load_tokenizer
+tok = load_tokenizer(sys.argv[1])
+models = [build_model(ModelConfig(preset=p), tok, seed=i).eval().requires_grad_(False)
+          for i, p in enumerate(("llama-tiny", "gpt2-tiny"))]
+tokens = np.random.default_rng(0).integers(3, len(tok), size=16 * 40 + 3).astype(np.uint16)
+spec = CacheSpec(teachers=("a", "b"), tokenizer="tok", data="data", seq_len=16, temperature=2.0, top_k=8,
+                 sampled=4, window="aligned", seed=0, batch_size=4)
+c = build_cache(models, tokens, sys.argv[2], spec, progress=False)
+print(json.dumps({"build_s": c.meta["build_s"], "ids": int(np.asarray(c.ids, dtype=np.int64).sum()),
+                  "w": float(np.asarray(c.weight, dtype=np.float64).sum())}))
+"""
+
+
+def test_two_processes_building_one_cache_build_it_once(tiny_tokenizer_dir, tmp_path):
+    """Two processes (two sweep trials) asking for the same cache at the same moment: one builds it under the lock,
+    the other waits and loads it; the folder holds one whole cache and nothing half-written."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD_ONE, str(tiny_tokenizer_dir), str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr[-2000:]
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert results[0] == results[1]  # the same build (its build_s), the same content
+    assert [x.name for x in tmp_path.iterdir() if not x.name.startswith(".cache.lock")] == ["cache"]  # no temp left
+    assert sorted(x.name for x in out.iterdir()) == ["ids.npy", "meta.json", "plogp.npy", "tail.npy", "weight.npy"]
