@@ -97,7 +97,8 @@ def ours(model: Path, eval_root: Path, work: Path) -> tuple[float, dict]:
            "wug_adj", "--suite", "reading", "--eval-root", str(eval_root), "--json", str(out), "--overwrite"]
     took = timed(cmd, None, env)
     res = json.loads(out.read_text())
-    return took, {s: b["per_model"][str(model)] for s, b in res["suites"].items()}
+    per_suite = {s.rsplit(":", 1)[-1]: round(t, 2) for s, t in res["timing"].items()}
+    return took, {s: b["per_model"][str(model)] for s, b in res["suites"].items()}, per_suite
 
 
 def compare(ref_dir: Path, mine: dict, eval_root: Path) -> dict:
@@ -182,9 +183,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             ref_s, ref_dir = reference(args.pipeline, args.python, model.resolve(), args.eval_root, work)
-            our_s, mine = ours(model.resolve(), args.eval_root, work)
+            our_s, mine, per_suite = ours(model.resolve(), args.eval_root, work)
             row = {"model": str(model), "reference_seconds": ref_s,
-                   "reference_total_s": sum(ref_s.values()), "ours_s": our_s,
+                   "reference_total_s": sum(ref_s.values()), "ours_s": our_s, "ours_suite_seconds": per_suite,
                    "speedup": sum(ref_s.values()) / our_s, **compare(ref_dir, mine, args.eval_root),
                    **machine_info()}
         print(json.dumps(row), flush=True)

@@ -64,11 +64,11 @@ def test_scan_reports_the_first_best_temperature(monkeypatch):
     monkeypatch.setattr("babyllama.eval.completion.choice_logprobs", fake)
     cfg = SimpleNamespace(temperature_min=0.5, temperature_max=0.8, temperature_interval=0.1, tie_rule="first",
                           resamples=100)
-    s = score_choice_suite(None, "entity_tracking", items, cfg)
+    s = score_choice_suite(SimpleNamespace(truncated=0), "entity_tracking", items, cfg)
     assert s["temperature"]["chosen"] == pytest.approx(0.6) and s["macro"]["acc"] == 1.0
     assert len(s["temperature"]["scan"]) == 4
     cfg.temperature_max = None
-    assert score_choice_suite(None, "entity_tracking", items, cfg)["temperature"] == {"chosen": 0.5, "scan": None}
+    assert score_choice_suite(SimpleNamespace(truncated=0), "entity_tracking", items, cfg)["temperature"] == {"chosen": 0.5, "scan": None}
     assert choice_suites.KINDS == ("entity_tracking", "wug")
 
 
