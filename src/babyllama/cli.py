@@ -26,7 +26,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import UserError, fault_message, writing
+from .errors import UserError, fault_message, file_on_path, writing
 
 
 def int_at_least(low: int, high: int | None = None):
@@ -57,7 +57,7 @@ def output_folder(text: str) -> str:
 
 
 def _no_file_above(path: Path) -> None:
-    blocker = next((p for p in path.parents if p.is_file()), None)
+    blocker = file_on_path(path.parent)
     if blocker is not None:
         raise argparse.ArgumentTypeError(f"{blocker} is a file where a folder belongs; choose another path")
 

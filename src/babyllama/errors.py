@@ -71,11 +71,21 @@ def fault_message(e: BaseException) -> str | None:
     return None
 
 
+def file_on_path(path: str | Path) -> Path | None:
+    """The regular file that stands where ``path`` or a folder above it should be (what blocks writing into
+    ``path`` as a folder), else None; the walk up stops at the first folder that exists."""
+    for p in (Path(path), *Path(path).parents):
+        if p.is_file():
+            return p
+        if p.is_dir():
+            return None
+    return None
+
+
 def path_kind_message(e: OSError) -> str:
     """One line for a write that met a file where a folder belongs, or a folder where a file belongs."""
     path = Path(e.filename)
     if e.errno == errno.EISDIR:
         return f"{path} is a folder where a file belongs; move it away or choose another path"
     # ENOTDIR: some component of the path is a regular file; EEXIST from mkdir: the path itself is one
-    blocker = next((p for p in [path, *path.parents] if p.is_file()), path)
-    return f"{blocker} is a file where a folder belongs; move it away or choose another path"
+    return f"{file_on_path(path) or path} is a file where a folder belongs; move it away or choose another path"

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, file_on_path
 
 TMP_MARK = ".tmp-"
 
@@ -252,13 +252,10 @@ def require_folders(paths, what: str = "output folder") -> None:
     """One line, before anything is written, when a folder the command will write into (or any folder above it)
     exists as a regular file."""
     for path in paths:
-        path = Path(path)
-        for p in (path, *path.parents):
-            if p.is_file():
-                raise UserError(f"{p} is a file where a folder belongs (the {what} {path}); move it away or choose "
-                                "another path")
-            if p.is_dir():
-                break
+        blocker = file_on_path(path)
+        if blocker is not None:
+            raise UserError(f"{blocker} is a file where a folder belongs (the {what} {path}); move it away or "
+                            "choose another path")
 
 
 def require_file_path(path, what: str = "output file") -> None:
