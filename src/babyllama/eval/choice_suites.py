@@ -87,19 +87,20 @@ KINDS = ("entity_tracking", "wug")
 def score_choice_suite(scorer, kind: str, items: list[ChoiceItem], config) -> dict:
     """Score ``items`` at each temperature of the config's grid and summarize the best (the pipeline's choice:
     the first temperature with the highest macro)."""
-    from .completion import choice_logprobs, chosen, decisions, temperatures
+    from .completion import choice_logprobs, choice_requests, chosen, decisions, temperatures
 
     grid = temperatures(config.temperature_min, config.temperature_max, config.temperature_interval)
+    requests = choice_requests(scorer, items)
     best, best_score, scan = None, -np.inf, {}
     for t in grid:
-        lp = choice_logprobs(scorer, items, t)
+        lp = choice_logprobs(scorer, requests, t)
         if kind == "wug":
             summary = wug_summary(items, lp, config.resamples)
         else:
             summary = entity_summary(items, decisions(lp, config.tie_rule), config.resamples)
             summary["predictions"] = chosen(lp).tolist()
             summary["macro"]["tie_rule"] = config.tie_rule
-        summary["macro"]["truncated"] = scorer.truncated
+        summary["macro"]["truncated"] = requests.truncated
         score = summary["macro"]["acc"]
         scan[f"{t:.6g}"] = score
         if score > best_score:  # strict, as the pipeline: the first best temperature stays

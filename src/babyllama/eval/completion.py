@@ -17,20 +17,21 @@ pipeline counts an exact tie as right (``tie_rule="first"``, its rule; BabyLM 20
 
 Here the candidates' shared prefix runs once (the prefix-tree layout of :class:`.scoring.Scorer`), and every item
 whose best two candidates are within ``TIE_MARGIN`` nats is scored again in the padded layout, the pipeline's
-arithmetic, so float rounding cannot move a decision. The temperature scan (``temperatures``) is the pipeline's
-``--min_temperature/--max_temperature/--temperature_interval``: the same float32 grid, the best temperature the
-first one with the highest score.
+arithmetic (:meth:`.scoring.Scorer.rescore_near_ties`), so float rounding cannot move a decision. The temperature
+scan (``temperatures``) is the pipeline's ``--min_temperature/--max_temperature/--temperature_interval``: the same
+float32 grid, the best temperature the first one with the highest score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from .scoring import TIE_MARGIN, Scorer, config_context
+from .scoring import Scorer, config_context
 from .tasks2025 import ChoiceItem
 
 # model types whose position embeddings are a learned table (no input beyond its length)
@@ -48,6 +49,7 @@ def position_limit(model) -> int | None:
     if getattr(cfg, "model_type", None) in LEARNED_POSITIONS:
         return config_context(cfg)
     return None
+
 
 TIE_RULES = ("first", "strict")
 
@@ -83,38 +85,44 @@ def encode_completion(tokenizer, sentence: str, completion: str) -> tuple[list[i
     return list(ids[:a]), list(ids[a:b])
 
 
-def choice_logprobs(scorer: Scorer, items: Sequence[ChoiceItem], temperature: float = 1.0) -> np.ndarray:
-    """``(items, options)`` summed log-probabilities of each candidate's scored tokens at ``temperature``; sets
-    ``scorer.truncated`` to the number of candidates cut to the model's context (:func:`position_limit`)."""
-    n_opt = max(len(it.sentences) for it in items)
+@dataclass(frozen=True)
+class ChoiceRequests:
+    """Every candidate of a list of items encoded once (a temperature scan scores them again at each temperature):
+    the (context, scored) ids, the (item, option) of each, and how many the model's context cuts."""
+
+    reqs: list[tuple[list[int], list[int]]]
+    where: list[tuple[int, int]]
+    shape: tuple[int, int]
+    max_len: int
+    truncated: int
+
+
+def choice_requests(scorer: Scorer, items: Sequence[ChoiceItem]) -> ChoiceRequests:
     reqs, where = [], []
     for i, it in enumerate(items):
         for j, (s, c) in enumerate(zip(it.sentences, it.completions)):
             reqs.append(encode_completion(scorer.tokenizer, s, c))
             where.append((i, j))
-    lp = np.full((len(items), n_opt), -np.inf)
-    saved_len, saved_t = scorer.max_len, scorer.temperature
     limit = position_limit(scorer.model)
-    scorer.max_len = limit if limit else 10**9  # the pipeline truncates nothing
-    scorer.temperature = temperature
-    scorer.truncated = sum(len(c) + len(k) - 1 > scorer.max_len for c, k in reqs)
+    max_len = limit if limit else 10**9  # the pipeline truncates nothing
+    return ChoiceRequests(reqs, where, (len(items), max(len(it.sentences) for it in items)), max_len,
+                          sum(len(c) + len(k) - 1 > max_len for c, k in reqs))
+
+
+def choice_logprobs(scorer: Scorer, requests: ChoiceRequests, temperature: float = 1.0) -> np.ndarray:
+    """``(items, options)`` summed log-probabilities of each candidate's scored tokens at ``temperature``."""
+    lp = np.full(requests.shape, -np.inf)
+    saved_len, saved_t = scorer.max_len, scorer.temperature
+    scorer.max_len, scorer.temperature = requests.max_len, temperature
     try:
         tree = scorer.tree_ok()
-        sums = scorer.logprobs(reqs, tree=tree)
-        for (i, j), v in zip(where, sums):
-            lp[i, j] = v
+        sums = scorer.logprobs(requests.reqs, tree=tree)
         if tree:
-            top2 = np.sort(lp, axis=1)[:, -2:]
-            close = np.flatnonzero(top2[:, 1] - top2[:, 0] <= TIE_MARGIN)
-            if close.size:
-                near = set(close.tolist())
-                picked = [k for k, (i, _) in enumerate(where) if i in near]
-                again = scorer.logprobs([reqs[k] for k in picked], tree=False)
-                for k, v in zip(picked, again):
-                    lp[where[k]] = v
-            scorer.rescored = int(close.size)
+            scorer.rescored = scorer.rescore_near_ties(requests.reqs, sums, [i for i, _ in requests.where])
     finally:
         scorer.max_len, scorer.temperature = saved_len, saved_t
+    for (i, j), v in zip(requests.where, sums):
+        lp[i, j] = v
     return lp
 
 

@@ -180,12 +180,12 @@ class _Design:
         xb = xm.drop(columns=["pred"])
         return y.to_numpy()[:, 0], xb.to_numpy(), xm.to_numpy(), rows["sent_id"].to_numpy()
 
-    def figures(self, counts: np.ndarray | None = None, sentences: np.ndarray | None = None) -> dict[str, float]:
-        """The two figures on all rows, or on a resample of the sentences: ``counts[k]`` copies of sentence
-        ``sentences[k]`` (:func:`weighted_r2`)."""
+    def figures(self, counts: np.ndarray, sentences: np.ndarray) -> dict[str, float]:
+        """The two figures on a resample of the sentences: ``counts[k]`` copies of sentence ``sentences[k]``
+        (:func:`weighted_r2`); the figures on all rows are :func:`regressions`'."""
         gains: dict[str, list[float]] = {"eye_tracking": [], "self_paced_reading": []}
         for name, y, xb, xm, sid in self.fits:
-            w = None if counts is None else counts[np.searchsorted(sentences, sid)].astype(np.float64)
+            w = counts[np.searchsorted(sentences, sid)].astype(np.float64)
             r2b, r2 = weighted_r2(y, xb, w), weighted_r2(y, xm, w)
             gains[name].append(100 * (r2 - r2b) / (1 - r2b))
         return {k: float(np.mean(v)) for k, v in gains.items()}

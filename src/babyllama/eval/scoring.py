@@ -187,6 +187,11 @@ def consecutive_groups(widths: Sequence[int], max_tokens: int, max_count: int | 
     return out
 
 
+def _top_two_gap(scores: list[float]) -> float:
+    best = sorted(scores)
+    return best[-1] - best[-2]
+
+
 class Scorer:
     """Scores (context, continuation) token pairs with one loaded model."""
 
@@ -390,6 +395,18 @@ class Scorer:
         widths = [min(len(c) + len(k), self.max_len + 1) - 1 for c, k in seqs]
         return [[seqs[i] for i in g] for g in consecutive_groups(widths, self.max_batch_tokens, self.batch_size)]
 
+    def rescore_near_ties(self, reqs: Sequence[tuple], lp: list[float], item_of: Sequence[int]) -> int:
+        """Score again in the padded layout, in place in ``lp``, every request of each item (``item_of[k]``: the
+        item of request k) whose best two options are within ``TIE_MARGIN`` nats; returns how many items."""
+        by_item: dict[int, list[int]] = {}
+        for k, i in enumerate(item_of):
+            by_item.setdefault(i, []).append(k)
+        close = [ks for ks in by_item.values() if len(ks) > 1 and _top_two_gap([lp[k] for k in ks]) <= TIE_MARGIN]
+        picked = [k for ks in close for k in ks]
+        for k, v in zip(picked, self.logprobs([reqs[k] for k in picked], tree=False)):
+            lp[k] = v
+        return len(close)
+
     def score_items(self, items: Sequence[Item]) -> tuple[list[bool], list[tuple[float, float]]]:
         """(correct per item, (logP choice 0, logP choice 1) per item). Ties count as right.
 
@@ -398,13 +415,8 @@ class Scorer:
         from lm-eval; in bf16 (not meant to be identical) no pair is re-scored."""
         reqs = encode_many(self.tokenizer, [(it.context, ch) for it in items for ch in it.choices])
         tree = self.tree_ok()
-        self.rescored = 0
         lp = self.logprobs(reqs, tree=tree)
-        if tree and not self.bf16:
-            close = [i for i in range(len(items)) if abs(lp[2 * i] - lp[2 * i + 1]) <= TIE_MARGIN]
-            again = self.logprobs([reqs[j] for i in close for j in (2 * i, 2 * i + 1)], tree=False)
-            for n, i in enumerate(close):
-                lp[2 * i], lp[2 * i + 1] = again[2 * n], again[2 * n + 1]
-            self.rescored = len(close)
+        self.rescored = self.rescore_near_ties(reqs, lp, [i // 2 for i in range(len(reqs))]) \
+            if tree and not self.bf16 else 0
         pairs = [(lp[2 * i], lp[2 * i + 1]) for i in range(len(items))]
         return [g >= b for g, b in pairs], pairs

@@ -19,9 +19,6 @@ from pathlib import Path
 from ..errors import UserError
 from ..io import read_jsonl
 
-ENTITY_SPLITS = ("regular", "ambiref", "move_contents")  # the pipeline's order (process_results)
-
-
 @dataclass(frozen=True)
 class ChoiceItem:
     paradigm: str  # the pipeline's UID

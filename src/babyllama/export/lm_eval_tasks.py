@@ -48,10 +48,18 @@ ENTITY_SUITES = ("entity_tracking", "entity_tracking_fast")
 NOT_EXPRESSIBLE = {"wug_adj": "a rank correlation with human ratios", "reading": "regressions on surprisal"}
 
 
-def _template(ewok: bool, fields: dict | None = None) -> dict:
+def _template(fields: dict) -> dict:
     return {"dataset_path": "json", "output_type": "multiple_choice", "validation_split": "train",
-            **(fields or (EWOK if ewok else PAIRS)), "doc_to_target": 0, "num_fewshot": 0, "should_decontaminate": True,
+            **fields, "doc_to_target": 0, "num_fewshot": 0, "should_decontaminate": True,
             "metric_list": [{"metric": "acc"}], "metadata": {"version": 1.0}}
+
+
+def _write_group(folder: Path, group: str, tasks: list[str]) -> None:
+    """A group of tasks whose score is the unweighted mean of its members' accuracies."""
+    (folder / f"_{group}.yaml").write_text(yaml.safe_dump({
+        "group": group, "task": tasks,
+        "aggregate_metric_list": [{"metric": "acc", "aggregation": "mean", "weight_by_size": False}],
+        "metadata": {"version": 1.0}}, sort_keys=False))
 
 
 def export_tasks(out: str | Path, eval_root: str | Path | None, suites: list[str] | None = None,
@@ -91,11 +99,9 @@ def export_tasks(out: str | Path, eval_root: str | Path | None, suites: list[str
                     {"task": name, "dataset_kwargs": {"data_files": str(path)}, "include": "_template_yaml"},
                     sort_keys=False))
                 tasks.append(name)
-            (folder / "_template_yaml").write_text(yaml.safe_dump(_template(ewok), sort_keys=False))
-            (folder / f"_{group}.yaml").write_text(yaml.safe_dump({
-                "group": group, "task": tasks,
-                "aggregate_metric_list": [{"metric": "acc", "aggregation": "mean", "weight_by_size": False}],
-                "metadata": {"version": 1.0}}, sort_keys=False))
+            template = _template(EWOK if ewok else PAIRS)
+            (folder / "_template_yaml").write_text(yaml.safe_dump(template, sort_keys=False))
+            _write_group(folder, group, tasks)
             written[group] = tasks
         if (tmp / "data").exists():
             (tmp / "data" / ".gitignore").write_text("# EWoK's terms of use: keep these files out of public repos\n*\n")
@@ -110,8 +116,7 @@ def _entity_tasks(suite: str, src: Path, tmp: Path, out: Path) -> dict[str, list
     folder, data = tmp / suite, tmp / "data" / suite
     folder.mkdir()
     data.mkdir(parents=True)
-    (folder / "_template_yaml").write_text(yaml.safe_dump(_template(False, ENTITY), sort_keys=False))
-    agg = [{"metric": "acc", "aggregation": "mean", "weight_by_size": False}]
+    (folder / "_template_yaml").write_text(yaml.safe_dump(_template(ENTITY), sort_keys=False))
     splits, written = [], {}
     for f in sorted(src.glob("*.jsonl")) if src.is_dir() else [src]:
         by_ops: dict[int, list[str]] = {}
@@ -127,14 +132,10 @@ def _entity_tasks(suite: str, src: Path, tmp: Path, out: Path) -> dict[str, list
                  "include": "_template_yaml"}, sort_keys=False))
             tasks.append(name)
         group = f"{suite}_{f.stem}"
-        (folder / f"_{group}.yaml").write_text(yaml.safe_dump(
-            {"group": group, "task": tasks, "aggregate_metric_list": agg, "metadata": {"version": 1.0}},
-            sort_keys=False))
+        _write_group(folder, group, tasks)
         splits.append(group)
         written[group] = tasks
-    (folder / f"_{suite}.yaml").write_text(yaml.safe_dump(
-        {"group": suite, "task": splits, "aggregate_metric_list": agg, "metadata": {"version": 1.0}},
-        sort_keys=False))
+    _write_group(folder, suite, splits)
     written[suite] = splits
     return written
 

@@ -7,18 +7,18 @@ from pathlib import Path
 
 from ..eval.markdown import headline_text
 from ..eval.stats import N_BOOT, decisions_of, format_p, paired_comparison
+from ..eval.suites import SUITES
 from .collect import label, suite_block
 from .tables import Table
 from .verdicts import comparison_pairs
 
-# the 2025 pipeline's suites this section covers, by the kind of their summaries
-TASKS_2025 = {"entity_tracking": "accuracy", "entity_tracking_fast": "accuracy", "wug_adj": "spearman",
-              "reading": "reading"}
+KINDS_2025 = ("entity_tracking", "wug", "reading")  # the suite kinds of the 2025 pipeline's tasks
 
 
 def suites_2025(models: list[dict]) -> list[str]:
+    """The evaluated suites of the 2025 kinds, in the registry's order."""
     seen = {s for m in models if m["eval"] for s in m["eval"]["suites"]}
-    return [s for s in TASKS_2025 if s in seen]
+    return [s for s, suite in SUITES.items() if suite.kind in KINDS_2025 and s in seen]
 
 
 def _cell(block: dict | None) -> str:
@@ -33,8 +33,8 @@ def _cell(block: dict | None) -> str:
 
 def _pooled(suite: str, pairs: list[tuple[dict, dict]], n_boot: int, eval_root: str | None) -> dict | None:
     """a - b over the seeds' pairs of summaries, or None where the task's data is not at hand (reading)."""
-    kind = TASKS_2025[suite]
-    if kind == "accuracy":
+    kind = SUITES[suite].kind
+    if kind == "entity_tracking":
         a_dec, b_dec, weights = {}, {}, {}
         for n, (a, b) in enumerate(pairs):
             for p, v in decisions_of(a).items():
@@ -43,7 +43,7 @@ def _pooled(suite: str, pairs: list[tuple[dict, dict]], n_boot: int, eval_root: 
             for p, v in decisions_of(b).items():
                 b_dec[f"s{n}:{p}"] = v
         return paired_comparison(a_dec, b_dec, n_boot, weights=weights)
-    if kind == "spearman":
+    if kind == "wug":
         from ..eval.choice_suites import wug_differences
 
         return wug_differences(pairs, n_boot)
@@ -94,9 +94,9 @@ def section_2025(models: list[dict], n_boot: int = N_BOOT, eval_root: str | None
                "stratified by seed):", ""]
         for r in rows:
             d, s = r["result"], r["suite"]
-            if TASKS_2025[s] == "reading":
+            if SUITES[s].kind == "reading":
                 text = "; ".join(f"{k.replace('_', ' ')} {_diff(v, 2)}" for k, v in d.items())
-            elif TASKS_2025[s] == "spearman":
+            elif SUITES[s].kind == "wug":
                 text = f"rho {_diff(d, 3)}"
             else:
                 text = f"{_diff(d, 2, 100)} pp"

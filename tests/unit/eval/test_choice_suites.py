@@ -57,18 +57,20 @@ def test_scan_reports_the_first_best_temperature(monkeypatch):
     # right at T = 0.6 and 0.7 (two ties for best), wrong elsewhere: the pipeline keeps the first best
     right_at = {0.6, 0.7}
 
-    def fake(scorer, its, t):
+    def fake(scorer, requests, t):
         ok = any(abs(t - r) < 1e-6 for r in right_at)
-        return np.array([[0.0, -1.0] if ok else [-1.0, 0.0] for _ in its])
+        return np.array([[0.0, -1.0] if ok else [-1.0, 0.0] for _ in range(requests.shape[0])])
 
+    monkeypatch.setattr("babyllama.eval.completion.choice_requests",
+                        lambda scorer, its: SimpleNamespace(shape=(len(its), 2), truncated=0))
     monkeypatch.setattr("babyllama.eval.completion.choice_logprobs", fake)
     cfg = SimpleNamespace(temperature_min=0.5, temperature_max=0.8, temperature_interval=0.1, tie_rule="first",
                           resamples=100)
-    s = score_choice_suite(SimpleNamespace(truncated=0), "entity_tracking", items, cfg)
+    s = score_choice_suite(None, "entity_tracking", items, cfg)
     assert s["temperature"]["chosen"] == pytest.approx(0.6) and s["macro"]["acc"] == 1.0
     assert len(s["temperature"]["scan"]) == 4
     cfg.temperature_max = None
-    assert score_choice_suite(SimpleNamespace(truncated=0), "entity_tracking", items, cfg)["temperature"] == {"chosen": 0.5, "scan": None}
+    assert score_choice_suite(None, "entity_tracking", items, cfg)["temperature"] == {"chosen": 0.5, "scan": None}
     assert choice_suites.KINDS == ("entity_tracking", "wug")
 
 

@@ -7,7 +7,7 @@ import torch
 
 from babyllama.config import ModelConfig
 from babyllama.errors import UserError
-from babyllama.eval.completion import choice_logprobs, decisions, encode_completion, temperatures
+from babyllama.eval.completion import choice_logprobs, choice_requests, decisions, encode_completion, temperatures
 from babyllama.eval.scoring import Scorer
 from babyllama.eval.tasks2025 import ChoiceItem
 from babyllama.models import build_model
@@ -52,7 +52,7 @@ ITEMS = [
 def test_choice_logprobs_equal_the_pipeline(tiny_tokenizer, tree, temperature):
     model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
     scorer = Scorer(model, tiny_tokenizer, tree=tree)
-    ours = choice_logprobs(scorer, ITEMS, temperature)
+    ours = choice_logprobs(scorer, choice_requests(scorer, ITEMS), temperature)
     for j in range(3):
         ref = pipeline_scores(model, tiny_tokenizer, [it.sentences[j] for it in ITEMS],
                               [it.completions[j] for it in ITEMS], temperature)
