@@ -28,6 +28,8 @@ from babyllama.data.dataset import ChunkDataset
 from babyllama.losses import trainer_causal_lm_loss
 from babyllama.models import build_model, count_params
 from babyllama.hardware import configure_attention, resolve_attention, resolve_device, resolve_precision
+from babyllama.training.throughput import StepTimer
+from babyllama.training.throughput import random_tokens as tokens  # the benchmarks' random data
 from babyllama.training.trainer import training_arguments
 
 SHAPES = {
@@ -89,21 +91,6 @@ def peaks_for(precisions, native_bf16: bool, device: str = "cpu") -> dict[str, f
             matmul_peak(torch.bfloat16, *((2048, 10) if native_bf16 else (512, 3))) for p in precisions}
 
 
-class StepTimer:
-    """Trainer callback recording the wall time of each optimizer step."""
-
-    def __init__(self):
-        self.times: list[float] = []
-
-    def __getattr__(self, name):  # every other callback event is a no-op
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
-
-    def on_step_end(self, args, state, control, **kw):
-        self.times.append(time.perf_counter())
-
-
 def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, seq: int, warmup: int,
             attention: str = "auto", distill: dict | None = None) -> dict:
     """Training tokens/s of ``shape`` through the Trainer `babyllama train` builds. ``distill`` measures the
@@ -160,11 +147,6 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
             "batch": batch,
             "seq_len": seq, "steps_timed": len(t) - 1, "s_per_step": round(sec, 4), "tokens_per_s": round(tps, 1),
             "flops_per_token_strict": flops_per_token}
-
-
-def tokens(vocab: int, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random token ids below ``vocab``: the data of every throughput measurement (content costs nothing)."""
-    return np.random.default_rng(seed).integers(0, vocab, size=n, dtype=np.uint16 if vocab <= 65536 else np.uint32)
 
 
 def main(argv=None) -> None:

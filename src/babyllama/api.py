@@ -161,15 +161,16 @@ def finetune(models: str | Path | list[str | Path], tasks: list[str], *, eval_ro
 
 def run(recipe: str | Path, *, data_root: str | Path | None = None, run_dir: str | Path | None = None,
         overrides: list[str] | None = None, only: list[str] | None = None, from_stage: str | None = None,
-        dry_run: bool = False, makefile: str | Path | None = None) -> Path:
+        dry_run: bool = False, makefile: str | Path | None = None, estimate: bool = True) -> Path:
     """Run a recipe (every stage not done yet, ``only`` some, or those ``from_stage`` on; ``dry_run`` prints the
-    plan; ``makefile`` writes it as a Makefile and runs nothing); returns the run directory."""
+    plan; ``makefile`` writes it as a Makefile and runs nothing; ``estimate``: before the first training stage,
+    print the whole job's time from a few steps measured here); returns the run directory."""
     from .report import markdown as _report  # noqa: F401  (registers the report stage kind the run ends with)
     from .runner.execute import run_recipe
 
     return run_recipe(str(recipe), overrides or [], str(data_root) if data_root else None,
                       str(run_dir) if run_dir else None, dry_run, only=only, from_stage=from_stage,
-                      makefile=str(makefile) if makefile else None)
+                      makefile=str(makefile) if makefile else None, estimate=estimate)
 
 
 def sweep(sweep_file: str | Path, *, data_root: str | Path | None = None, sweep_dir: str | Path | None = None,

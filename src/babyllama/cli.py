@@ -183,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int_at_least(1), default=ev["batch_size"].default,
                    help="sentences per forward pass")
     p.add_argument("--ppl-max-tokens", type=int_at_least(2), help="perplexity: at most N tokens per domain and split")
-    p.add_argument("--bf16", action="store_true", help="score under bf16 autocast")
+    p.add_argument("--precision", choices=["auto", "fp32", "exact_bf16", "bf16"], default=None,
+                   help="exact_bf16: bf16 ranking, every item bf16 could decide ranked again in fp32 (fp32's "
+                   "decisions); bf16: bf16 throughout; auto (default): exact_bf16 where bf16 is native, else fp32")
+    p.add_argument("--bf16", action="store_true", help="score under bf16 autocast throughout (= --precision bf16)")
     p.add_argument("--resamples", type=int_at_least(99), default=ev["resamples"].default,
                    help="bootstrap resamples behind the CIs and paired p-values (the smallest p is 2/(B+1))")
     p.add_argument("--padded", action="store_true", help="one padded row per sentence, lm-eval's own layout and "
@@ -255,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--makefile", type=output_file, metavar="FILE", help="write the stages as a Makefile and run "
                    "nothing: `make -j2 -f FILE` then runs stages whose inputs are done side by side (faster than one "
                    "stage on all cores for small models)")
+    p.add_argument("--no-estimate", dest="estimate", action="store_false", help="skip the up-front estimate of "
+                   "the whole job (a few training steps of each model, timed before the first stage)")
     p = sub.add_parser("sweep", help="studies and sweeps of a recipe on Optuna: `sweep SWEEP.yaml` (short for "
                        "`sweep run`), `sweep report DIR`, `sweep best DIR --out FILE.yaml`")
     ssub = p.add_subparsers(dest="sweep_command", metavar="{run,report,best}", help="what to do with a sweep")
@@ -396,10 +401,17 @@ def cmd_distill(args) -> int:
     return _train_stage(args, "distill")
 
 
+def _eval_precision(args) -> str:
+    if args.bf16 and args.precision not in (None, "bf16"):
+        raise UserError(f"--bf16 and --precision {args.precision} disagree; give one of them")
+    return "bf16" if args.bf16 else args.precision or "auto"
+
+
 def eval_settings(args) -> dict:
     """The flags of `babyllama eval` as EvalConfig fields (the settings a recipe's eval: section holds)."""
     return {"batch_size": args.batch_size, "paradigms": args.paradigms, "max_pairs": args.max_pairs,
-            "ppl_max_tokens": args.ppl_max_tokens, "bf16": args.bf16,
+            "ppl_max_tokens": args.ppl_max_tokens,
+            "precision": _eval_precision(args),
             "layout": "padded" if args.padded else "prefix_tree", "resamples": args.resamples,
             "temperature_min": args.temperature_min, "temperature_max": args.temperature_max,
             "temperature_interval": args.temperature_interval, "tie_rule": args.tie_rule}
@@ -468,7 +480,7 @@ def cmd_run(args) -> int:
 
     overrides = [o for f in args.set_files for o in overrides_from_file(f)] + args.overrides
     run(args.recipe, data_root=args.data_root, run_dir=args.run_dir, overrides=overrides, only=args.only,
-        from_stage=args.from_stage, dry_run=args.dry_run, makefile=args.makefile)
+        from_stage=args.from_stage, dry_run=args.dry_run, makefile=args.makefile, estimate=args.estimate)
     return 0
 
 

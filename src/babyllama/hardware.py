@@ -9,6 +9,8 @@ eager attention trains faster there while SDPA still infers faster. The measurem
 from __future__ import annotations
 
 import os
+import time
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -53,9 +55,35 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+BF16_MATMUL_MIN_GAIN = 1.25  # bf16 autocast pays on a CPU when its matmuls run at least this much faster than fp32
+
+
+@lru_cache(maxsize=1)
+def cpu_bf16_matmul_gain(n: int = 512, reps: int = 5) -> float:
+    """How much faster an n x n matmul runs in bf16 than in fp32 on this CPU, at this process's threads (best of
+    ``reps``; a few milliseconds). Native bf16 is not enough: without AMX, this torch's bf16 matmuls can run slower
+    than fp32 (benchmarks/README.md, "Without AMX")."""
+    def best(dtype) -> float:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        a @ b
+        t = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            a @ b
+            t = min(t, time.perf_counter() - t0)
+        return t
+
+    return best(torch.float32) / best(torch.bfloat16)
+
+
+def cpu_bf16_pays() -> bool:
+    """Native bf16 whose matmuls here beat fp32's by BF16_MATMUL_MIN_GAIN (AMX: ~6x; AVX512-BF16 EPYC: ~2x)."""
+    return cpu_has_native_bf16() and cpu_bf16_matmul_gain() >= BF16_MATMUL_MIN_GAIN
+
+
 def resolve_precision(pref: str, device: str | None = None) -> str:
-    """'auto' -> bf16 where the device runs it natively, else fp32 on a CPU and fp16 on an older GPU. fp16 is
-    refused on a CPU."""
+    """'auto' -> bf16 where the device runs it natively (on a CPU: and its bf16 matmuls are measurably faster than
+    fp32's), else fp32 on a CPU and fp16 on an older GPU. fp16 is refused on a CPU."""
     device = device_type(device or default_device())
     if pref == "fp16" and device == "cpu":
         raise UserError("training.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
@@ -63,7 +91,15 @@ def resolve_precision(pref: str, device: str | None = None) -> str:
         return pref
     if device == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "bf16" if cpu_bf16_pays() else "fp32"
+
+
+def resolve_eval_precision(pref: str, device: str | None = None) -> str:
+    """Scoring precision: 'auto' -> exact_bf16 where the device runs bf16 natively (the decisions stay fp32's,
+    faster), else fp32."""
+    if pref != "auto":
+        return pref
+    return "exact_bf16" if resolve_precision("auto", device) == "bf16" else "fp32"
 
 
 def resolve_attention(pref: str, precision: str, compile_: bool = False, device: str | None = None) -> str:

@@ -176,3 +176,25 @@ def test_saved_configs_are_location_free_and_load_again(tmp_path):
     (tmp_path / "loose.yaml").write_text(text)
     with pytest.raises(UserError, match="needs the run dir"):
         load_config(tmp_path / "loose.yaml")
+
+
+def test_eval_precision_and_the_former_bf16_flag():
+    assert EvalConfig().precision == "auto"
+    assert EvalConfig(bf16=True).precision == "bf16"
+    assert EvalConfig(bf16=False).precision == "auto"
+    assert EvalConfig(precision="exact_bf16").precision == "exact_bf16"
+    with pytest.raises(ValueError, match="bf16: true and precision disagree"):
+        EvalConfig(bf16=True, precision="fp32")
+
+
+def test_yes_no_on_off_stay_words_as_in_yaml_1_2(tmp_path):
+    """PyYAML reads YAML 1.1, where `no` is False: `eval_strategy: no` must arrive as the word."""
+    from babyllama.config.loader import load_yaml, parse_override
+
+    assert load_yaml("a: no\nb: yes\nc: on\nd: off\ne: true\nf: False\ng: 3\nh: [1, x]") == \
+        {"a": "no", "b": "yes", "c": "on", "d": "off", "e": True, "f": False, "g": 3, "h": [1, "x"]}
+    assert parse_override("training.eval_strategy=no") == (["training", "eval_strategy"], "no")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {preset: llama-tiny}\ntraining: {eval_strategy: no, output_dir: out}\n")
+    assert load_config(cfg).training.eval_strategy == "no"
+    assert load_config(cfg, ["training.eval_strategy=no"]).training.eval_strategy == "no"

@@ -4,13 +4,34 @@ import pytest
 import torch
 
 from babyllama.errors import UserError
+from babyllama import hardware
 from babyllama.hardware import (autocast, cpu_has_native_bf16, device_type, resolve_attention,
-                                         resolve_device, resolve_precision)
+                                         resolve_device, resolve_eval_precision, resolve_precision)
 
 
-def test_auto_precision_picks_bf16_where_native():
-    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+def test_auto_precision_picks_bf16_where_native_and_faster(monkeypatch):
+    assert resolve_precision("auto", "cpu") == ("bf16" if hardware.cpu_bf16_pays() else "fp32")
     assert resolve_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    for gain, want in ((6.0, "bf16"), (2.0, "bf16"), (0.6, "fp32")):  # AMX, an AVX512-BF16 EPYC, no AMX
+        monkeypatch.setattr(hardware, "cpu_bf16_matmul_gain", lambda: gain)
+        assert resolve_precision("auto", "cpu") == want
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is never timed
+    monkeypatch.setattr(hardware, "cpu_bf16_matmul_gain", lambda: pytest.fail("timed"))
+    assert resolve_precision("auto", "cpu") == "fp32"
+
+
+def test_the_bf16_gain_is_a_measured_ratio():
+    gain = hardware.cpu_bf16_matmul_gain()
+    assert gain > 0 and gain == hardware.cpu_bf16_matmul_gain()  # measured once per process
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_scoring_is_exact_bf16_where_bf16_is_native_else_fp32(native, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_bf16_pays", lambda: native)
+    assert resolve_eval_precision("auto", "cpu") == ("exact_bf16" if native else "fp32")
+    for pref in ("fp32", "exact_bf16", "bf16"):
+        assert resolve_eval_precision(pref, "cpu") == pref
 
 
 def test_device_on_a_machine_without_a_gpu(monkeypatch):

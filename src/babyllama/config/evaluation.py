@@ -47,7 +47,11 @@ class EvalConfig(Section):
     resamples: int = Field(
         1000, ge=99, description="Bootstrap resamples B behind every CI and paired bootstrap p-value (the report's "
         "verdicts too); the smallest p a bootstrap can give is 2 / (B + 1).")
-    bf16: bool = Field(False, description="Score under bf16 autocast (faster; decisions may differ from lm-eval's).")
+    precision: Literal["auto", "fp32", "exact_bf16", "bf16"] = Field(
+        "auto", description="exact_bf16: rank options under bf16 autocast and in fp32 again every item the bf16 "
+        "rounding could decide (decisions identical to fp32's; wug, reading and perplexity in fp32); bf16: all "
+        "under bf16 autocast (faster still; decisions may differ from lm-eval's); auto: exact_bf16 where the device "
+        "runs bf16 natively, else fp32.")
     device: str = DEVICE_FIELD
     layout: Literal["prefix_tree", "padded"] = Field(
         "prefix_tree",
@@ -64,6 +68,18 @@ class EvalConfig(Section):
     tie_rule: Literal["first", "strict"] = Field(
         "first", description="Entity tracking: first: an exact tie for the best option goes to the first (the right "
         "one), the 2025 pipeline's torch.max rule; strict: a tie counts as wrong.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bf16_flag(cls, data: Any) -> Any:
+        """The former ``bf16: true`` is ``precision: bf16`` (``bf16: false`` says nothing)."""
+        if isinstance(data, dict) and "bf16" in data:
+            data = dict(data)
+            if data.pop("bf16") is True:
+                if data.get("precision", "bf16") != "bf16":
+                    raise ValueError("bf16: true and precision disagree; keep precision alone")
+                data["precision"] = "bf16"
+        return data
 
     @field_validator("suites")
     @classmethod

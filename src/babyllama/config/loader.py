@@ -7,6 +7,7 @@ for unknown keys, the keys allowed there; nanoGPT's configurator, OLMo-core). It
 from __future__ import annotations
 
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,30 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML as version 1.2 reads booleans: only true/false. PyYAML follows 1.1, where no/yes/on/off are booleans,
+    so ``eval_strategy: no`` (or ``--set training.eval_strategy=no``) would arrive as False."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """A YAML document read with YAML 1.2's booleans (:class:`_Yaml12Loader`)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``a.b.c=value`` -> (["a", "b", "c"], value parsed as YAML, so numbers, lists and booleans work)."""
     if "=" not in item:
         raise UserError(f"override '{item}' is not key=value; write e.g. --set training.learning_rate=3e-4")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = load_yaml(raw) if raw != "" else None
     except yaml.YAMLError:
         raise UserError(f"override '{item}': the value is not valid YAML; quote strings, e.g. "
                         f"--set '{key}=\"{raw}\"'") from None
@@ -70,7 +88,7 @@ def read_yaml(path: str | Path, what: str = "config file",
     if not p.is_file():
         raise UserError(f"{what} not found: {p}; pass a YAML file (see configs/ and recipes/)")
     try:
-        tree = yaml.safe_load(p.read_text(encoding="utf-8"))
+        tree = load_yaml(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{p}: not valid UTF-8 YAML ({first}); fix the syntax") from None

@@ -109,18 +109,19 @@ def choice_requests(scorer: Scorer, items: Sequence[ChoiceItem]) -> ChoiceReques
                           sum(len(c) + len(k) - 1 > max_len for c, k in reqs))
 
 
-def choice_logprobs(scorer: Scorer, requests: ChoiceRequests, temperature: float = 1.0) -> np.ndarray:
-    """``(items, options)`` summed log-probabilities of each candidate's scored tokens at ``temperature``."""
+def choice_logprobs(scorer: Scorer, requests: ChoiceRequests, temperature: float = 1.0,
+                    ranking: bool = True) -> np.ndarray:
+    """``(items, options)`` summed log-probabilities of each candidate's scored tokens at ``temperature``.
+    ``ranking``: only each item's ranking is used (entity tracking), so exact bf16 may decide it
+    (:meth:`.scoring.Scorer.ranked_logprobs`); otherwise (wug's probabilities) every value is fp32's."""
     lp = np.full(requests.shape, -np.inf)
-    saved_len, saved_t = scorer.max_len, scorer.temperature
+    saved_len, saved_t, saved_exact = scorer.max_len, scorer.temperature, scorer.exact_bf16
     scorer.max_len, scorer.temperature = requests.max_len, temperature
+    scorer.exact_bf16 = saved_exact and ranking
     try:
-        tree = scorer.tree_ok()
-        sums = scorer.logprobs(requests.reqs, tree=tree)
-        if tree:
-            scorer.rescored = scorer.rescore_near_ties(requests.reqs, sums, [i for i, _ in requests.where])
+        sums = scorer.ranked_logprobs(requests.reqs, [i for i, _ in requests.where])
     finally:
-        scorer.max_len, scorer.temperature = saved_len, saved_t
+        scorer.max_len, scorer.temperature, scorer.exact_bf16 = saved_len, saved_t, saved_exact
     for (i, j), v in zip(requests.where, sums):
         lp[i, j] = v
     return lp

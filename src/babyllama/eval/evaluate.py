@@ -150,15 +150,22 @@ def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = N
     "layout"}``. ``suites`` passes items loaded already (several models, one load)."""
     wants_ppl = needs_corpus(config, corpus)
     suites = load_suites(config) if suites is None else suites
-    scorer = Scorer(model, tokenizer, batch_size=config.batch_size, bf16=config.bf16,
-                    tree=config.layout == "prefix_tree")
-    out: dict = {"suites": {}, "perplexity": None, "timing": {}, "rescored_near_ties": {}}
+    from ..hardware import resolve_eval_precision
+
+    precision = resolve_eval_precision(config.precision, str(next(model.parameters()).device))
+    scorer = Scorer(model, tokenizer, batch_size=config.batch_size, bf16=precision == "bf16",
+                    exact_bf16=precision == "exact_bf16", tree=config.layout == "prefix_tree")
+    out: dict = {"suites": {}, "perplexity": None, "timing": {}, "rescored_near_ties": {}, "precision": precision}
+    if precision == "exact_bf16":
+        out["ranked_again_in_fp32"] = {}
     for s, items in suites.items():
         t0 = time.perf_counter()
-        scorer.rescored = 0
+        scorer.rescored = scorer.rescored_bf16 = 0
         out["suites"][s] = score_suite(scorer, s, items, config)
         out["timing"][s] = time.perf_counter() - t0
         out["rescored_near_ties"][s] = scorer.rescored
+        if precision == "exact_bf16":
+            out["ranked_again_in_fp32"][s] = scorer.rescored_bf16
     out["layout"] = "prefix_tree" if scorer.tree_ok() else "padded"
     out["device"] = str(scorer.device)
     if wants_ppl:
@@ -167,7 +174,7 @@ def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = N
         t0 = time.perf_counter()
         out["perplexity"] = perplexity(model, tokenizer, corpus, seq_len=config.ppl_seq_len,
                                        max_tokens=config.ppl_max_tokens, batch_size=max(1, config.batch_size // 2),
-                                       bf16=config.bf16, keep_chunks=keep_chunks)
+                                       bf16=precision == "bf16", keep_chunks=keep_chunks)
         out["timing"]["perplexity"] = time.perf_counter() - t0
     return out
 

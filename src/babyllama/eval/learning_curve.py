@@ -11,6 +11,11 @@ from ..io import atomic_write, write_json, write_text
 from ..training.words import word_checkpoints, words_label
 from .evaluate import evaluate_models
 from .markdown import headline
+from .suites import get_suite
+
+# the figure's accuracies and their chance levels: minimal pairs 1 in 2, entity tracking 1 in 5 (every item of the
+# pipeline's files has five options); wug's rho and reading's score have no chance line and stay in the table
+CHANCE = {"pairs": 50.0, "entity_tracking": 20.0}
 
 
 def learning_curve(run: str | Path, config: EvalConfig, corpus: str | Path | None = None,
@@ -42,8 +47,14 @@ def learning_curve(run: str | Path, config: EvalConfig, corpus: str | Path | Non
     write_json(run / "learning_curve.json", curve)
     write_text(run / "learning_curve.md", f"# Learning curve of {run.name}\n\nMacro accuracy (%) per suite; wug: "
                f"Spearman's rho; reading: eye-tracking score (%).\n\n{md}\n")
-    figure(rows, [c for c in cols if units.get(c) == "%"], run / "learning_curve.png")
+    accuracy = [c for c in cols if units.get(c) == "%" and get_suite(c).kind in CHANCE]
+    figure(rows, accuracy, run / "learning_curve.png")
     return md, curve
+
+
+def chance_levels(suites: list[str]) -> list[float]:
+    """The chance accuracies (%) of the figure's suites, one dashed line each."""
+    return sorted({CHANCE[get_suite(s).kind] for s in suites})
 
 
 def figure(rows: list[dict], suites: list[str], path: Path) -> None:
@@ -56,7 +67,8 @@ def figure(rows: list[dict], suites: list[str], path: Path) -> None:
     words = [r["words"] for r in rows]
     for s in suites:
         ax.plot(words, [r[s] for r in rows], marker="o", label=s)
-    ax.axhline(50, color="grey", lw=0.8, ls="--", label="chance")
+    for chance in chance_levels(suites):
+        ax.axhline(chance, color="grey", lw=0.8, ls="--", label=f"chance ({chance:.0f}%)")
     ax.set_xscale("log")
     ax.set_xlabel("training words seen")
     ax.set_ylabel("macro accuracy (%)")

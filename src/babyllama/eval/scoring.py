@@ -34,6 +34,14 @@ are tokenized in one batched call, inference mode, and the model stays loaded ac
 also runs the output layer only on the continuation positions (``split_head``), in row blocks, which needs no
 (batch, width, vocab) tensor. Near-ties are not re-scored in bf16: its decisions
 are not meant to be lm-eval's, and their agreement is measured by ``benchmarks/eval_blimp.py``.
+
+``exact_bf16=True`` (``eval.precision: exact_bf16``, the default where bf16 is native) ranks every item in bf16 and
+ranks again in fp32 each item whose two best bf16 scores are within ``bf16_bound`` of each other: the rounding
+bf16 can add to a summed log-probability, taken as ``BF16_ERROR_FACTOR x 2^-8 x |sum|`` per option, plus
+``TIE_MARGIN``. An item outside the bound keeps the ranking bf16 gave it, which fp32 would give too; the decisions
+are fp32's (and lm-eval's) while most items never run in fp32. Scores used as values (wug's probabilities,
+reading's surprisals, perplexity) are fp32 in this mode. The headroom of the factor on every suite and shape, the
+share ranked again and the speed: ``benchmarks/exact_bf16.py``.
 """
 
 from __future__ import annotations
@@ -102,6 +110,13 @@ def encode_many(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[
 
 ROW_TOKENS = 256  # prefix-tree nodes per row (attention over a row costs ~ row_tokens per node)
 TIE_MARGIN = 1e-3  # nats, far above the rounding measured: pairs this close are re-scored in lm-eval's layout
+# exact bf16: a sentence's summed log-probability in bf16 is taken to be off by at most BF16_ERROR_FACTOR x u x
+# |its sum| (u = 2^-8, bf16's unit roundoff: every matmul rounds its inputs and outputs to 8 significant bits, and
+# the error a token's log-probability carries grows with its size); two options are ranked in fp32 again when their
+# bf16 margin is within the sum of their two bounds (+ TIE_MARGIN). The factor holds with room to spare on every
+# suite and shape measured (benchmarks/README.md, "Exact bf16 scoring").
+BF16_UNIT_ROUNDOFF = 2.0**-8
+BF16_ERROR_FACTOR = 1.0
 HEAD_BLOCK = 512  # output-layer rows per matmul
 SOFTMAX_BLOCK = 128  # rows per log-softmax within a block (a 128 x vocab slice stays in cache)
 
@@ -192,13 +207,23 @@ def _top_two_gap(scores: list[float]) -> float:
     return best[-1] - best[-2]
 
 
+def bf16_bound(scores: list[float]) -> float:
+    """How far apart the best two of an item's bf16 scores may be and still rank the other way in fp32."""
+    a, b = sorted(scores)[-2:]
+    return TIE_MARGIN + BF16_ERROR_FACTOR * BF16_UNIT_ROUNDOFF * (abs(a) + abs(b))
+
+
 class Scorer:
     """Scores (context, continuation) token pairs with one loaded model."""
 
     def __init__(self, model, tokenizer, batch_size: int = 256, bf16: bool = False, max_batch_tokens: int = 8192,
                  split: bool | None = None, tree: bool = True, row_tokens: int = ROW_TOKENS,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, exact_bf16: bool = False):
         self.model = model.eval()
+        # rank in bf16, then in fp32 again every item whose bf16 margin is within ``bf16_bound`` (decisions are
+        # fp32's); the scores that need values, not a ranking (wug, reading, perplexity), stay fp32
+        self.exact_bf16 = exact_bf16 and not bf16
+        self.rescored_bf16 = 0  # items ranked again in fp32 by the last ``ranked_logprobs``
         # logits are divided by this before the log-softmax (the BabyLM 2025 pipeline's temperature scan); lm-eval
         # has none, and dividing by 1.0 is exact, so the default changes no number
         self.temperature = temperature
@@ -395,6 +420,38 @@ class Scorer:
         widths = [min(len(c) + len(k), self.max_len + 1) - 1 for c, k in seqs]
         return [[seqs[i] for i in g] for g in consecutive_groups(widths, self.max_batch_tokens, self.batch_size)]
 
+    def ranked_logprobs(self, reqs: Sequence[tuple], item_of: Sequence[int]) -> list[float]:
+        """Summed log-probabilities of requests whose ranking within each item (``item_of[k]``: the item of
+        request k) decides it, with the rank exactly as fp32 and lm-eval's layout give it: in fp32, near-ties
+        re-scored padded; in exact bf16, scored in bf16 and every item within ``bf16_bound`` scored again so.
+        Sets ``rescored`` (near-ties) and ``rescored_bf16`` (items ranked again in fp32)."""
+        self.rescored = self.rescored_bf16 = 0
+        tree = self.tree_ok()
+        if not self.exact_bf16:
+            lp = self.logprobs(reqs, tree=tree)
+            if tree and not self.bf16:
+                self.rescored = self.rescore_near_ties(reqs, lp, item_of)
+            return lp
+        self.bf16 = True
+        try:
+            lp = self.logprobs(reqs, tree=tree)
+        finally:
+            self.bf16 = False
+        by_item: dict[int, list[int]] = {}
+        for k, i in enumerate(item_of):
+            by_item.setdefault(i, []).append(k)
+        close = [ks for ks in by_item.values()
+                 if len(ks) > 1 and _top_two_gap([lp[k] for k in ks]) <= bf16_bound([lp[k] for k in ks])]
+        picked = [k for ks in close for k in ks]
+        again = self.logprobs([reqs[k] for k in picked], tree=tree)
+        if tree:
+            self.rescored = self.rescore_near_ties([reqs[k] for k in picked], again,
+                                                   [item_of[k] for k in picked])
+        for k, v in zip(picked, again):
+            lp[k] = v
+        self.rescored_bf16 = len(close)
+        return lp
+
     def rescore_near_ties(self, reqs: Sequence[tuple], lp: list[float], item_of: Sequence[int]) -> int:
         """Score again in the padded layout, in place in ``lp``, every request of each item (``item_of[k]``: the
         item of request k) whose best two options are within ``TIE_MARGIN`` nats; returns how many items."""
@@ -412,11 +469,10 @@ class Scorer:
 
         With the prefix-tree layout, a pair whose two scores are within ``TIE_MARGIN`` nats is scored again in
         lm-eval's padded layout, so that float rounding (about 1e-5 nats here) cannot decide it differently
-        from lm-eval; in bf16 (not meant to be identical) no pair is re-scored."""
+        from lm-eval; exact bf16 ranks in fp32 again every pair its bf16 scores leave in doubt
+        (``ranked_logprobs``); plain bf16 (not meant to be identical) re-scores none. The scores returned are
+        those that decided each pair (bf16 ones for pairs exact bf16 did not score again)."""
         reqs = encode_many(self.tokenizer, [(it.context, ch) for it in items for ch in it.choices])
-        tree = self.tree_ok()
-        lp = self.logprobs(reqs, tree=tree)
-        self.rescored = self.rescore_near_ties(reqs, lp, [i // 2 for i in range(len(reqs))]) \
-            if tree and not self.bf16 else 0
+        lp = self.ranked_logprobs(reqs, [i // 2 for i in range(len(reqs))])
         pairs = [(lp[2 * i], lp[2 * i + 1]) for i in range(len(items))]
         return [g >= b for g, b in pairs], pairs

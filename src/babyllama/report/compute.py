@@ -45,16 +45,18 @@ def compute_table(plan: Plan) -> tuple[Table, float, float | None]:
         info = read_run_info(d) or {}
         met = read_json(d / METRICS_FILE) if trains_model(s.kind) else None
         wall = stage_wall_s(plan, s, met)
+        ev = (read_json(d / result_file("eval")) or {}) if s.kind == "eval" else {}
         if wall is None and s.kind == "eval":  # a run_info.json without wall_s: the eval's own timings
-            timing = (read_json(d / result_file("eval")) or {}).get("timing", {})
+            timing = ev.get("timing", {})
             wall = sum(timing.values()) if timing else None
         total += wall or 0.0
         finished.append((info.get("finished_at"), wall))
         tps = (met or {}).get("train_tokens_per_s")
         if met:
             precision = met.get("precision", "-")
-        elif s.kind == "eval":
-            precision = "bf16" if info.get("config", {}).get("bf16") else "fp32"
+        elif s.kind == "eval":  # as the stage resolved it (exact_bf16 where native), else its setting
+            cfg = info.get("config", {})
+            precision = ev.get("precision") or cfg.get("precision") or ("bf16" if cfg.get("bf16") else "fp32")
         elif s.kind == "finetune":
             precision = info.get("config", {}).get("precision", "-")
         else:

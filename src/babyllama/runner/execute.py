@@ -47,11 +47,12 @@ def select_stages(plan: Plan, only: list[str], from_stage: str | None) -> list[S
 
 def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: str | None,
                dry_run: bool = False, only: list[str] | None = None, from_stage: str | None = None,
-               makefile: str | None = None) -> Path:
+               makefile: str | None = None, estimate: bool = True) -> Path:
     """Run a recipe's stages that are not done; returns its run directory (``run_dir``, else the recipe's, as
     given). With ``only``, just those stages (each under its own lock, so workers of a user's scheduler can share
     the run directory); otherwise the whole run holds the run directory. With ``makefile``, write the plan as a
-    Makefile for `make -j N` and run nothing."""
+    Makefile for `make -j N` and run nothing. ``estimate``: before a run whose training stages have not started,
+    print the whole job's time from a few steps measured here (:mod:`babyllama.runner.estimate`)."""
     if makefile and (only or from_stage or dry_run):
         raise UserError("--makefile writes every stage and runs none; drop --only, --from and --dry-run (make "
                         "TARGET -f FILE runs one stage and what it needs)")
@@ -68,10 +69,14 @@ def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: 
         write_makefile(plan, makefile, path, overrides, data_root)
         print(f"wrote {makefile}: `make -j2 -f {makefile}` runs the {len(plan.stages)} stages of recipe "
               f"{recipe.name}, two at a time, into {plan.run_dir}; stage logs in {plan.run_dir / 'logs'}")
+        if estimate:
+            print_estimate(plan, plan.stages, parallel=2)
         return where
     print_plan(recipe, plan, selected)
     if dry_run:
         return where
+    if estimate and not only:
+        print_estimate(plan, selected, parallel=1)
     t0 = time.time()
     summary = run_stages(recipe, plan, selected, stage_locks="try" if only else "none")
     if summary is None:
@@ -81,6 +86,27 @@ def run_recipe(path: str, overrides: list[str], data_root: str | None, run_dir: 
     print(summary)
     print(f"\nall stages done in {clock(time.time() - t0)}; report: {plan.run_dir / 'report.md'}")
     return where
+
+
+def print_estimate(plan: Plan, selected: list[Stage], parallel: int) -> None:
+    """The whole job's estimated time, printed (and kept as ``RUN_DIR/estimate.json``) when no selected training
+    stage has started yet: a run resumed later has the run clock's ETA from its own finished stages instead."""
+    from ..io import write_json
+    from .estimate import estimate
+
+    fresh = [s for s in selected if trains_model(s.kind) and stage_state(plan, s) == "todo"]
+    if not fresh or len(fresh) < sum(trains_model(s.kind) for s in selected):
+        return
+    print("measuring a few training steps of each model for the time estimate ...", flush=True)
+    try:
+        est = estimate(plan, parallel)
+    except UserError:
+        raise  # a problem of the inputs, which the stages would meet later: say it now
+    except Exception as e:  # noqa: BLE001 - an estimate that cannot be made must not stop the job
+        print(f"no estimate: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
+        return
+    print(est.line(), flush=True)
+    write_json(plan.run_dir / "estimate.json", est.as_json())
 
 
 def print_plan(recipe: Recipe, plan: Plan, selected: list[Stage]) -> None:

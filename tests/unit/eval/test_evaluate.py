@@ -57,6 +57,13 @@ def test_evaluate_in_memory_model_on_a_jsonl_suite_and_perplexity(tiny_tokenizer
     assert all(d["chunk_ce"] for d in res["perplexity"]["dev"]["domains"].values())
     with pytest.raises(Exception, match="needs --corpus"):
         evaluate(model, tiny_tokenizer, cfg)
+    # exact bf16: the same decisions, perplexity still fp32's, the items ranked again counted per suite
+    fp32 = evaluate(model, tiny_tokenizer, cfg.model_copy(update={"precision": "fp32"}), tiny_prepared)
+    exact = evaluate(model, tiny_tokenizer, cfg.model_copy(update={"precision": "exact_bf16"}), tiny_prepared)
+    assert fp32["precision"] == "fp32" and exact["precision"] == "exact_bf16"
+    assert exact["suites"][str(f)]["decisions"] == fp32["suites"][str(f)]["decisions"]
+    assert exact["perplexity"]["dev"]["ce"] == fp32["perplexity"]["dev"]["ce"]
+    assert 0 <= exact["ranked_again_in_fp32"][str(f)] <= 3 and "ranked_again_in_fp32" not in fp32
 
     for i in (0, 1):
         m = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=i)

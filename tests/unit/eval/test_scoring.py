@@ -1,5 +1,6 @@
 """The scorer's split output-layer path gives the same log-probabilities as lm-eval's full log_softmax path."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,3 +142,59 @@ def test_near_ties_are_rescored_in_the_padded_layout(tiny_tokenizer):
         assert list(lps[i]) == padded.logprobs([encode(tokenizer, "", c) for c in items[i].choices])
     _, lps_padded = padded.score_items(items)
     assert [x for p in lps for x in p] == pytest.approx([x for p in lps_padded for x in p], abs=1e-4)
+
+
+def _pair_items():
+    from babyllama.eval.tasks import Item
+
+    return [Item("p", i, "", (" " + a, " " + b)) for i, (a, b) in enumerate([
+        ("The cat sat on the mat.", "The cats sat on the mat."), ("A dog barks.", "A dog bark."),
+        ("She reads books.", "She read books."), ("The cat sat.", "The cat sat."),
+        ("Birds fly south.", "Bird fly south."), ("He was here.", "He were here.")])]
+
+
+def test_the_bf16_bound_grows_with_the_two_best_scores():
+    u = scoring.BF16_UNIT_ROUNDOFF
+    assert u == 2.0**-8
+    want = scoring.TIE_MARGIN + scoring.BF16_ERROR_FACTOR * u * (12.0 + 10.0)
+    assert scoring.bf16_bound([-12.0, -50.0, -10.0]) == pytest.approx(want)  # the best two: -10 and -12
+
+
+def test_exact_bf16_ranks_as_fp32_and_ranks_again_only_what_bf16_leaves_in_doubt(tiny_tokenizer, monkeypatch):
+    model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
+    items = _pair_items()
+    want, fp32 = Scorer(model, tiny_tokenizer).score_items(items)
+    _, bf16 = Scorer(model, tiny_tokenizer, bf16=True).score_items(items)
+    exact = Scorer(model, tiny_tokenizer, exact_bf16=True)
+    got, lps = exact.score_items(items)
+    assert got == want
+    doubt = [i for i, (a, b) in enumerate(bf16) if abs(a - b) <= scoring.bf16_bound([a, b])]
+    assert exact.rescored_bf16 == len(doubt) >= 1  # the tie at least
+    for i in range(len(items)):  # the pairs ranked again carry fp32's scores, the others bf16's
+        assert lps[i] == pytest.approx(fp32[i] if i in doubt else bf16[i], abs=1e-4)
+    # a factor far too small would leave bf16 to decide: the bound is what keeps the decisions fp32's
+    monkeypatch.setattr(scoring, "BF16_ERROR_FACTOR", 1e6)
+    everything = Scorer(model, tiny_tokenizer, exact_bf16=True)
+    assert np.array(everything.score_items(items)[1]) == pytest.approx(np.array(fp32), abs=1e-4)
+    assert everything.rescored_bf16 == len(items)
+    monkeypatch.setattr(scoring, "BF16_ERROR_FACTOR", 0.0)
+    monkeypatch.setattr(scoring, "TIE_MARGIN", -1.0)
+    nothing = Scorer(model, tiny_tokenizer, exact_bf16=True)
+    assert np.array(nothing.score_items(items)[1]) == pytest.approx(np.array(bf16), abs=1e-6)
+    assert nothing.rescored_bf16 == 0
+
+
+def test_values_stay_fp32_in_exact_bf16(tiny_tokenizer):
+    from babyllama.eval.completion import choice_logprobs, choice_requests
+    from babyllama.eval.tasks2025 import ChoiceItem
+
+    model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
+    items = [ChoiceItem("u", 0, ("The box holds a cat.", "The box holds a dog."), (" a cat.", " a dog.")),
+             ChoiceItem("u", 1, ("He is very happy.", "He is very sad."), (" happy.", " sad."))]
+    fp32 = Scorer(model, tiny_tokenizer)
+    exact = Scorer(model, tiny_tokenizer, exact_bf16=True)
+    want = choice_logprobs(fp32, choice_requests(fp32, items))
+    values = choice_logprobs(exact, choice_requests(exact, items), ranking=False)  # wug's probabilities
+    assert values == pytest.approx(want, abs=1e-4) and exact.rescored_bf16 == 0
+    ranked = choice_logprobs(exact, choice_requests(exact, items))  # entity tracking: only the ranking counts
+    assert (ranked.argmax(axis=1) == want.argmax(axis=1)).all()
