@@ -253,6 +253,25 @@ class Scorer:
         scores = dict(zip(unique, sums))
         return [scores[key] for key in keys]
 
+    @torch.inference_mode()
+    def next_token_probs(self, requests: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, float]]:
+        """(P, log P) of token given context for (context ids, token id) requests, P as the BabyLM 2025 reading
+        pipeline computes it (``get_p``): each distinct context alone in one forward pass, unpadded, with its
+        attention mask, and a float32 softmax at the last position. A batch of one keeps the pipeline's GEMM
+        shapes, so the probabilities are its own bit for bit, where padded batches differ from it by float32
+        rounding. log P (a log-softmax) stays finite where P underflows to zero."""
+        by_context: dict[tuple, list[int]] = {}
+        for ctx, tok in requests:
+            by_context.setdefault(tuple(ctx), []).append(tok)
+        probs: dict[tuple, tuple[float, float]] = {}
+        for ctx, toks in by_context.items():
+            ids = torch.tensor([ctx], device=self.device)
+            logits = self._tempered(self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1])
+            p, logp = torch.softmax(logits, dim=-1), torch.log_softmax(logits, dim=-1)
+            for tok in toks:
+                probs[(ctx, tok)] = (p[tok].item(), logp[tok].item())
+        return [probs[(tuple(ctx), tok)] for ctx, tok in requests]
+
     def _inputs(self, ctx: tuple, cont: tuple) -> list[int]:
         return model_input(ctx, cont, self.max_len)
 

@@ -45,6 +45,9 @@ PREFIX_TREE_SHARE = 0.7
 FINETUNE_TRAIN_COST = 2.0  # a fine-tuning example's training pass, in scoring passes (bf16, short rows)
 EVAL_SUITE_S = 0.5  # per suite and eval stage: loading, bootstrap CIs
 READING_S = 2.0  # reading's 12 least-squares fits x 1000 resamples
+# reading runs each distinct context alone (the pipeline's arithmetic, bit for bit): a forward pass's fixed cost,
+# and distinct contexts per row (words of several tokens add some; 2,928 for the 1,726 rows at the 8k BPE)
+READING_FORWARD_S, READING_CONTEXTS_PER_ROW = 0.0035, 1.7
 FINETUNE_RUN_S = 0.5  # per task and seed: the classifier, its optimizer, compiling its layers
 REPORT_S = 30.0  # the report: figures, tables and its paired bootstraps
 
@@ -178,15 +181,18 @@ def eval_work(plan: Plan, corpus_domains: int = 10) -> EvalWork:
 
     cfg = EvalConfig.model_validate(plan.recipe.get("eval") or {})
     ranked = values = 0.0
+    overhead = EVAL_SUITE_S * len(cfg.suites)
     for name, items in load_suites(cfg).items():
         tokens = _suite_chars(items) / CHARS_PER_TOKEN
-        if get_suite(name).kind in ("pairs", "entity_tracking"):
+        kind = get_suite(name).kind
+        if kind in ("pairs", "entity_tracking"):
             ranked += tokens * PREFIX_TREE_SHARE
         else:
             values += tokens
+        if kind == "reading":
+            overhead += READING_S - EVAL_SUITE_S + READING_FORWARD_S * READING_CONTEXTS_PER_ROW * len(items)
     if "perplexity" in cfg.suites:
         values += 2 * corpus_domains * (cfg.ppl_max_tokens or 65536)
-    overhead = sum(READING_S if get_suite(s).kind == "reading" else EVAL_SUITE_S for s in cfg.suites)
     return EvalWork(ranked, values, overhead)
 
 

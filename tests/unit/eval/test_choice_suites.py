@@ -57,7 +57,7 @@ def test_scan_reports_the_first_best_temperature(monkeypatch):
     # right at T = 0.6 and 0.7 (two ties for best), wrong elsewhere: the pipeline keeps the first best
     right_at = {0.6, 0.7}
 
-    def fake(scorer, requests, t):
+    def fake(scorer, requests, t, ranking=True):
         ok = any(abs(t - r) < 1e-6 for r in right_at)
         return np.array([[0.0, -1.0] if ok else [-1.0, 0.0] for _ in range(requests.shape[0])])
 
@@ -72,6 +72,26 @@ def test_scan_reports_the_first_best_temperature(monkeypatch):
     cfg.temperature_max = None
     assert score_choice_suite(None, "entity_tracking", items, cfg)["temperature"] == {"chosen": 0.5, "scan": None}
     assert choice_suites.KINDS == ("entity_tracking", "wug")
+
+
+def test_wug_scores_fp32_values_in_exact_bf16_and_entity_tracking_only_its_ranking(tiny_tokenizer):
+    from babyllama.config import ModelConfig
+    from babyllama.eval.scoring import Scorer
+    from babyllama.models import build_model
+
+    model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
+    words = ["blick", "dax", "wug", "fep", "zorp", "tove"]
+    items = [ChoiceItem("wug_adj", k, (f"It is {w}ity.", f"It is {w}ness."), (f" {w}ity.", f" {w}ness."),
+                        ratio=k / 5) for k, w in enumerate(words)]
+    cfg = SimpleNamespace(temperature_min=1.0, temperature_max=None, temperature_interval=0.1, tie_rule="first",
+                          resamples=50)
+    fp32 = score_choice_suite(Scorer(model, tiny_tokenizer), "wug", items, cfg)
+    exact_scorer = Scorer(model, tiny_tokenizer, exact_bf16=True)
+    exact = score_choice_suite(exact_scorer, "wug", items, cfg)
+    assert exact["model_ratios"] == fp32["model_ratios"] and exact_scorer.rescored_bf16 == 0
+    entity = [ChoiceItem("regular_1_ops", 0, it.sentences, it.completions, "regular") for it in items]
+    score_choice_suite(exact_scorer, "entity_tracking", entity, cfg)
+    assert exact_scorer.exact_bf16  # ranked in bf16 (the mode survives the wug call)
 
 
 def test_readers_refuse_bad_files_in_one_line(tmp_path):

@@ -39,7 +39,7 @@ def get_p2(sentence, word, model, tokenizer):
         t = tokenizer.decode(tok)
         out.append(get_p(sentence, t, model, tokenizer))
         sentence = sentence + t
-    return float(np.prod(out))
+    return np.prod(out)
 
 
 def test_surprisal_is_the_pipelines_get_p2(tiny_tokenizer):
@@ -51,9 +51,14 @@ def test_surprisal_is_the_pipelines_get_p2(tiny_tokenizer):
     ref = [-math.log(get_p2(r.item, r.word, model, tiny_tokenizer)) for r in df.itertuples()]
     ref_prev = [-math.log(get_p2(r.prev_item, r.prev_word, model, tiny_tokenizer)) if isinstance(r.prev_item, str)
                 else math.nan for r in df.itertuples()]
-    assert pred == pytest.approx(ref, rel=1e-5)
+    assert pred.tolist() == ref  # bit for bit: one context per forward pass, the pipeline's float arithmetic
     assert np.isnan(prev).tolist() == np.isnan(ref_prev).tolist()
-    assert prev[~np.isnan(prev)] == pytest.approx(np.array(ref_prev)[~np.isnan(prev)], rel=1e-5)
+    assert prev[~np.isnan(prev)].tolist() == np.array(ref_prev)[~np.isnan(prev)].tolist()
+
+
+def test_a_probability_that_underflows_gives_the_log_softmax_surprisal():
+    assert reading._surprisal([(0.5, math.log(0.5)), (0.25, math.log(0.25))]) == -math.log(0.125)
+    assert reading._surprisal([(0.0, -120.0), (0.5, -0.7)]) == pytest.approx(120.7)
 
 
 def test_regressions_are_the_pipelines_formulas_and_figures():
