@@ -171,6 +171,7 @@ class EvalWork:
     ranked: float  # decided by a ranking (pairs, entity tracking): exact bf16 where it is the precision
     values: float  # used as values (wug, reading, perplexity; fine-tuning): fp32 or the training precision
     overhead_s: float
+    per_model_s: float = 0.0  # fixed seconds per model forwarded (an ensemble's members each): one-context passes
 
 
 def eval_work(plan: Plan, corpus_domains: int = 10) -> EvalWork:
@@ -181,7 +182,7 @@ def eval_work(plan: Plan, corpus_domains: int = 10) -> EvalWork:
 
     cfg = EvalConfig.model_validate(plan.recipe.get("eval") or {})
     ranked = values = 0.0
-    overhead = EVAL_SUITE_S * len(cfg.suites)
+    overhead, per_model = EVAL_SUITE_S * len(cfg.suites), 0.0
     for name, items in load_suites(cfg).items():
         tokens = _suite_chars(items) / CHARS_PER_TOKEN
         kind = get_suite(name).kind
@@ -190,10 +191,11 @@ def eval_work(plan: Plan, corpus_domains: int = 10) -> EvalWork:
         else:
             values += tokens
         if kind == "reading":
-            overhead += READING_S - EVAL_SUITE_S + READING_FORWARD_S * READING_CONTEXTS_PER_ROW * len(items)
+            overhead += READING_S - EVAL_SUITE_S
+            per_model += READING_FORWARD_S * READING_CONTEXTS_PER_ROW * len(items)
     if "perplexity" in cfg.suites:
         values += 2 * corpus_domains * (cfg.ppl_max_tokens or 65536)
-    return EvalWork(ranked, values, overhead)
+    return EvalWork(ranked, values, overhead, per_model)
 
 
 def finetune_work(plan: Plan) -> EvalWork:
@@ -258,8 +260,8 @@ def stage_seconds(plan: Plan, rates: Rates) -> dict[str, float]:
                 else:
                     sec += _train_tokens(s) * teacher_fwd
         elif s.kind == "eval":
-            sec += ev.overhead_s + sum(ev.ranked * scoring(m, eval_precision) + ev.values * fwd(m, "fp32")
-                                       for m in s.evaluated)
+            sec += ev.overhead_s + sum(ev.per_model_s + ev.ranked * scoring(m, eval_precision)
+                                       + ev.values * fwd(m, "fp32") for m in s.evaluated)
         elif s.kind == "finetune":
             # at the fp32 scoring rate: fine-tuning's small batches of short rows stay far from the bf16 peak
             sec += ft.overhead_s + sum(ft.values * fwd(m, "fp32") for m in s.evaluated)

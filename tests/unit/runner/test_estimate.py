@@ -11,7 +11,7 @@ from babyllama.runner.estimate import (DISTILL_STEP_COST, REPORT_S, TRAIN_RUN_FA
                                        finetune_work, makespan, measure, stage_seconds, _setup_key, _model_key,
                                        _train_tokens, _eval_tokens, _data_tokens)
 from babyllama.runner.plan import Plan, Stage, make_plan
-from helpers import REPO, run_here
+from helpers import REPO, need_shared, run_here
 
 SMOKE = REPO / "recipes" / "smoke.yaml"
 
@@ -68,7 +68,7 @@ def test_stages_are_priced_by_their_tokens_at_the_measured_rates(plan):
     student.config.distill.cache.enabled = False
     work = eval_work(plan)
     assert work.ranked > 0 and work.values > 0
-    per_model = work.ranked * 1e-5 + work.values * 1e-5
+    per_model = work.per_model_s + work.ranked * 1e-5 + work.values * 1e-5
     assert sec["eval:student:s1"] == pytest.approx(2.0 + work.overhead_s + per_model)
     assert sec["eval:ensemble"] == pytest.approx(2.0 + work.overhead_s + 2 * per_model)  # both teachers
     ft = finetune_work(plan)
@@ -80,7 +80,7 @@ def test_stages_are_priced_by_their_tokens_at_the_measured_rates(plan):
     # exact bf16 ranks in bf16 and a share again in fp32: cheaper than fp32 here, values (perplexity) still fp32
     plan.recipe["eval"]["precision"] = "exact_bf16"
     exact = stage_seconds(plan, rates)["eval:student:s1"]
-    assert 2.0 + work.overhead_s + work.values * 1e-5 < exact < sec["eval:student:s1"]
+    assert 2.0 + work.overhead_s + work.per_model_s + work.values * 1e-5 < exact < sec["eval:student:s1"]
 
 
 def test_measured_rates_cover_every_setup_and_leave_the_threads_as_they_were(plan):
@@ -106,3 +106,19 @@ def test_the_runner_prints_it_before_a_fresh_run_and_keeps_it(data_root, tmp_pat
     assert kept["parallel"] == 2 and kept["wall_s"] > 0 and "teacher:llama-tiny" in kept["stages_s"]
     r = run_here(capsys, *common, "--no-estimate")
     assert r.returncode == 0 and "estimated time" not in r.stdout
+
+
+def test_reading_prices_its_one_context_passes_per_model_and_per_ensemble_member(plan):
+    from babyllama.runner.estimate import READING_CONTEXTS_PER_ROW, READING_FORWARD_S
+
+    without = eval_work(plan)
+    assert without.per_model_s == 0
+    plan.recipe["eval"]["suites"] = ["reading"]
+    plan.recipe["eval"]["eval_root"] = str(need_shared() / "eval")
+    plan.recipe["eval"]["precision"] = "fp32"
+    work = eval_work(plan)
+    rows = 1726  # the BabyLM 2025 reading_data.csv
+    assert work.per_model_s == pytest.approx(READING_FORWARD_S * READING_CONTEXTS_PER_ROW * rows)
+    sec = stage_seconds(plan, _rates(plan))
+    single = sec["eval:student:s1"] - 2.0 - work.overhead_s
+    assert sec["eval:ensemble"] - 2.0 - work.overhead_s == pytest.approx(2 * single)  # both members' passes
