@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SCRIPT = "distill-ensemble-pretraining-baby-llama.py"
 STUDENT = "llama-cpu-4m"
 TEACHERS = ("llama-cpu-12m", "gpt2-cpu-10m")
-LR, BATCH, SEQ, WEIGHT_DECAY = 2.5e-4, 32, 128, 0.1  # the script's
+LR, BATCH, SEQ = 2.5e-4, 32, 128  # the script's (weight decay 0.1: distill.base_config's too)
 
 
 def patches(steps: int, eval_samples: int, shape: dict, bf16: bool) -> list[tuple[str, str]]:
@@ -133,21 +133,18 @@ def run_authors(python: str, root: Path, steps: int) -> dict:
 
 def run_ours(work: Path, teachers: list[Path], steps: int, train_tokens: int, eval_tokens: int, cached: bool) -> dict:
     """``babyllama distill`` in its own process, every setting not named here at its default."""
+    from distill import base_config
+
     out = work / ("ours-cached" if cached else "ours")
     shutil.rmtree(out, ignore_errors=True)
-    cfg = {
-        "data": {"corpus": str(work / "corpus"), "tokenizer": str(work / "tokenizer"), "seq_len": SEQ,
-                 "max_train_tokens": train_tokens, "max_eval_tokens": eval_tokens},
-        "model": {"preset": STUDENT},
-        "training": {"output_dir": str(out), "batch_size": BATCH, "max_steps": steps,
-                     "warmup_steps": max(1, steps // 10), "learning_rate": LR, "weight_decay": WEIGHT_DECAY,
-                     "lr_scheduler": "cosine", "eval_strategy": "no", "report_to": ["none"], "progress": False},
-        "distill": {"teachers": [str(t) for t in teachers], "alpha": 0.5, "temperature": 2.0,
-                    **({"cache": {"enabled": True, "dir": str(work / "ours-cache")}} if cached else {})},
-    }
+    cfg = base_config(work, STUDENT, out, steps, LR, train_tokens, seed=42)  # 42: the training default
+    cfg.data.max_eval_tokens = eval_tokens
+    cfg.training.eval_strategy = "no"
+    cfg.distill.teachers = [str(t) for t in teachers]
     if cached:
+        cfg.distill.cache.enabled, cfg.distill.cache.dir = True, str(work / "ours-cache")
         shutil.rmtree(work / "ours-cache", ignore_errors=True)  # built inside the timed run
-    (work / "ours.json").write_text(json.dumps(cfg))
+    (work / "ours.json").write_text(json.dumps(cfg.model_dump(mode="json")))
     code = ("import json,sys; from babyllama.config import Config; from babyllama.distillation.trainer import distill;"
             "m = distill(Config.model_validate(json.load(open(sys.argv[1])))); print('RESULT ' + json.dumps("
             "{k: m.get(k) for k in ('train_runtime_s', 'teacher_cache_s', 'precision')}))")

@@ -93,7 +93,7 @@ def score_choice_suite(scorer, kind: str, items: list[ChoiceItem], config) -> di
     requests = choice_requests(scorer, items)
     best, best_score, scan = None, -np.inf, {}
     for t in grid:
-        lp = choice_logprobs(scorer, requests, t, ranking=kind != "wug")  # wug's rho needs fp32's values
+        lp = choice_logprobs(scorer, requests, t, ranking=kind == "entity_tracking")  # wug's rho needs values
         if kind == "wug":
             summary = wug_summary(items, lp, config.resamples)
         else:

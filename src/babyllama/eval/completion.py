@@ -110,7 +110,7 @@ def choice_requests(scorer: Scorer, items: Sequence[ChoiceItem]) -> ChoiceReques
 
 
 def choice_logprobs(scorer: Scorer, requests: ChoiceRequests, temperature: float = 1.0,
-                    ranking: bool = True) -> np.ndarray:
+                    ranking: bool = False) -> np.ndarray:
     """``(items, options)`` summed log-probabilities of each candidate's scored tokens at ``temperature``.
     ``ranking``: only each item's ranking is used (entity tracking), so exact bf16 may decide it
     (:meth:`.scoring.Scorer.ranked_logprobs`); otherwise (wug's probabilities) every value is fp32's."""

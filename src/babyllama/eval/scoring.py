@@ -259,14 +259,17 @@ class Scorer:
         pipeline computes it (``get_p``): each distinct context alone in one forward pass, unpadded, with its
         attention mask, and a float32 softmax at the last position. A batch of one keeps the pipeline's GEMM
         shapes, so the probabilities are its own bit for bit, where padded batches differ from it by float32
-        rounding. log P (a log-softmax) stays finite where P underflows to zero."""
+        rounding (in fp32 and exact bf16; plain bf16 runs the model under autocast, as everywhere). log P (a
+        log-softmax) stays finite where P underflows to zero."""
         by_context: dict[tuple, list[int]] = {}
         for ctx, tok in requests:
             by_context.setdefault(tuple(ctx), []).append(tok)
         probs: dict[tuple, tuple[float, float]] = {}
         for ctx, toks in by_context.items():
             ids = torch.tensor([ctx], device=self.device)
-            logits = self._tempered(self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1])
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
+            logits = self._tempered(out.float())
             p, logp = torch.softmax(logits, dim=-1), torch.log_softmax(logits, dim=-1)
             for tok in toks:
                 probs[(ctx, tok)] = (p[tok].item(), logp[tok].item())

@@ -182,7 +182,7 @@ def eval_work(plan: Plan, corpus_domains: int = 10) -> EvalWork:
 
     cfg = EvalConfig.model_validate(plan.recipe.get("eval") or {})
     ranked = values = 0.0
-    overhead, per_model = EVAL_SUITE_S * len(cfg.suites), 0.0
+    per_model = 0.0
     for name, items in load_suites(cfg).items():
         tokens = _suite_chars(items) / CHARS_PER_TOKEN
         kind = get_suite(name).kind
@@ -191,10 +191,10 @@ def eval_work(plan: Plan, corpus_domains: int = 10) -> EvalWork:
         else:
             values += tokens
         if kind == "reading":
-            overhead += READING_S - EVAL_SUITE_S
             per_model += READING_FORWARD_S * READING_CONTEXTS_PER_ROW * len(items)
     if "perplexity" in cfg.suites:
         values += 2 * corpus_domains * (cfg.ppl_max_tokens or 65536)
+    overhead = sum(READING_S if get_suite(s).kind == "reading" else EVAL_SUITE_S for s in cfg.suites)
     return EvalWork(ranked, values, overhead, per_model)
 
 

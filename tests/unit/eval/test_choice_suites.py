@@ -57,7 +57,7 @@ def test_scan_reports_the_first_best_temperature(monkeypatch):
     # right at T = 0.6 and 0.7 (two ties for best), wrong elsewhere: the pipeline keeps the first best
     right_at = {0.6, 0.7}
 
-    def fake(scorer, requests, t, ranking=True):
+    def fake(scorer, requests, t, ranking=False):
         ok = any(abs(t - r) < 1e-6 for r in right_at)
         return np.array([[0.0, -1.0] if ok else [-1.0, 0.0] for _ in range(requests.shape[0])])
 

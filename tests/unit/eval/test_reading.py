@@ -56,6 +56,16 @@ def test_surprisal_is_the_pipelines_get_p2(tiny_tokenizer):
     assert prev[~np.isnan(prev)].tolist() == np.array(ref_prev)[~np.isnan(prev)].tolist()
 
 
+def test_reading_runs_at_the_scorers_precision(tiny_tokenizer):
+    """fp32 and exact bf16 (values stay fp32): the same probabilities; plain bf16: the model under autocast."""
+    model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
+    reqs = [(tuple(tiny_tokenizer("The cat sat on the")["input_ids"]), t) for t in (5, 9, 17)]
+    fp32 = Scorer(model, tiny_tokenizer).next_token_probs(reqs)
+    assert Scorer(model, tiny_tokenizer, exact_bf16=True).next_token_probs(reqs) == fp32
+    bf16 = Scorer(model, tiny_tokenizer, bf16=True).next_token_probs(reqs)
+    assert bf16 != fp32 and [p for p, _ in bf16] == pytest.approx([p for p, _ in fp32], rel=0.05)
+
+
 def test_a_probability_that_underflows_gives_the_log_softmax_surprisal():
     assert reading._surprisal([(0.5, math.log(0.5)), (0.25, math.log(0.25))]) == -math.log(0.125)
     assert reading._surprisal([(0.0, -120.0), (0.5, -0.7)]) == pytest.approx(120.7)

@@ -196,5 +196,5 @@ def test_values_stay_fp32_in_exact_bf16(tiny_tokenizer):
     want = choice_logprobs(fp32, choice_requests(fp32, items))
     values = choice_logprobs(exact, choice_requests(exact, items), ranking=False)  # wug's probabilities
     assert values == pytest.approx(want, abs=1e-4) and exact.rescored_bf16 == 0
-    ranked = choice_logprobs(exact, choice_requests(exact, items))  # entity tracking: only the ranking counts
+    ranked = choice_logprobs(exact, choice_requests(exact, items), ranking=True)  # entity tracking: only the ranking counts
     assert (ranked.argmax(axis=1) == want.argmax(axis=1)).all()
