@@ -14,8 +14,9 @@ runs a few scoring forward passes. Those two rates price every stage:
 * a finetune stage: each task's training examples x epochs (a training pass costs three forward passes) and its
   validation set once per epoch, at the scoring rate, plus a fixed set-up per run.
 
-Every stage also pays a process's start-up (measured: the imports of the training and evaluation modules, timed
-where this process pays them). The stages are then laid out as `make -j N` runs them (each stage as soon as its inputs are done and a
+The first stage also pays a process's start-up (measured: the imports of the training and evaluation modules, timed
+where this process pays them); the others are forked from a warm process that has paid it (:data:`WARM_STAGE_S`),
+or with ``BABYLLAMA_WARM=0`` pay it each. The stages are then laid out as `make -j N` runs them (each stage as soon as its inputs are done and a
 slot is free, in plan order), which gives the wall time. What is not measured is a constant below, each from the
 main job's measured runs (benchmarks/README.md, "The main job's up-front estimate").
 """
@@ -49,6 +50,10 @@ READING_S = 2.0  # reading's 12 least-squares fits x 1000 resamples
 # and distinct contexts per row (words of several tokens add some; 2,928 for the 1,726 rows at the 8k BPE)
 READING_FORWARD_S, READING_CONTEXTS_PER_ROW = 0.0035, 1.7
 FINETUNE_RUN_S = 0.5  # per task and seed: the classifier, its optimizer, compiling its layers
+# a stage forked from the warm process (babyllama.runner.warm): its client, the fork, the plan, the exit; the first
+# stage of a run pays the imports (starting the warm process), ``BABYLLAMA_WARM=0`` every stage (benchmarks/README.md,
+# "Stages without start-up cost")
+WARM_STAGE_S = 0.3
 REPORT_S = 30.0  # the report: figures, tables and its paired bootstraps
 
 
@@ -244,8 +249,9 @@ def stage_seconds(plan: Plan, rates: Rates) -> dict[str, float]:
     eval_cfg = EvalConfig.model_validate(plan.recipe.get("eval") or {})
     eval_precision = resolve_eval_precision(eval_cfg.precision)
     out, cache_built = {}, False
-    for s in plan.stages:
-        sec = rates.startup_s
+    warm = os.environ.get("BABYLLAMA_WARM", "1") != "0"
+    for n, s in enumerate(plan.stages):
+        sec = WARM_STAGE_S if warm and n else rates.startup_s
         if trains_model(s.kind):
             step = rates.train[_setup_key(s)] * TRAIN_RUN_FACTOR
             precision = resolve_precision(s.config.training.precision)

@@ -7,6 +7,7 @@ re-running make after an interruption continues where it stopped. Small models u
 job than as a second thread (benchmarks/README.md, "Stages side by side"), so each job gets ``cores / jobs`` torch
 threads unless ``OMP_NUM_THREADS`` is set. Each stage's full output goes to ``RUN_DIR/logs/STAGE.log``; the console
 gets the runner's start and end lines and the evaluations' one-line summaries. The last target writes the report.
+Each stage runs as a child of a warm process (:mod:`babyllama.runner.warm`), so it does not pay the imports again.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _make_word(text: str) -> str:
 
 
 def makefile_text(plan: Plan, recipe_path: str, overrides: list[str], data_root: str | None) -> str:
-    run = [sys.executable, "-m", "babyllama", "run", str(Path(recipe_path).resolve()), "--run-dir",
+    # each stage forked from a process that imported everything once (babyllama.runner.warm; BABYLLAMA_WARM=0: not)
+    run = [sys.executable, "-m", "babyllama.runner.warm", "run", str(Path(recipe_path).resolve()), "--run-dir",
            str(plan.run_dir)]
     if data_root:
         run += ["--data-root", str(Path(data_root).resolve())]
@@ -54,10 +56,11 @@ def makefile_text(plan: Plan, recipe_path: str, overrides: list[str], data_root:
         f"{HEADER} for recipe {plan.recipe['name']} ({len(plan.stages)} stages in {plan.run_dir}).",
         "# `make -j2 -f THIS_FILE` runs two stages at a time (each with cores / 2 torch threads unless",
         "# OMP_NUM_THREADS is set); `make -f THIS_FILE TARGET` one stage and what it needs. Interrupted? Run it again.",
+        "# Each stage is a process forked from one that imported torch and the stages once; BABYLLAMA_WARM=0: a fresh one.",
         "SHELL := /bin/bash",
         ".SHELLFLAGS := -o pipefail -c",
         "RUN := " + " ".join(_make_word(w) for w in run),
-        "REPORT := " + " ".join(_make_word(w) for w in [sys.executable, "-m", "babyllama", "report",
+        "REPORT := " + " ".join(_make_word(w) for w in [sys.executable, "-m", "babyllama.runner.warm", "report",
                                                           str(plan.run_dir)]),
         f"LOGS := {_make_word(str(logs))}",
         "JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)",

@@ -28,6 +28,15 @@ class StageContext:
         """Seconds since the stage started: the report's compute table reads it from run_info.json."""
         return round(time.time() - self.started, 2)
 
+    def times(self) -> dict[str, float]:
+        """``wall_s``, and ``startup_s``: from the stage's process start (a warm child's: its client's) to the
+        stage's (interpreter, imports, the plan)."""
+        from .warm import process_started
+
+        began = process_started()
+        startup = {} if began is None else {"startup_s": round(max(self.started - began, 0.0), 2)}
+        return {"wall_s": self.wall_s(), **startup}
+
     @property
     def dir(self) -> Path:
         return self.plan.path(self.stage)
@@ -45,7 +54,7 @@ def run_prepare(ctx: StageContext) -> None:
     r = ctx.recipe
     stats = prepare(r.corpus, ctx.corpus, size=r.corpus_size)
     write_run_info(ctx.dir, "prepare", {"source": r.corpus, "size": r.corpus_size}, run_dir=ctx.plan.run_dir,
-                   stats=stats, wall_s=ctx.wall_s())
+                   stats=stats, **ctx.times())
 
 
 def run_tokenizer(ctx: StageContext) -> None:
@@ -55,7 +64,7 @@ def run_tokenizer(ctx: StageContext) -> None:
     train_tokenizer(ctx.corpus, ctx.dir, vocab_size=spec.vocab_size, min_frequency=spec.min_frequency,
                     overwrite=True)
     write_run_info(ctx.dir, "tokenizer", spec.model_dump(), run_dir=ctx.plan.run_dir, corpus=str(ctx.corpus),
-                   wall_s=ctx.wall_s())
+                   **ctx.times())
 
 
 def run_pretrain(ctx: StageContext) -> None:
@@ -89,7 +98,7 @@ def run_eval(ctx: StageContext) -> None:
     write_json(ctx.dir / result_file("eval"), {"model": s.model_stage or s.name.removeprefix("eval:"), **what, **res})
     write_run_info(ctx.dir, "eval", ctx.recipe.eval.model_dump(mode="json"), run_dir=ctx.plan.run_dir,
                    model=str(model_dir) if not what else what, model_finished_at=finish_stamps(ctx.plan, s),
-                   wall_s=ctx.wall_s())
+                   **ctx.times())
 
 
 def eval_lines(res: dict) -> list[str]:
@@ -123,4 +132,4 @@ def run_finetune(ctx: StageContext) -> None:
     write_json(ctx.dir / result_file("finetune"), {"model": ctx.stage.model_stage, **res})
     print(markdown(res))
     write_run_info(ctx.dir, "finetune", ctx.recipe.finetune.model_dump(mode="json"), run_dir=ctx.plan.run_dir,
-                   model=str(model_dir), model_finished_at=finish_stamps(ctx.plan, ctx.stage), wall_s=ctx.wall_s())
+                   model=str(model_dir), model_finished_at=finish_stamps(ctx.plan, ctx.stage), **ctx.times())

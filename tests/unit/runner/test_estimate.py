@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from babyllama.config import load_recipe
-from babyllama.runner.estimate import (DISTILL_STEP_COST, REPORT_S, TRAIN_RUN_FACTOR, Rates, estimate, eval_work,
+from babyllama.runner.estimate import (DISTILL_STEP_COST, REPORT_S, TRAIN_RUN_FACTOR, WARM_STAGE_S, Rates, estimate, eval_work,
                                        finetune_work, makespan, measure, stage_seconds, _setup_key, _model_key,
                                        _train_tokens, _eval_tokens, _data_tokens)
 from babyllama.runner.plan import Plan, Stage, make_plan
@@ -44,7 +44,19 @@ def _rates(plan, train=1e-4, fwd=1e-5, startup=2.0) -> Rates:
     return r
 
 
-def test_stages_are_priced_by_their_tokens_at_the_measured_rates(plan):
+def test_stages_forked_warm_pay_the_start_up_once(plan, monkeypatch):
+    rates = _rates(plan)
+    monkeypatch.delenv("BABYLLAMA_WARM", raising=False)
+    warm = stage_seconds(plan, rates)
+    monkeypatch.setenv("BABYLLAMA_WARM", "0")
+    fresh = stage_seconds(plan, rates)
+    first = plan.stages[0].name
+    assert warm[first] == fresh[first] and warm["tokenizer"] == pytest.approx(fresh["tokenizer"] - 2.0 + WARM_STAGE_S)
+    assert all(warm[s.name] == pytest.approx(fresh[s.name] - 2.0 + WARM_STAGE_S) for s in plan.stages[1:])
+
+
+def test_stages_are_priced_by_their_tokens_at_the_measured_rates(plan, monkeypatch):
+    monkeypatch.setenv("BABYLLAMA_WARM", "0")  # each stage a fresh process, paying the start-up (warm: above)
     plan.recipe["eval"]["precision"] = "fp32"  # one rate for every suite (exact bf16 below)
     for s in plan.stages:
         if s.config is not None:
@@ -108,7 +120,8 @@ def test_the_runner_prints_it_before_a_fresh_run_and_keeps_it(data_root, tmp_pat
     assert r.returncode == 0 and "estimated time" not in r.stdout
 
 
-def test_reading_prices_its_one_context_passes_per_model_and_per_ensemble_member(plan):
+def test_reading_prices_its_one_context_passes_per_model_and_per_ensemble_member(plan, monkeypatch):
+    monkeypatch.setenv("BABYLLAMA_WARM", "0")
     from babyllama.runner.estimate import READING_CONTEXTS_PER_ROW, READING_FORWARD_S
 
     without = eval_work(plan)

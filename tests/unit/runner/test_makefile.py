@@ -78,6 +78,7 @@ def test_make_runs_stages_through_the_runner_on_their_share_of_the_cores(data_ro
     assert "recipe smoke:" in (run_dir / "logs" / "tokenizer.log").read_text()
     info = json.loads((plan.path("tokenizer") / "run_info.json").read_text())
     assert info["machine"]["torch_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert 0 <= info["startup_s"] < info["wall_s"] + 60  # from the stage's client start to the stage's
     assert not (run_dir / "report.md").exists()
     # a failing stage stops make with its name, its log and its error line on the console
     (plan.path("tokenizer") / "tokenizer.json").write_text("{}")
