@@ -249,7 +249,9 @@ def stage_seconds(plan: Plan, rates: Rates) -> dict[str, float]:
     eval_cfg = EvalConfig.model_validate(plan.recipe.get("eval") or {})
     eval_precision = resolve_eval_precision(eval_cfg.precision)
     out, cache_built = {}, False
-    warm = os.environ.get("BABYLLAMA_WARM", "1") != "0"
+    from .warm import enabled
+
+    warm = enabled()
     for n, s in enumerate(plan.stages):
         sec = WARM_STAGE_S if warm and n else rates.startup_s
         if trains_model(s.kind):

@@ -53,6 +53,11 @@ _FDS = 3  # stdin, stdout, stderr
 client_started: float | None = None
 
 
+def enabled(env: dict[str, str] | None = None) -> bool:
+    """Whether stages run in warm children (anything but ``BABYLLAMA_WARM=0``)."""
+    return (os.environ if env is None else env).get(DISABLE_ENV, "1") != "0"
+
+
 def process_started() -> float | None:
     """When this stage's process started (a warm child: when its client did), as a Unix time; None off Linux."""
     if client_started is not None:
@@ -434,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--idle", type=float, default=IDLE_S)
         args = p.parse_args(argv[1:])
         return serve(args.socket, args.entry, args.idle)
-    if os.environ.get(DISABLE_ENV, "1") != "0":
+    if enabled():
         status = run_in_warm_process(argv)
         if status is not None:
             return status
