@@ -62,13 +62,14 @@ def process_started() -> float | None:
     """When this stage's process started (a warm child: when its client did), as a Unix time; None off Linux."""
     if client_started is not None:
         return client_started
+    # the process's age from its start in clock ticks since boot against the clock since boot, not against
+    # /proc/stat's btime: btime is whole seconds, and its cut-off fraction (up to 1 s) would be added to every age
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - age
 
 
 # ---- where a server lives -------------------------------------------------------------------------------------------
