@@ -29,6 +29,7 @@ from train_step import machine_info, peaks_for  # noqa: E402
 FAMILIES = (("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
             ("attention", ("scaled_dot_product", "flash_attention", "aten::_softmax", "aten::softmax")),
             ("log_softmax", ("log_softmax",)),
+            ("fused by inductor (compiled)", ("cpp_fused", "graph_", "CompiledFunction", "Compiled Region")),
             ("dtype casts", ("aten::copy_", "aten::to", "aten::_to_copy")),
             ("gather / index", ("aten::index", "aten::gather", "aten::unique", "aten::argsort", "aten::sort",
                                 "aten::searchsorted", "aten::index_add", "aten::masked_fill", "aten::embedding")),
@@ -79,6 +80,8 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-root", default=str(REPO.parent / "shared" / "data" / "eval"))
     ap.add_argument("--work", default="/tmp/babyllama-bench-eval")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="the decoder layers compiled (eval.compile), compiled "
+                    "once on the first 200 pairs before the timings")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -103,6 +106,18 @@ def main(argv=None) -> None:
            "threads": torch.get_num_threads(), "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
            "runs": {}}
     decisions = {}
+    import contextlib
+
+    from babyllama.eval.compiled import compiled_layers
+
+    stack = contextlib.ExitStack()
+    if a.compile:
+        stack.enter_context(compiled_layers(model))
+        t = time.perf_counter()
+        for precision in a.precisions:
+            Scorer(model, tok, exact_bf16=precision == "exact_bf16").score_items(items[:200])
+        res["compile_s"] = round(time.perf_counter() - t, 1)
+    res["compiled"] = a.compile
     for precision in a.precisions:
         exact = precision == "exact_bf16"
         peak = peaks["bf16" if exact else "fp32"]
@@ -137,6 +152,7 @@ def main(argv=None) -> None:
                               "top_ops": [[k, round(v, 2)] for v, k in sorted(top, reverse=True)[:12]]}
         res["runs"][precision] = run
         print(json.dumps({precision: run}), flush=True)
+    stack.close()
     if len(decisions) == 2:
         res["identical_decisions"] = sum(x == y for x, y in zip(*decisions.values())) / len(items)
     print(json.dumps({k: v for k, v in res.items() if k != "runs"}), flush=True)

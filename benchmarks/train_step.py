@@ -91,13 +91,17 @@ def peaks_for(precisions, native_bf16: bool, device: str = "cpu") -> dict[str, f
             matmul_peak(torch.bfloat16, *((2048, 10) if native_bf16 else (512, 3))) for p in precisions}
 
 
-def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, seq: int, warmup: int,
+def measure(shape: str, precision: str, compile_: bool | str, steps: int, batch: int, seq: int, warmup: int,
             attention: str = "auto", distill: dict | None = None) -> dict:
     """Training tokens/s of ``shape`` through the Trainer `babyllama train` builds. ``distill`` measures the
     distilled student instead, through `babyllama distill`'s trainer: ``{"cache": TeacherCache}`` (cached
-    teacher entries of ``tokens(...)``) or ``{"teachers": [model, ...]}`` (live teachers)."""
+    teacher entries of ``tokens(...)``) or ``{"teachers": [model, ...]}`` (live teachers). ``compile_``:
+    False, True (the Trainer's ``torch_compile``: the whole model) or "regional" (each decoder layer, as
+    fine-tuning compiles them: ``finetuning.compiled.compile_layers``, eager attention under gradients)."""
     from transformers import Trainer, default_data_collator
 
+    regional = compile_ == "regional"
+    compile_ = compile_ is True
     spec = SHAPES[shape]
     cfg = Config.model_validate({
         "model": spec,
@@ -108,6 +112,10 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
     })
     with torch.device(resolve_device("auto")):  # initialised where it trains (a 705M init on a CPU takes long)
         model = configure_attention(build_model(cfg.model, seed=0), cfg)  # as `babyllama train`
+    if regional:
+        from babyllama.finetuning.compiled import compile_layers
+
+        compile_layers(model.base_model)
     tok = tokens(model.config.vocab_size, (steps + warmup + 2) * batch * seq + seq)
     if distill and "cache" in distill:
         from babyllama.distillation.sources import CachedChunkDataset
@@ -127,6 +135,7 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
     with tempfile.TemporaryDirectory() as out:
         args = training_arguments(cfg, out, save_strategy="no", load_best_model_at_end=False)
         timer = StepTimer()
+        t_start = time.perf_counter()
         if distill:
             from babyllama.config import DistillConfig
             from babyllama.distillation.trainer import DistillationTrainer
@@ -139,11 +148,13 @@ def measure(shape: str, precision: str, compile_: bool, steps: int, batch: int, 
             trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator,
                               callbacks=[timer], compute_loss_func=trainer_causal_lm_loss)  # as `babyllama train`
         trainer.train()
+    t_first = timer.times[0] - t_start  # the first step: where a compile is paid
     t = timer.times[warmup - 1 :]
     sec = (t[-1] - t[0]) / (len(t) - 1)
     tps = batch * seq / sec
     att = resolve_attention(attention, resolve_precision(precision), compile_)
-    return {"shape": shape, "params": params, "precision": precision, "compile": compile_, "attention": att,
+    return {"shape": shape, "params": params, "precision": precision,
+            "compile": "regional" if regional else compile_, "attention": att, "first_step_s": round(t_first, 2),
             "batch": batch,
             "seq_len": seq, "steps_timed": len(t) - 1, "s_per_step": round(sec, 4), "tokens_per_s": round(tps, 1),
             "flops_per_token_strict": flops_per_token}
@@ -154,7 +165,9 @@ def main(argv=None) -> None:
     ap.add_argument("--shapes", nargs="+", default=["llama-4m", "gpt2-10m", "llama-12.5m", "babyllama-58m"])
     ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
                     help="default: fp32, and bf16 where the CPU runs it natively (AVX512-BF16/AMX)")
-    ap.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    ap.add_argument("--compile", choices=["off", "on", "both", "regional", "all"], default="off",
+                    help="on: the Trainer's torch_compile (whole model); regional: each decoder layer; all: off, "
+                         "on and regional")
     ap.add_argument("--attention", nargs="+", choices=["auto", "sdpa", "eager"], default=["auto"],
                     help="training.attention settings to measure (auto: eager under grad on CPU bf16, else sdpa)")
     ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
@@ -166,7 +179,8 @@ def main(argv=None) -> None:
     a.precisions = a.precisions or (["fp32", "bf16"] if info["native_bf16"] else ["fp32"])
     peaks = peaks_for(a.precisions, info["native_bf16"])
     print(json.dumps({**info, "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}}), flush=True)
-    compiles = {"off": [False], "on": [True], "both": [False, True]}[a.compile]
+    compiles = {"off": [False], "on": [True], "both": [False, True], "regional": ["regional"],
+                "all": [False, True, "regional"]}[a.compile]
     results = {}
     for shape in a.shapes:
         for prec in a.precisions:

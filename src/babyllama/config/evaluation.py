@@ -53,6 +53,11 @@ class EvalConfig(Section):
         "under bf16 autocast (faster still; decisions may differ from lm-eval's); auto: exact_bf16 where the device "
         "runs bf16 natively, else fp32.")
     device: str = DEVICE_FIELD
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile the decoder layers while scoring the suites (not perplexity). auto: on a "
+        "CPU with a C++ compiler, for evaluations of at least 4e12 parameters x sentences (the whole BLiMP, "
+        "supplement and EWoK with a 58M model), where the first compile pays for itself; off on accelerators "
+        "(not measured there).")
     layout: Literal["prefix_tree", "padded"] = Field(
         "prefix_tree",
         description="prefix_tree: shared prefixes scored once, near-ties re-scored padded (decisions equal "

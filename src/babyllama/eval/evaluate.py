@@ -19,8 +19,9 @@ import numpy as np
 
 from ..config import EvalConfig
 from ..errors import UserError
-from ..models import load_model
+from ..models import count_params, load_model
 from ..hardware import resolve_device
+from .compiled import compiled_layers, resolve_scoring_compile
 from .ensemble import EnsembleSpec, load_ensemble
 from .scoring import Scorer
 from .stats import N_BOOT, bootstrap_ci, decisions_of, encode_decisions, macro_bootstrap, paired_comparison
@@ -106,6 +107,11 @@ def load_suites(config: EvalConfig) -> dict[str, list]:
     return out
 
 
+def options_of(items) -> int:
+    """Sentences an item suite scores: every choice of every item (a reading item: its one text)."""
+    return sum(len(getattr(it, "choices", None) or getattr(it, "sentences", None) or (0,)) for it in items)
+
+
 def score_suite(scorer: Scorer, name: str, items, config: EvalConfig) -> dict:
     """One suite's summary (the kinds: :mod:`.suites`)."""
     kind = get_suite(name).kind
@@ -158,14 +164,18 @@ def evaluate(model, tokenizer, config: EvalConfig, corpus: str | Path | None = N
     out: dict = {"suites": {}, "perplexity": None, "timing": {}, "rescored_near_ties": {}, "precision": precision}
     if precision == "exact_bf16":
         out["ranked_again_in_fp32"] = {}
-    for s, items in suites.items():
-        t0 = time.perf_counter()
-        scorer.rescored = scorer.rescored_bf16 = 0
-        out["suites"][s] = score_suite(scorer, s, items, config)
-        out["timing"][s] = time.perf_counter() - t0
-        out["rescored_near_ties"][s] = scorer.rescored
-        if precision == "exact_bf16":
-            out["ranked_again_in_fp32"][s] = scorer.rescored_bf16
+    compile_ = resolve_scoring_compile(config.compile, scorer.device.type, count_params(model),
+                                       sum(options_of(items) for items in suites.values()))
+    with compiled_layers(model, compile_) as compiled:
+        for s, items in suites.items():
+            t0 = time.perf_counter()
+            scorer.rescored = scorer.rescored_bf16 = 0
+            out["suites"][s] = score_suite(scorer, s, items, config)
+            out["timing"][s] = time.perf_counter() - t0
+            out["rescored_near_ties"][s] = scorer.rescored
+            if precision == "exact_bf16":
+                out["ranked_again_in_fp32"][s] = scorer.rescored_bf16
+    out["compiled"] = compiled
     out["layout"] = "prefix_tree" if scorer.tree_ok() else "padded"
     out["device"] = str(scorer.device)
     if wants_ppl:

@@ -208,7 +208,8 @@ def _top_two_gap(scores: list[float]) -> float:
 
 
 def bf16_bound(scores: list[float]) -> float:
-    """How far apart the best two of an item's bf16 scores may be and still rank the other way in fp32."""
+    """How far apart the best two of an item's bf16 scores may be and still rank the other way in fp32. (A third,
+    lower option needs no check: its bound exceeds the runner-up's by u x the extra gap, less than the gap.)"""
     a, b = sorted(scores)[-2:]
     return TIE_MARGIN + BF16_ERROR_FACTOR * BF16_UNIT_ROUNDOFF * (abs(a) + abs(b))
 
@@ -224,6 +225,7 @@ class Scorer:
         # fp32's); the scores that need values, not a ranking (wug, reading, perplexity), stay fp32
         self.exact_bf16 = exact_bf16 and not bf16
         self.rescored_bf16 = 0  # items ranked again in fp32 by the last ``ranked_logprobs``
+        self.bf16_scores = None  # ... and the bf16 scores it ranked every item by first (for the benchmark)
         # logits are divided by this before the log-softmax (the BabyLM 2025 pipeline's temperature scan); lm-eval
         # has none, and dividing by 1.0 is exact, so the default changes no number
         self.temperature = temperature
@@ -462,6 +464,7 @@ class Scorer:
         by_item: dict[int, list[int]] = {}
         for k, i in enumerate(item_of):
             by_item.setdefault(i, []).append(k)
+        self.bf16_scores = list(lp)
         close = [ks for ks in by_item.values()
                  if len(ks) > 1 and _top_two_gap([lp[k] for k in ks]) <= bf16_bound([lp[k] for k in ks])]
         picked = [k for ks in close for k in ks]

@@ -72,3 +72,30 @@ def test_evaluate_in_memory_model_on_a_jsonl_suite_and_perplexity(tiny_tokenizer
     both = evaluate_models([tmp_path / "m0", tmp_path / "m1"], EvalConfig(suites=[str(f)]))
     paired = both["suites"][str(f)]["paired"][str(tmp_path / "m1")]
     assert paired["items"] == 3 and -1 <= paired["diff"] <= 1
+
+
+def test_evaluate_compiles_the_layers_when_its_rule_says_so(tiny_tokenizer, tmp_path, monkeypatch):
+    import json
+
+    from babyllama.config import EvalConfig, ModelConfig
+    from babyllama.eval import compiled
+    from babyllama.eval.evaluate import evaluate, options_of
+    from babyllama.eval.suites import load_items
+    from babyllama.models import build_model, count_params
+
+    f = tmp_path / "agr.jsonl"
+    f.write_text("".join(json.dumps({"sentence_good": g, "sentence_bad": b}) + "\n"
+                         for g, b in [("The cat sees the ball.", "The cat see the ball."),
+                                      ("She likes a dog.", "She like a dog.")]))
+    assert options_of(load_items(str(f))) == 4  # two sentences a pair
+    model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
+    seen = []
+    monkeypatch.setattr(compiled, "has_compiler", lambda: True)
+    monkeypatch.setattr("babyllama.eval.evaluate.compiled_layers",
+                        lambda m, enabled: seen.append(enabled) or compiled.compiled_layers(m, False))
+    monkeypatch.setattr(compiled, "AUTO_MIN_WORK", 4 * count_params(model))
+    evaluate(model, tiny_tokenizer, EvalConfig(suites=[str(f)]))
+    evaluate(model, tiny_tokenizer, EvalConfig(suites=[str(f)], compile=False))
+    monkeypatch.setattr(compiled, "AUTO_MIN_WORK", 5 * count_params(model))  # one sentence too few
+    res = evaluate(model, tiny_tokenizer, EvalConfig(suites=[str(f)]))
+    assert seen == [True, False, False] and res["compiled"] is False

@@ -168,6 +168,7 @@ def test_exact_bf16_ranks_as_fp32_and_ranks_again_only_what_bf16_leaves_in_doubt
     exact = Scorer(model, tiny_tokenizer, exact_bf16=True)
     got, lps = exact.score_items(items)
     assert got == want
+    assert exact.bf16_scores == pytest.approx([x for p in bf16 for x in p], abs=1e-6)  # plain bf16's scores
     doubt = [i for i, (a, b) in enumerate(bf16) if abs(a - b) <= scoring.bf16_bound([a, b])]
     assert exact.rescored_bf16 == len(doubt) >= 1  # the tie at least
     for i in range(len(items)):  # the pairs ranked again carry fp32's scores, the others bf16's
