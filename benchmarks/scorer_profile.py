@@ -29,7 +29,7 @@ from train_step import machine_info, peaks_for  # noqa: E402
 FAMILIES = (("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
             ("attention", ("scaled_dot_product", "flash_attention", "aten::_softmax", "aten::softmax")),
             ("log_softmax", ("log_softmax",)),
-            ("fused by inductor (compiled)", ("cpp_fused", "graph_", "CompiledFunction", "Compiled Region")),
+            ("fused by inductor (compiled)", ("cpp_fused", "CompiledFxGraph", "CompiledFunction", "Compiled Region")),
             ("dtype casts", ("aten::copy_", "aten::to", "aten::_to_copy")),
             ("gather / index", ("aten::index", "aten::gather", "aten::unique", "aten::argsort", "aten::sort",
                                 "aten::searchsorted", "aten::index_add", "aten::masked_fill", "aten::embedding")),

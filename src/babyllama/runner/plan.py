@@ -174,7 +174,8 @@ def make_plan(recipe: Recipe, run_dir: str | Path) -> Plan:
         ts = teacher_stages[seed if recipe.teacher_seeds else recipe.seeds[0]]
         stages.append(training_stage(f"student:s{seed}", f"student-s{seed}", recipe.student, "distill", "student",
                                      seed, ts))
-    ev = recipe.eval.model_dump(mode="json", exclude={"eval_root", "device"})
+    # where the data lie, the device and whether the layers are compiled change no decision: not in the key
+    ev = recipe.eval.model_dump(mode="json", exclude={"eval_root", "device", "compile"})
     suite_ids = {s: fingerprint(s, recipe.eval.eval_root) if get_suite(s).kind == "pairs" else None
                  for s in recipe.eval.suites}
     for s in [s for s in stages if trains_model(s.kind)]:

@@ -24,6 +24,9 @@ def test_keys_do_not_depend_on_where_the_run_or_the_data_lie(data_root, tmp_path
     on_gpu = load_recipe(SMOKE, ["base.training.device=cuda", "eval.device=cuda:1", "finetune.device=cuda"],
                          str(data_root))
     assert [s.key for s in make_plan(on_gpu, tmp_path / "here").stages] == [s.key for s in a.stages]
+    # nor on whether scoring compiles the layers (a speed setting: the decisions are the same)
+    compiled = load_recipe(SMOKE, ["eval.compile=true"], str(data_root))
+    assert [s.key for s in make_plan(compiled, tmp_path / "here").stages] == [s.key for s in a.stages]
 
 
 def test_stage_keys_follow_content_and_settings(data_root, tmp_path):
