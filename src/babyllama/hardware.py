@@ -9,6 +9,7 @@ eager attention trains faster there while SDPA still infers faster. The measurem
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -143,3 +144,8 @@ def autocast(precision: str, device: str | torch.device):
     """The autocast context of a resolved precision on ``device`` (fp32: none)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device_type(device), dtype=dtype, enabled=dtype is not None)
+
+
+def has_compiler() -> bool:
+    """Inductor on a CPU writes C++ and needs a compiler to build it."""
+    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))

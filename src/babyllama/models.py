@@ -204,3 +204,12 @@ def preset_params(name: str) -> int:
 
 def list_presets() -> list[dict[str, Any]]:
     return [{"name": n, "architecture": p["architecture"], "params": preset_params(n)} for n, p in PRESETS.items()]
+
+
+def layer_list(body: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The repeated blocks of a transformers base model (LLaMA-like ``layers``, GPT-2-like ``h``), else None."""
+    for name in ("layers", "h"):
+        layers = getattr(body, name, None)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
+            return layers
+    return None

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..finetuning.compiled import has_compiler, layer_list
+from ..hardware import has_compiler
+from ..models import layer_list
 
 # auto compiles an evaluation whose parameters x options (sentences of pairs, choices of multiple-choice items)
 # reach this: the cold compile's break-even measured for a 58M model (about 27,000 pairs, 3.1e12) with room; a

@@ -20,32 +20,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import shutil
 
 import torch
 from torch import nn
 
 from ..errors import UserError
+from ..hardware import has_compiler
+from ..models import layer_list
 
 # positions trained (examples x tokens x epochs, all of one model's runs) from which auto compiles: where a first
 # compile is paid back by the faster steps, on a CPU and on a CUDA GPU (benchmarks/README.md measures both
 # break-evens: the fine-tuning compile on 2 cores, and "Fine-tuning on a GPU")
 AUTO_MIN_POSITIONS = 1_500_000
 AUTO_MIN_POSITIONS_GPU = 10_000_000
-
-
-def layer_list(body: nn.Module) -> nn.ModuleList | None:
-    """The repeated blocks of a transformers base model (LLaMA-like ``layers``, GPT-2-like ``h``), else None."""
-    for name in ("layers", "h"):
-        layers = getattr(body, name, None)
-        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
-            return layers
-    return None
-
-
-def has_compiler() -> bool:
-    """Inductor on a CPU writes C++ and needs a compiler to build it."""
-    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
 
 
 def resolve_compile(pref: bool | str, device: str, positions: int) -> tuple[bool, str | None]:
