@@ -88,6 +88,7 @@ def main(argv=None) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from babyllama.eval.compiled import compiled_layers
     from babyllama.eval.scoring import Scorer
     from babyllama.eval.suites import load_items
     from babyllama.models import count_params, load_model
@@ -106,53 +107,47 @@ def main(argv=None) -> None:
            "threads": torch.get_num_threads(), "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
            "runs": {}}
     decisions = {}
-    import contextlib
-
-    from babyllama.eval.compiled import compiled_layers
-
-    stack = contextlib.ExitStack()
-    if a.compile:
-        stack.enter_context(compiled_layers(model))
-        t = time.perf_counter()
+    with compiled_layers(model, a.compile):
+        if a.compile:  # the compile, outside the timings
+            t = time.perf_counter()
+            for precision in a.precisions:
+                Scorer(model, tok, exact_bf16=precision == "exact_bf16").score_items(items[:200])
+            res["compile_s"] = round(time.perf_counter() - t, 1)
+        res["compiled"] = a.compile
         for precision in a.precisions:
-            Scorer(model, tok, exact_bf16=precision == "exact_bf16").score_items(items[:200])
-        res["compile_s"] = round(time.perf_counter() - t, 1)
-    res["compiled"] = a.compile
-    for precision in a.precisions:
-        exact = precision == "exact_bf16"
-        peak = peaks["bf16" if exact else "fp32"]
-        bound = 2 * params * work["distinct_prefixes"] / (peak * 1e9)
-        scorer = Scorer(model, tok, exact_bf16=exact)
-        scorer.tree_ok()  # the one-time layout check, outside the timing
-        timers = PythonTimers()
-        t = time.perf_counter()
-        dec, _ = scorer.score_items(items)
-        secs = time.perf_counter() - t
-        timers.restore()
-        decisions[precision] = dec
-        run = {"seconds": round(secs, 2), "bound_s": round(bound, 2), "over_bound": round(secs / bound, 3),
-               "ranked_again": scorer.rescored_bf16, "near_ties_rescored": scorer.rescored,
-               "python_s": {k: round(v, 2) for k, v in timers.seconds.items()}}
-        if not a.no_profile:
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                t = time.perf_counter()
-                scorer.score_items(items)
-                prof_wall = time.perf_counter() - t
-            by_family: dict[str, float] = defaultdict(float)
-            top = []
-            for ev in prof.key_averages():
-                if ev.self_cpu_time_total <= 0:
-                    continue
-                by_family[family(ev.key)] += ev.self_cpu_time_total / 1e6
-                top.append((ev.self_cpu_time_total / 1e6, ev.key))
-            total_ops = sum(by_family.values())
-            run["profile"] = {"wall_s": round(prof_wall, 2), "ops_s": round(total_ops, 2),
-                              "by_family_s": {k: round(v, 2) for k, v in sorted(by_family.items(),
-                                                                                  key=lambda kv: -kv[1])},
-                              "top_ops": [[k, round(v, 2)] for v, k in sorted(top, reverse=True)[:12]]}
-        res["runs"][precision] = run
-        print(json.dumps({precision: run}), flush=True)
-    stack.close()
+            exact = precision == "exact_bf16"
+            peak = peaks["bf16" if exact else "fp32"]
+            bound = 2 * params * work["distinct_prefixes"] / (peak * 1e9)
+            scorer = Scorer(model, tok, exact_bf16=exact)
+            scorer.tree_ok()  # the one-time layout check, outside the timing
+            timers = PythonTimers()
+            t = time.perf_counter()
+            dec, _ = scorer.score_items(items)
+            secs = time.perf_counter() - t
+            timers.restore()
+            decisions[precision] = dec
+            run = {"seconds": round(secs, 2), "bound_s": round(bound, 2), "over_bound": round(secs / bound, 3),
+                   "ranked_again": scorer.rescored_bf16, "near_ties_rescored": scorer.rescored,
+                   "python_s": {k: round(v, 2) for k, v in timers.seconds.items()}}
+            if not a.no_profile:
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    t = time.perf_counter()
+                    scorer.score_items(items)
+                    prof_wall = time.perf_counter() - t
+                by_family: dict[str, float] = defaultdict(float)
+                top = []
+                for ev in prof.key_averages():
+                    if ev.self_cpu_time_total <= 0:
+                        continue
+                    by_family[family(ev.key)] += ev.self_cpu_time_total / 1e6
+                    top.append((ev.self_cpu_time_total / 1e6, ev.key))
+                total_ops = sum(by_family.values())
+                run["profile"] = {"wall_s": round(prof_wall, 2), "ops_s": round(total_ops, 2),
+                                  "by_family_s": {k: round(v, 2) for k, v in sorted(by_family.items(),
+                                                                                      key=lambda kv: -kv[1])},
+                                  "top_ops": [[k, round(v, 2)] for v, k in sorted(top, reverse=True)[:12]]}
+            res["runs"][precision] = run
+            print(json.dumps({precision: run}), flush=True)
     if len(decisions) == 2:
         res["identical_decisions"] = sum(x == y for x, y in zip(*decisions.values())) / len(items)
     print(json.dumps({k: v for k, v in res.items() if k != "runs"}), flush=True)
