@@ -137,16 +137,16 @@ def matmul_share(model_dir: Path, task: str, data_dir: Path, precision: str, com
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from babyllama.finetuning.compiled import compile_layers, training_attention
     from babyllama.finetuning.data import collate, encode_split, train_batches
     from babyllama.finetuning.model import build_classifier, load_base
     from babyllama.finetuning.protocols import protocol_hparams
     from babyllama.finetuning.tasks import load_task
     from babyllama.finetuning.train import optimizer_for, training_step
-    from babyllama.hardware import resolve_precision
+    from babyllama.hardware import resolve_attention, resolve_precision
+    from babyllama.regional import compile_layers
 
     precision = resolve_precision(precision, "cpu")
-    attention = training_attention(compiled, precision, "cpu")
+    attention = resolve_attention("auto", precision, compiled, "cpu")
     base = load_base(model_dir)
     d = load_task(task, data_dir, "babylm2024")
     h = protocol_hparams("babylm2024", task, d.num_labels, "auto")

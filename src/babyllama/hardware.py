@@ -103,13 +103,15 @@ def resolve_eval_precision(pref: str, device: str | None = None) -> str:
     return "exact_bf16" if resolve_precision("auto", device) == "bf16" else "fp32"
 
 
-def resolve_attention(pref: str, precision: str, compile_: bool = False, device: str | None = None) -> str:
-    """'auto' -> 'by_grad' (eager while gradients are on, SDPA under no_grad / inference_mode) on CPU with bf16
-    autocast and no torch.compile, else 'sdpa'."""
+def resolve_attention(pref: str, precision: str, compiled: bool = False, device: str | None = None) -> str:
+    """'auto' -> 'by_grad' (eager while gradients are on, SDPA under no_grad / inference_mode) on a CPU with bf16
+    autocast or with compiled decoder layers (:mod:`babyllama.regional`), else 'sdpa'. On a CPU the SDPA backward
+    is the slow part under bf16; compiled, eager attention's scaling, mask and softmax fuse into their neighbours
+    while the SDPA kernel stays opaque (benchmarks/README.md, "Fine-tuning" and "Training MFU")."""
     if pref != "auto":
         return pref
     device = device_type(device or default_device())
-    return "by_grad" if device == "cpu" and precision == "bf16" and not compile_ else "sdpa"
+    return "by_grad" if device == "cpu" and (precision == "bf16" or compiled) else "sdpa"
 
 
 def _attention_by_grad(module, args, kwargs):
@@ -127,8 +129,9 @@ def set_attention(model, mode: str):
     return model
 
 
-def configure_attention(model, cfg: Config):
-    """The trained model's attention kernel, from ``training.attention`` / precision / compile."""
+def configure_attention(model, cfg: Config, compiled: bool = False):
+    """The trained model's attention kernel, from ``training.attention``, the precision and whether its layers are
+    compiled (``compiled``: ``training.compile`` resolved)."""
     t = cfg.training
     if not getattr(model, "_supports_sdpa", False):  # a class with no SDPA kernel: eager is all it has
         if t.attention == "sdpa":
@@ -136,7 +139,7 @@ def configure_attention(model, cfg: Config):
                             f"{model.config.model_type}; use training.attention: auto or eager")
         return model
     device = resolve_device(t.device)
-    return set_attention(model, resolve_attention(t.attention, resolve_precision(t.precision, device), t.compile,
+    return set_attention(model, resolve_attention(t.attention, resolve_precision(t.precision, device), compiled,
                                                   device))
 
 

@@ -111,3 +111,29 @@ def test_cache_covers_only_the_evaluated_chunks_and_offsets_follow_the_config(pr
     assert tr.offsets.any()
     s = tr.start(0)
     assert np.array_equal(tr[0]["teacher_ids"].numpy(), np.asarray(tr.cache.ids[s : s + cfg.data.seq_len]))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported() or not __import__("shutil").which("c++"),
+                    reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_distillation_compiles_student_and_live_teachers(prepared, tokenizer_dir, teachers, tmp_path):
+    """With training.compile, the student's layers compile for its training steps and the live teachers' (a LLaMA
+    and a GPT-2) for their no-grad forward passes: three graphs, and the evaluations compile none. The losses
+    follow the eager run's."""
+    import torch._dynamo
+
+    runs = {}
+    for flag in (False, True):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        cfg = tiny_config(prepared, tokenizer_dir, tmp_path / str(flag), max_steps=6, eval_steps=3, logging_steps=1,
+                          precision="fp32", compile=flag)
+        cfg.distill.teachers = [str(t) for t in teachers]
+        runs[flag] = distill(cfg)
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert graphs == (3 if flag else 0), dict(torch._dynamo.utils.counters["stats"])
+    torch._dynamo.reset()
+    assert runs[True]["compiled"] is True
+    for key in ("loss", "ce", "kl"):
+        got, want = ([e[key] for e in runs[f]["train_history"]] for f in (True, False))
+        assert len(got) == 6 and got == pytest.approx(want, rel=2e-3), key

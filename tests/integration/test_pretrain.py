@@ -65,3 +65,51 @@ training: {{output_dir: {tmp_path / 'out'}, max_steps: 6, batch_size: 4, warmup_
     assert "train  step 1/6" in r.stdout and "tok/s" in r.stdout and "ETA" in r.stdout
     assert "eval   step 3/6" in r.stdout and "\r" not in r.stderr and "{'loss'" not in r.stdout
     assert list((tmp_path / "out" / "runs").rglob("events.out.tfevents*")), "tensorboard logs by default"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("c++") and not shutil.which("g++") and not shutil.which("clang++"),
+                    reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_layers_train_as_the_eager_ones_and_evaluate_eagerly(prepared, tokenizer_dir, tmp_path):
+    """training.compile: true compiles the decoder layers for the training steps: dynamo compiles one graph (the
+    layers' forward under gradients, whose backward AOT autograd compiles with it), the losses follow the eager
+    run's to float rounding, and the evaluations (at the start, every few steps and of the best checkpoint) compile
+    nothing more: they run the layers' eager code."""
+    import torch._dynamo
+
+    runs = {}
+    for flag in (False, True):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        runs[flag] = train(tiny_config(prepared, tokenizer_dir, tmp_path / str(flag), max_steps=8, eval_steps=4,
+                                       logging_steps=1, precision="fp32", compile=flag))
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert graphs == (1 if flag else 0), dict(torch._dynamo.utils.counters["stats"])
+    torch._dynamo.reset()
+    assert runs[True]["compiled"] is True and runs[False]["compiled"] is False
+    losses = {flag: [e["loss"] for e in m["train_history"]] for flag, m in runs.items()}
+    assert len(losses[True]) == 8
+    assert losses[True] == pytest.approx(losses[False], rel=2e-3)
+    evals = {flag: [e["eval_loss"] for e in m["eval_history"]] for flag, m in runs.items()}
+    assert len(evals[True]) == 3 and evals[True] == pytest.approx(evals[False], rel=2e-3)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "True").config.model_type == "llama"
+
+
+def test_auto_compiles_runs_long_enough_only(prepared, tokenizer_dir, tmp_path, monkeypatch):
+    """training.compile: auto counts the positions a run trains (steps x batch x sequence) against the threshold."""
+    from babyllama import regional
+    from babyllama.training import trainer
+
+    monkeypatch.setattr(regional, "has_compiler", lambda: True)
+    cfg = tiny_config(prepared, tokenizer_dir, tmp_path / "r", max_steps=100, precision="fp32", device="cpu")
+    positions = trainer.planned_steps(cfg, 10_000) * trainer.tokens_per_step(cfg)
+    assert positions == 100 * 8 * 64
+    monkeypatch.setattr(trainer, "AUTO_COMPILE_POSITIONS", positions)
+    assert trainer.resolve_training_compile(cfg, "cpu", positions)
+    assert not trainer.resolve_training_compile(cfg, "cpu", positions - 1)
+    epochs = tiny_config(prepared, tokenizer_dir, tmp_path / "r", max_steps=-1, num_epochs=2.5, batch_size=8)
+    assert trainer.planned_steps(epochs, 81) == 28  # ceil(81 / 8) = 11 steps an epoch, as the Trainer counts them
+    monkeypatch.setattr(regional, "has_compiler", lambda: False)
+    with pytest.raises(UserError, match="^training.compile: true needs a C\\+\\+ compiler"):
+        train(tiny_config(prepared, tokenizer_dir, tmp_path / "refused", compile=True, device="cpu"))
+    assert not (tmp_path / "refused").exists()  # refused before the first write

@@ -75,7 +75,10 @@ def test_fp16_is_refused_on_the_cpu_and_autocast_follows_the_precision():
 def test_auto_attention_choice():
     assert resolve_attention("auto", "bf16", device="cpu") == "by_grad"
     assert resolve_attention("auto", "fp32", device="cpu") == "sdpa"
-    assert resolve_attention("auto", "bf16", compile_=True, device="cpu") == "sdpa"
+    # compiled layers train with eager attention on a CPU (fused by inductor), in either precision; SDPA on a GPU
+    assert resolve_attention("auto", "fp32", compiled=True, device="cpu") == "by_grad"
+    assert resolve_attention("auto", "bf16", compiled=True, device="cpu") == "by_grad"
+    assert resolve_attention("auto", "bf16", compiled=True, device="cuda:0") == "sdpa"
     assert resolve_attention("auto", "bf16", device="cuda") == "sdpa"
     assert resolve_attention("eager", "fp32", device="cpu") == "eager"
 

@@ -78,7 +78,7 @@ def test_the_cycle_finder_finds_cycles():
 LAYERS = [
     {"errors", "io", "special_tokens", "progress", "distributed"},
     {"config"},
-    {"hardware", "losses", "runinfo", "tokenizer", "models"},
+    {"hardware", "losses", "runinfo", "tokenizer", "models", "regional"},
     {"data"},
     {"training"},
     {"eval", "distillation"},

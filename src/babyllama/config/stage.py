@@ -91,10 +91,14 @@ class TrainingConfig(Section):
         description="auto: bf16 autocast where the device supports it natively (CUDA Ampere+, CPUs with "
         "AVX512-BF16/AMX), else fp32 on CPU and fp16 autocast with loss scaling on older GPUs. fp16 is CUDA only.",
     )
-    compile: bool = Field(False, description="torch.compile the model.")
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile each decoder layer for the training steps (regional; evaluation stays "
+        "eager; distillation's live teachers compiled too). auto: on a CPU with a C++ compiler when the run trains "
+        "on at least 1.5M positions, on a CUDA GPU from 10M, where the first compile pays for itself; off on other "
+        "accelerators. Changes roundings only: not part of a stage's key.")
     attention: Literal["auto", "sdpa", "eager"] = Field(
         "auto",
-        description="Attention kernel of the trained model. auto: on CPU with bf16 autocast (and no compile), eager "
+        description="Attention kernel of the trained model. auto: on CPU with bf16 autocast or compiled layers, eager "
         "attention while gradients are on and SDPA for evaluation, because there the SDPA backward is the slow "
         "part (measured in benchmarks/README.md); SDPA everywhere else.",
     )

@@ -19,6 +19,7 @@ import torch
 from ..config import Config
 from ..errors import UserError
 from ..models import resolve_model_path
+from ..regional import compile_layers
 from ..training.trainer import GuardedTrainer, fit, setup_run, training_run
 from .loss import CachedTeacher, DistillationLoss
 from .sources import LiveTeachers, cached_datasets, load_teachers
@@ -35,6 +36,9 @@ class DistillationTrainer(GuardedTrainer):
         super().__init__(*args, **kwargs)
         precision = "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
         self.teachers = LiveTeachers(teachers, self.args.device, precision) if teachers else None
+        if self.teachers is not None and self.layers_compiled:
+            for teacher in self.teachers.models:  # their forward passes are about half of a live step
+                compile_layers(teacher.base_model)
         self.loss_fn = loss_fn
         self.cache_sampled = cache_sampled  # of the cached entries, how many are samples (not exact top tokens)
         self._sums = {"train": self._empty(), "eval": self._empty()}

@@ -115,9 +115,9 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
     from ..runinfo import package_versions
     import torch
 
-    from ..hardware import device_type, resolve_device, resolve_precision
+    from ..hardware import device_type, resolve_attention, resolve_device, resolve_precision
     from .model import load_base
-    from .compiled import resolve_compile, training_attention
+    from .compiled import resolve_compile
     from .parallel import resolve_jobs, run_side_by_side
     from .train import finetune_run
 
@@ -197,7 +197,7 @@ def finetune_models(models: list[str | Path], config: FinetuneConfig, names: lis
             log(f"note: {name}: {why_not}")
         if compile_now:
             log(f"{name}: decoder layers compiled for training ({positions / 1e6:.1f}M positions to train)")
-        attention = training_attention(compile_now, precision, device)
+        attention = resolve_attention("auto", precision, compile_now, device)
 
         def one_run(key, run_log, prepared=prepared, base=base, labels=labels, compile_now=compile_now,
                     attention=attention):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..hardware import autocast, device_type
-from .compiled import compile_layers, eager_scoring
+from ..regional import compile_layers, eager_scoring
 from .data import Encoded, collate, eval_batches, train_batches
 from .metrics import classification_metrics
 from .model import BaseModel, build_classifier

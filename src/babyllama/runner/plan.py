@@ -89,8 +89,8 @@ def source_fingerprint(src: Path) -> list:
 
 
 def config_key(cfg: Config, deps: list[Stage]) -> str:
-    """A training stage's key: its config without paths and the device (they differ between machines, not
-    results) + its inputs."""
+    """A training stage's key: its config without paths, the device and the compile setting (they differ between
+    machines, not results) + its inputs."""
     c = cfg.model_dump(mode="json")
     for k in ("data_root", "run_dir"):
         c.pop(k)
@@ -98,6 +98,8 @@ def config_key(cfg: Config, deps: list[Stage]) -> str:
         c["data"].pop(k)
     for k in ("output_dir", "progress", "device"):
         c["training"].pop(k)
+    # compiled layers move only roundings, like the device; keyed as the eager runs were, so those keep their keys
+    c["training"]["compile"] = False
     c["distill"].pop("teachers")
     # a divergence's settings count only where it reads them, and the default forward KL not at all: the stages
     # keyed before the divergences existed keep their keys

@@ -31,7 +31,8 @@ from ..models import PAPER_CONTEXT, build_model, count_params, hf_config
 from ..progress import Bar, clock, number, say
 from ..runinfo import METRICS_FILE, RUN_INFO, is_complete, write_run_info
 from ..tokenizer import finalize_tokenizer_config, load_tokenizer, model_context, tokenizer_hash, vocab_hash
-from ..hardware import configure_attention, resolve_device, resolve_precision
+from ..hardware import configure_attention, device_type, resolve_device, resolve_precision
+from ..regional import compile_layers, eager_scoring, resolve_compile
 from .checkpoints import CheckpointMarker, last_good_checkpoint
 from .words import WordCheckpoints
 
@@ -69,7 +70,6 @@ def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> Trai
         optim="adamw_torch_fused",  # fused AdamW: CPU and CUDA in every torch we support
         bf16=precision == "bf16",
         fp16=precision == "fp16",  # autocast with the Trainer's (accelerate's) dynamic loss scaling
-        torch_compile=t.compile,
         eval_strategy=strategy,
         eval_steps=t.eval_steps if strategy == "steps" else None,
         eval_on_start=t.eval_on_start and strategy != "no",
@@ -96,7 +96,17 @@ def training_arguments(cfg: Config, output_dir: str | Path, **overrides) -> Trai
 
 class GuardedTrainer(transformers.Trainer):
     """The stock Trainer, stopping at the first non-finite training loss: before its backward pass, so neither the
-    weights nor any checkpoint ever hold what it would have done; the last checkpoint stays the resume point."""
+    weights nor any checkpoint ever hold what it would have done; the last checkpoint stays the resume point.
+    ``layers_compiled``: the model's decoder layers are compiled (:func:`fit`); evaluation runs their eager code."""
+
+    def __init__(self, *args, layers_compiled: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.layers_compiled = layers_compiled
+
+    def evaluation_loop(self, *args, **kwargs):
+        # compiled for the training steps: a no-grad graph would be one more compile for a few seconds of scoring
+        with eager_scoring() if self.layers_compiled else nullcontext():
+            return super().evaluation_loop(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = super().compute_loss(model, inputs, return_outputs=return_outputs,
@@ -296,7 +306,10 @@ def validate_for_training(cfg: Config, tokenizer) -> None:
     if cfg.data.seq_len > context:
         raise UserError(f"data.seq_len {cfg.data.seq_len} is longer than the model's context ({context} positions); "
                         f"shorten data.seq_len or set model.max_position_embeddings >= {cfg.data.seq_len}")
-    resolve_precision(t.precision, resolve_device(t.device))
+    device = resolve_device(t.device)
+    resolve_precision(t.precision, device)
+    if t.compile is True:
+        resolve_training_compile(cfg, device, 0)  # refused here, before any write, where it cannot compile
     for name in t.report_to:
         if name == "none":
             continue
@@ -419,6 +432,31 @@ def finish_run(trainer: GuardedTrainer, cfg: Config, out: Path, kind: str, prov:
     return metrics
 
 
+# positions trained (steps x batch x sequence x processes) from which training.compile: auto compiles the layers:
+# where the first compile is paid back by faster steps (benchmarks/README.md, "Training MFU": the break-evens)
+AUTO_COMPILE_POSITIONS = 1_500_000
+AUTO_COMPILE_POSITIONS_GPU = 10_000_000
+
+
+def planned_steps(cfg: Config, train_chunks: int, world_size: int = 1) -> int:
+    """Optimizer steps of the run, as the Trainer counts them: ``max_steps``, else the epochs' update steps."""
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    per_epoch = max(1, math.ceil(train_chunks / (t.batch_size * world_size)) // t.gradient_accumulation_steps)
+    return math.ceil(t.num_epochs * per_epoch)
+
+
+def resolve_training_compile(cfg: Config, device, positions: int) -> bool:
+    """Whether the run's decoder layers are compiled (``training.compile``, for ``positions`` trained positions);
+    says why not where auto would and cannot. An error where ``true`` cannot compile."""
+    on, why_not = resolve_compile(cfg.training.compile, device_type(device), positions, "training.compile",
+                                  AUTO_COMPILE_POSITIONS, AUTO_COMPILE_POSITIONS_GPU)
+    if why_not:
+        say(f"note: {why_not}")
+    return on
+
+
 def fit(cfg: Config, setup: RunSetup, kind: str, t_start: float, trainer_class: type = GuardedTrainer,
         train_ds: ChunkDataset | None = None, eval_ds: ChunkDataset | None = None, callbacks: list | None = None,
         extra: dict | None = None, **trainer_kwargs) -> dict:
@@ -428,13 +466,19 @@ def fit(cfg: Config, setup: RunSetup, kind: str, t_start: float, trainer_class: 
     pretrain or distill)."""
     train_ds = setup.train_ds if train_ds is None else train_ds
     eval_ds = setup.eval_ds if eval_ds is None else eval_ds
-    model = configure_attention(build_model(cfg.model, setup.tokenizer, seed=cfg.training.seed), cfg)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    positions = planned_steps(cfg, len(train_ds), world) * tokens_per_step(cfg, world)
+    compiled = resolve_training_compile(cfg, resolve_device(cfg.training.device), positions)
+    model = configure_attention(build_model(cfg.model, setup.tokenizer, seed=cfg.training.seed), cfg, compiled)
+    if compiled and compile_layers(model.base_model) and is_main_process():
+        say(f"decoder layers compiled for training ({positions / 1e6:.1f}M positions to train)")
     trainer = trainer_class(model=model, args=training_arguments(cfg, setup.out), train_dataset=train_ds,
                             eval_dataset=eval_ds, processing_class=setup.tokenizer, data_collator=default_data_collator,
                             callbacks=[*standard_callbacks(train_ds, cfg, setup.provenance), *(callbacks or [])],
-                            **trainer_kwargs)
+                            layers_compiled=compiled, **trainer_kwargs)
     attach_progress(trainer, cfg)
     if setup.resume:
         print(f"resuming from {setup.resume}", flush=True)
     result = trainer.train(resume_from_checkpoint=setup.resume)
-    return finish_run(trainer, cfg, setup.out, kind, setup.provenance, t_start, result, extra)
+    return finish_run(trainer, cfg, setup.out, kind, setup.provenance, t_start, result,
+                      {"compiled": compiled, **(extra or {})})

@@ -27,6 +27,10 @@ def test_keys_do_not_depend_on_where_the_run_or_the_data_lie(data_root, tmp_path
     # nor on whether scoring compiles the layers (a speed setting: the decisions are the same)
     compiled = load_recipe(SMOKE, ["eval.compile=true"], str(data_root))
     assert [s.key for s in make_plan(compiled, tmp_path / "here").stages] == [s.key for s in a.stages]
+    # nor whether training compiles them: auto (the default), on and off are keyed alike
+    for flag in ("true", "false"):
+        trained = load_recipe(SMOKE, [f"base.training.compile={flag}"], str(data_root))
+        assert [s.key for s in make_plan(trained, tmp_path / "here").stages] == [s.key for s in a.stages]
 
 
 def test_stage_keys_follow_content_and_settings(data_root, tmp_path):
