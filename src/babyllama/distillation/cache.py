@@ -193,7 +193,7 @@ def _build_cache(teachers: list[torch.nn.Module], tokens: np.ndarray, out: Path,
             # and only those rows go through the ensemble and the top-K/sampling.
             keep = seq_len - min(first - s for s, first in batch)
             with autocast(spec.precision, device):
-                logits = [t(input_ids=x, logits_to_keep=keep).logits for t in teachers]
+                logits = [t(input_ids=x, logits_to_keep=keep, use_cache=False).logits for t in teachers]
             rows = torch.cat([torch.arange(j * keep + first - s - (seq_len - keep), (j + 1) * keep)
                               for j, (s, first) in enumerate(batch)]).to(device)
             logits = [lg.reshape(-1, lg.size(-1)) for lg in logits]

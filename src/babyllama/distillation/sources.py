@@ -55,8 +55,10 @@ class LiveTeachers:
 
     def logits(self, input_ids: torch.Tensor, attention_mask=None) -> list[torch.Tensor]:
         # accelerate wraps only the student's forward in autocast: the teachers need their own context
+        # use_cache=False: a teacher whose config asks for a KV cache would build one per call, which a compiled layer
+        # cannot trace through
         with torch.no_grad(), autocast(self.precision, input_ids.device):
-            return [t(input_ids=input_ids, attention_mask=attention_mask).logits for t in self.models]
+            return [t(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits for t in self.models]
 
 
 class CachedChunkDataset(ChunkDataset):

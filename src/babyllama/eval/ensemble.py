@@ -58,7 +58,8 @@ class EnsembleLM(torch.nn.Module):
         self.config = EnsembleConfig(vocab.pop(), min(config_context(m.config) or 2048 for m in members))
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
-        logits = [m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+        logits = [m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    use_cache=False).logits
                   for m in self.members]
         return SimpleNamespace(logits=ensemble_log_probs(logits, 1.0, self.rule, self.weights))
 

@@ -45,7 +45,7 @@ def perplexity(model, tokenizer, corpus_dir: str | Path, splits=("dev", "test"),
             for b in range(0, n_chunks, batch_size):
                 x = chunks[b : b + batch_size].to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(input_ids=x).logits
+                    logits = model(input_ids=x, use_cache=False).logits
                 tok_nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.size(-1)),
                                           x[:, 1:].reshape(-1), reduction="none").view(x.size(0), -1)
                 per_chunk += tok_nll.sum(1).tolist()

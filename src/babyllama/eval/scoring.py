@@ -270,7 +270,7 @@ class Scorer:
         for ctx, toks in by_context.items():
             ids = torch.tensor([ctx], device=self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
+                out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits[0, -1]
             logits = self._tempered(out.float())
             p, logp = torch.softmax(logits, dim=-1), torch.log_softmax(logits, dim=-1)
             for tok in toks:
@@ -358,11 +358,12 @@ class Scorer:
             if self.tree_split is not None:
                 body, head = self.tree_split
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    hidden = body(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+                    hidden = body(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                  use_cache=False).last_hidden_state
                 lp = self._node_logprobs(head, hidden.flatten(0, 1), b_t * width + c_t, tok_t)
             else:
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
                 logp = F.log_softmax(self._tempered(logits.float() if self.bf16 else logits), dim=-1)
                 lp = logp[b_t, c_t, tok_t]
             sums.index_add_(0, torch.tensor(seq), lp.double().cpu())
@@ -411,7 +412,7 @@ class Scorer:
     def _sums_full(self, ids, inps, batch) -> list[float]:
         """lm-eval's own arithmetic: log_softmax over the whole logits tensor, gather, sum per sequence."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(input_ids=ids).logits
+            logits = self.model(input_ids=ids, use_cache=False).logits
         logp = F.log_softmax(self._tempered(logits.float() if self.bf16 else logits), dim=-1)
         out = []
         for j, (_, k) in enumerate(batch):
@@ -424,7 +425,7 @@ class Scorer:
         continuation positions (``_head_logprobs``)."""
         body, head = split
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            hidden = body(input_ids=ids).last_hidden_state
+            hidden = body(input_ids=ids, use_cache=False).last_hidden_state
         rows, cols, toks = [], [], []  # one entry per continuation token: sequence, position, target
         for j, (_, k) in enumerate(batch):
             n = len(inps[j])

@@ -63,3 +63,16 @@ def test_live_teachers_give_each_teachers_logits_and_the_loss_ensembles_them(tin
     assert len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, direct))
     loss_fn = DistillationLoss.from_config(DistillConfig(temperature=2.0, ensemble="probs_mean"))
     assert torch.allclose(loss_fn.teacher_log_probs(got), want, atol=1e-6)
+
+
+def test_live_teachers_build_no_kv_cache_whatever_their_config_says(tiny_tokenizer, tmp_path):
+    """A teacher saved with use_cache: true (a hub model's default) would build a KV cache on every call, which
+    the step never reads and a compiled layer cannot trace through: the teachers are called with use_cache=False."""
+    models = load_teachers(save_random_teachers(tiny_tokenizer, tmp_path), tiny_tokenizer)
+    calls = []
+    for m in models:
+        m.config.use_cache = True
+        m.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs.get("use_cache")),
+                                    with_kwargs=True)
+    LiveTeachers(models, "cpu", "fp32").logits(torch.randint(3, len(tiny_tokenizer), (2, 9)))
+    assert calls == [False, False]

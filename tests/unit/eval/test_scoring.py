@@ -199,3 +199,16 @@ def test_values_stay_fp32_in_exact_bf16(tiny_tokenizer):
     assert values == pytest.approx(want, abs=1e-4) and exact.rescored_bf16 == 0
     ranked = choice_logprobs(exact, choice_requests(exact, items), ranking=True)  # entity tracking: only the ranking counts
     assert (ranked.argmax(axis=1) == want.argmax(axis=1)).all()
+
+
+@pytest.mark.parametrize("tree", [True, False])
+def test_scoring_builds_no_kv_cache_whatever_the_config_says(tiny_tokenizer, tree):
+    """A model whose config has use_cache: true (a hub model's default) is scored without a KV cache: the scorer
+    never reads one, and compiled layers cannot trace through one."""
+    model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
+    model.config.use_cache = True
+    calls = []
+    model.base_model.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs.get("use_cache")),
+                                               with_kwargs=True)
+    Scorer(model, tiny_tokenizer, tree=tree).logprobs([encode(tiny_tokenizer, "", " " + t) for t in PAIRS])
+    assert calls and set(calls) == {False}
