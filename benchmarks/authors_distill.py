@@ -25,7 +25,9 @@ network), ``fp16=True`` off (the Trainer refuses fp16 without a GPU, so on a CPU
 inside the timed loop), and the student's four sizes.
 
 Ours runs with every default: precision ``auto`` (bf16 where it pays), live teachers (the cache is off by
-default), the per-token KL. With ``--cached`` a third run adds the offline teacher cache the CPU recipe uses.
+default), the per-token KL, ``training.compile: auto`` (which leaves a run this short eager). With ``--cached`` a
+further run adds the offline teacher cache the CPU recipe uses; with ``--compiled`` one with ``training.compile:
+true`` (the student's and the teachers' layers compiled), its steady rate beside its whole one.
 
 Reported: each side's training rate (tokens / the Trainer's ``train_runtime``, teachers' forward passes included),
 its whole process's wall time, and the student's CE on the same held-out chunks (both final students loaded in
@@ -45,6 +47,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -131,23 +134,28 @@ def run_authors(python: str, root: Path, steps: int) -> dict:
             "student": str(root / "models" / "Baby-Llama-58M")}
 
 
-def run_ours(work: Path, teachers: list[Path], steps: int, train_tokens: int, eval_tokens: int, cached: bool) -> dict:
-    """``babyllama distill`` in its own process, every setting not named here at its default."""
+def run_ours(work: Path, teachers: list[Path], steps: int, train_tokens: int, eval_tokens: int, cached: bool,
+             compiled: bool = False) -> dict:
+    """``babyllama distill`` in its own process, every setting not named here at its default (``compiled``:
+    ``training.compile: true``, where auto leaves a run this short eager)."""
     from distill import base_config
 
-    out = work / ("ours-cached" if cached else "ours")
+    out = work / ("ours-cached" if cached else "ours-compiled" if compiled else "ours")
     shutil.rmtree(out, ignore_errors=True)
     cfg = base_config(work, STUDENT, out, steps, LR, train_tokens, seed=42)  # 42: the training default
     cfg.data.max_eval_tokens = eval_tokens
     cfg.training.eval_strategy = "no"
     cfg.distill.teachers = [str(t) for t in teachers]
+    if compiled:
+        cfg.training.compile = True
     if cached:
         cfg.distill.cache.enabled, cfg.distill.cache.dir = True, str(work / "ours-cache")
         shutil.rmtree(work / "ours-cache", ignore_errors=True)  # built inside the timed run
     (work / "ours.json").write_text(json.dumps(cfg.model_dump(mode="json")))
     code = ("import json,sys; from babyllama.config import Config; from babyllama.distillation.trainer import distill;"
             "m = distill(Config.model_validate(json.load(open(sys.argv[1])))); print('RESULT ' + json.dumps("
-            "{k: m.get(k) for k in ('train_runtime_s', 'teacher_cache_s', 'precision')}))")
+            "{**{k: m.get(k) for k in ('train_runtime_s', 'teacher_cache_s', 'precision', 'compiled')}, 'rates': ["
+            "e['train_tokens_per_s'] for e in m['train_history'] if 'train_tokens_per_s' in e]}))")
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", code, str(work / "ours.json")], capture_output=True, text=True,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -158,7 +166,9 @@ def run_ours(work: Path, teachers: list[Path], steps: int, train_tokens: int, ev
     m = json.loads(line[7:])
     runtime = m["train_runtime_s"] + (m.get("teacher_cache_s") or 0)  # the cache's teacher passes count too
     return {"train_runtime_s": runtime, "tokens_per_s": steps * BATCH * SEQ / runtime, "process_wall_s": wall,
-            "teacher_cache_s": m.get("teacher_cache_s"), "student": str(out)}
+            "teacher_cache_s": m.get("teacher_cache_s"), "compiled": m.get("compiled"), "student": str(out),
+            # the training logs' rates after the first log (which holds the first step, and a compile)
+            "steady_tokens_per_s": round(statistics.median(m["rates"][1:]), 1) if len(m["rates"]) > 1 else None}
 
 
 def heldout_ce(model_dir: str, dev) -> float:
@@ -180,12 +190,11 @@ def heldout_ce(model_dir: str, dev) -> float:
     return total / count
 
 
-def teacher_share(teachers: list[Path], step_s: float, reps: int = 5) -> dict:
+def teacher_share(teachers: list[Path], step_s: float, reps: int = 5, compiled_step_s: float | None = None) -> dict:
     """What bounds a live step: the two teachers' forward passes at batch 32 x 128 under our precision (bf16
     autocast where it pays, no grad), timed alone (median of ``reps``), as a share of our measured step, and the
-    operators that take most of their time (torch.profiler, self CPU time)."""
-    import statistics
-
+    operators that take most of their time (torch.profiler, self CPU time); with ``compiled_step_s`` (the compiled
+    run's steady step) also the passes with the teachers' layers compiled, against that step."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     from transformers import AutoModelForCausalLM
@@ -197,24 +206,37 @@ def teacher_share(teachers: list[Path], step_s: float, reps: int = 5) -> dict:
     x = torch.randint(3, models[0].config.vocab_size, (BATCH, SEQ))
 
     def forward():
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # as LiveTeachers
             for m in models:
-                m(input_ids=x).logits.float()
+                m(input_ids=x, use_cache=False).logits.float()
 
-    forward()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        forward()
-        times.append(time.perf_counter() - t0)
+    def timed() -> float:
+        with profile(activities=[ProfilerActivity.CPU]):  # compiled code guards on the profiler's state
+            forward()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            forward()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    med = timed()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         forward()
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in ops)
-    med = statistics.median(times)
-    return {"teachers_forward_s": round(med, 3), "our_step_s": round(step_s, 3),
-            "teachers_share_of_step": round(med / step_s, 3),
-            "teachers_top_ops": {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:5]}}
+    out = {"teachers_forward_s": round(med, 3), "our_step_s": round(step_s, 3),
+           "teachers_share_of_step": round(med / step_s, 3),
+           "teachers_top_ops": {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:5]}}
+    if compiled_step_s:  # the same passes with the teachers' layers compiled, as training.compile runs them
+        from babyllama.regional import compile_layers
+
+        for m in models:
+            compile_layers(m.base_model)
+        med = timed()
+        out.update(teachers_forward_compiled_s=round(med, 3), our_compiled_step_s=round(compiled_step_s, 3),
+                   teachers_compiled_share_of_step=round(med / compiled_step_s, 3))
+    return out
 
 
 def main(argv=None) -> None:
@@ -229,6 +251,8 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=60, help="student steps on each side")
     ap.add_argument("--authors-bf16", action="store_true", help="also run the script with bf16=True for fp16=True")
     ap.add_argument("--cached", action="store_true", help="also run ours with the offline teacher cache")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also run ours with training.compile: true (student's and teachers' layers compiled)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--profile-only", type=Path, metavar="JSON",
                     help="only add the teachers' share of our step to a JSON this script wrote")
@@ -259,6 +283,9 @@ def main(argv=None) -> None:
     runs["ours"] = run_ours(a.work, teachers, a.steps, a.train_tokens, a.eval_tokens, cached=False)
     if a.cached:
         runs["ours_cached"] = run_ours(a.work, teachers, a.steps, a.train_tokens, a.eval_tokens, cached=True)
+    if a.compiled:
+        runs["ours_compiled"] = run_ours(a.work, teachers, a.steps, a.train_tokens, a.eval_tokens, cached=False,
+                                         compiled=True)
     for r in runs.values():
         r["heldout_ce"] = round(heldout_ce(r.pop("student"), dev), 4)
         r["tokens_per_s"] = round(r["tokens_per_s"], 1)
@@ -272,7 +299,9 @@ def main(argv=None) -> None:
                                          for k, r in runs.items()},
            "heldout_ce_minus_authors_fp32": {k: round(r["heldout_ce"] - base["heldout_ce"], 4)
                                              for k, r in runs.items()}}
-    res["bound"] = teacher_share(teachers, runs["ours"]["train_runtime_s"] / a.steps)
+    compiled_run = runs.get("ours_compiled")
+    res["bound"] = teacher_share(teachers, runs["ours"]["train_runtime_s"] / a.steps,
+                                 compiled_step_s=compiled_run and BATCH * SEQ / compiled_run["steady_tokens_per_s"])
     print(json.dumps(res), flush=True)
     if a.out:
         a.out.write_text(json.dumps(res, indent=1) + "\n")

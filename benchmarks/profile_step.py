@@ -3,16 +3,23 @@
 Runs forward + backward + fused AdamW step under the same autocast the Trainer uses, and sums the self CPU time
 of the profiled operators into categories: matmuls, attention, softmax/loss over the vocabulary, optimizer,
 other elementwise/norm ops; data loading (ChunkDataset + default collator) is timed separately. Prints one JSON
-line with milliseconds per category and their shares.
+line with milliseconds per category and their shares. With ``--compile`` the decoder layers are compiled as
+``training.compile`` does (:mod:`babyllama.regional`, eager attention under gradients); inductor's generated kernels
+then count as ``fused``. Beside the categories: the matmuls' achieved rate (the step's matmul FLOPs over the
+matmuls' time) against the measured matmul peak of the precision, which bounds the MFU the step could reach if
+everything else took no time.
 
     python benchmarks/profile_step.py --preset babyllama-58m --precision bf16
+    python benchmarks/profile_step.py --preset babyllama-58m --precision bf16 --compile
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 from collections import defaultdict
 
 import numpy as np
@@ -20,13 +27,17 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import default_data_collator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from babyllama.config import ModelConfig
 from babyllama.data.dataset import ChunkDataset
 from babyllama.losses import fused_causal_ce
 from babyllama.models import PRESETS, build_model, count_params
 from babyllama.hardware import resolve_attention, set_attention
+from babyllama.regional import compile_layers
 
 CATEGORIES = [
+    ("fused", ("cpp_fused", "compiledfxgraph", "torch-compiled region", "compiledfunction")),
     ("optimizer", ("adam", "_foreach", "fused_adam")),
     ("attention", ("scaled_dot_product", "attention", "flash", "_efficient_attention")),
     ("softmax_loss", ("log_softmax", "nll_loss", "cross_entropy", "softmax", "logsumexp", "scatter_add", "_fusedce")),
@@ -58,10 +69,15 @@ def main(argv=None) -> None:
                     help="training.attention (auto: eager under grad on CPU bf16, as `babyllama train`)")
     ap.add_argument("--loss", default="fused", choices=["fused", "hf"],
                     help="our chunked CE (as in training) or the model's own loss")
+    ap.add_argument("--compile", action="store_true", help="the decoder layers compiled, as training.compile")
     a = ap.parse_args(argv)
+    from train_step import machine_info, matmul_peak
     vocab = PRESETS[a.preset]["vocab_size"]
     model = set_attention(build_model(ModelConfig(preset=a.preset), seed=0),
-                          resolve_attention(a.attention, a.precision))
+                          resolve_attention(a.attention, a.precision, a.compile))
+    model.config.use_cache = False  # as the Trainer sets it (TrainingArguments.use_cache): no KV cache per step
+    if a.compile:
+        compile_layers(model.base_model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     toks = np.random.default_rng(0).integers(0, vocab, size=(a.steps + 3) * a.batch * a.seq + a.seq, dtype=np.uint16)
     ds = ChunkDataset(toks, a.seq, random_offset=True)
@@ -81,8 +97,11 @@ def main(argv=None) -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for b in batches[:2]:
-        step(b)
+    # the unprofiled steps, where a compile happens, run under a profiler too: compiled code guards on the
+    # profiler's state, so a first profiled step would otherwise compile the layers again inside the timing
+    with profile(activities=[ProfilerActivity.CPU]):
+        for b in batches[:2]:
+            step(b)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
         for b in batches[2:]:
@@ -92,9 +111,22 @@ def main(argv=None) -> None:
     for ev in prof.key_averages():
         cats[category(ev.key)] += ev.self_cpu_time_total / 1e3 / a.steps
     total = sum(cats.values())
+    # the step's matmul FLOPs, the strict count of train_step.py: 6 x the parameters that multiply (an untied input
+    # embedding is a lookup) + 12 x layers x hidden x seq for the attention scores, per token
+    c = model.config
+    lookup = 0 if getattr(c, "tie_word_embeddings", False) else model.get_input_embeddings().weight.numel()
+    flops = (6 * (count_params(model) - lookup) + 12 * c.num_hidden_layers * c.hidden_size * a.seq) * a.batch * a.seq
+    issue = 6 * count_params(model) * a.batch * a.seq  # the 6 x parameters count train_step.py's mfu uses
+    peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32) * 1e9
+    mm_s = cats["matmul"] / 1e3
     print(json.dumps({
+        **machine_info(), "matmul_peak_gflops": round(peak / 1e9, 1),
         "preset": a.preset, "loss": a.loss, "params": count_params(model), "precision": a.precision,
-        "batch": f"{a.batch}x{a.seq}",
+        "compiled": a.compile, "batch": f"{a.batch}x{a.seq}",
+        "mfu": round(issue / (wall / 1e3) / peak, 3), "mfu_strict": round(flops / (wall / 1e3) / peak, 3),
+        "matmul_gflops_achieved": round(flops / mm_s / 1e9, 1),
+        "mfu_if_only_matmuls": round(issue / mm_s / peak, 3),
+        "mfu_strict_if_only_matmuls": round(flops / mm_s / peak, 3),
         "step_ms_wall": round(wall, 1), "data_loading_ms_per_batch": round(data_ms, 2),
         "ms": {k: round(v, 1) for k, v in sorted(cats.items(), key=lambda x: -x[1])},
         "share": {k: round(v / total, 3) for k, v in sorted(cats.items(), key=lambda x: -x[1])},

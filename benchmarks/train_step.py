@@ -96,25 +96,26 @@ def measure(shape: str, precision: str, compile_: bool | str, steps: int, batch:
     """Training tokens/s of ``shape`` through the Trainer `babyllama train` builds. ``distill`` measures the
     distilled student instead, through `babyllama distill`'s trainer: ``{"cache": TeacherCache}`` (cached
     teacher entries of ``tokens(...)``) or ``{"teachers": [model, ...]}`` (live teachers). ``compile_``:
-    False, True (the Trainer's ``torch_compile``: the whole model) or "regional" (each decoder layer, as
-    fine-tuning compiles them: ``finetuning.compiled.compile_layers``, eager attention under gradients)."""
-    from transformers import Trainer, default_data_collator
+    False, True (``training.compile``: each decoder layer, the live teachers' too, eager attention under
+    gradients on a CPU) or "whole" (the Trainer's ``torch_compile``: the whole model)."""
+    from transformers import default_data_collator
 
-    regional = compile_ == "regional"
-    compile_ = compile_ is True
+    from babyllama.regional import compile_layers
+    from babyllama.training.trainer import GuardedTrainer
+
+    whole = compile_ == "whole"
+    layers = compile_ is True
     spec = SHAPES[shape]
     cfg = Config.model_validate({
         "model": spec,
         "data": {"seq_len": seq},
         "training": {"batch_size": batch, "max_steps": steps + warmup, "warmup_steps": 0, "precision": precision,
-                     "compile": compile_, "attention": attention, "eval_strategy": "no", "report_to": ["none"],
+                     "compile": layers, "attention": attention, "eval_strategy": "no", "report_to": ["none"],
                      "progress": False, "logging_steps": 10_000},
     })
     with torch.device(resolve_device("auto")):  # initialised where it trains (a 705M init on a CPU takes long)
-        model = configure_attention(build_model(cfg.model, seed=0), cfg)  # as `babyllama train`
-    if regional:
-        from babyllama.finetuning.compiled import compile_layers
-
+        model = configure_attention(build_model(cfg.model, seed=0), cfg, layers)  # as `babyllama train`
+    if layers:
         compile_layers(model.base_model)
     tok = tokens(model.config.vocab_size, (steps + warmup + 2) * batch * seq + seq)
     if distill and "cache" in distill:
@@ -133,28 +134,30 @@ def measure(shape: str, precision: str, compile_: bool | str, steps: int, batch:
         lookup += model.transformer.wpe.weight.numel()
     flops_per_token = 6 * (params - lookup) + 12 * c.num_hidden_layers * c.hidden_size * seq
     with tempfile.TemporaryDirectory() as out:
-        args = training_arguments(cfg, out, save_strategy="no", load_best_model_at_end=False)
+        args = training_arguments(cfg, out, save_strategy="no", load_best_model_at_end=False, torch_compile=whole)
         timer = StepTimer()
         t_start = time.perf_counter()
         if distill:
             from babyllama.config import DistillConfig
+            from babyllama.distillation.loss import DistillationLoss
             from babyllama.distillation.trainer import DistillationTrainer
 
             trainer = DistillationTrainer(model=model, args=args, train_dataset=ds,
                                           data_collator=default_data_collator, callbacks=[timer],
-                                          teachers=distill.get("teachers", []),
-                                          distill_cfg=DistillConfig(kl_reduction="paper"))
+                                          teachers=distill.get("teachers", []), layers_compiled=layers,
+                                          loss_fn=DistillationLoss.from_config(DistillConfig(kl_reduction="paper")))
         else:
-            trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator,
-                              callbacks=[timer], compute_loss_func=trainer_causal_lm_loss)  # as `babyllama train`
+            trainer = GuardedTrainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator,
+                                     callbacks=[timer], compute_loss_func=trainer_causal_lm_loss,
+                                     layers_compiled=layers)  # as `babyllama train`
         trainer.train()
     t_first = timer.times[0] - t_start  # the first step: where a compile is paid
     t = timer.times[warmup - 1 :]
     sec = (t[-1] - t[0]) / (len(t) - 1)
     tps = batch * seq / sec
-    att = resolve_attention(attention, resolve_precision(precision), compile_)
+    att = resolve_attention(attention, resolve_precision(precision), layers)
     return {"shape": shape, "params": params, "precision": precision,
-            "compile": "regional" if regional else compile_, "attention": att, "first_step_s": round(t_first, 2),
+            "compile": "whole" if whole else layers, "attention": att, "first_step_s": round(t_first, 2),
             "batch": batch,
             "seq_len": seq, "steps_timed": len(t) - 1, "s_per_step": round(sec, 4), "tokens_per_s": round(tps, 1),
             "flops_per_token_strict": flops_per_token}
@@ -165,9 +168,9 @@ def main(argv=None) -> None:
     ap.add_argument("--shapes", nargs="+", default=["llama-4m", "gpt2-10m", "llama-12.5m", "babyllama-58m"])
     ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
                     help="default: fp32, and bf16 where the CPU runs it natively (AVX512-BF16/AMX)")
-    ap.add_argument("--compile", choices=["off", "on", "both", "regional", "all"], default="off",
-                    help="on: the Trainer's torch_compile (whole model); regional: each decoder layer; all: off, "
-                         "on and regional")
+    ap.add_argument("--compile", choices=["off", "on", "both", "whole", "all"], default="off",
+                    help="on: training.compile (each decoder layer); whole: the Trainer's torch_compile of the whole "
+                         "model; both: off and on; all: off, on and whole")
     ap.add_argument("--attention", nargs="+", choices=["auto", "sdpa", "eager"], default=["auto"],
                     help="training.attention settings to measure (auto: eager under grad on CPU bf16, else sdpa)")
     ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
@@ -179,14 +182,14 @@ def main(argv=None) -> None:
     a.precisions = a.precisions or (["fp32", "bf16"] if info["native_bf16"] else ["fp32"])
     peaks = peaks_for(a.precisions, info["native_bf16"])
     print(json.dumps({**info, "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}}), flush=True)
-    compiles = {"off": [False], "on": [True], "both": [False, True], "regional": ["regional"],
-                "all": [False, True, "regional"]}[a.compile]
+    compiles = {"off": [False], "on": [True], "both": [False, True], "whole": ["whole"],
+                "all": [False, True, "whole"]}[a.compile]
     results = {}
     for shape in a.shapes:
         for prec in a.precisions:
             done = set()
             for c, att in [(c, att) for c in compiles for att in a.attention]:
-                key = (c, resolve_attention(att, resolve_precision(prec), c))
+                key = (c, resolve_attention(att, resolve_precision(prec), c is True))
                 if key in done:
                     continue  # e.g. fp32 'auto' resolves to sdpa: measured once
                 done.add(key)
