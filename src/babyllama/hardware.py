@@ -107,7 +107,7 @@ def resolve_attention(pref: str, precision: str, compiled: bool = False, device:
     """'auto' -> 'by_grad' (eager while gradients are on, SDPA under no_grad / inference_mode) on a CPU with bf16
     autocast or with compiled decoder layers (:mod:`babyllama.regional`), else 'sdpa'. On a CPU the SDPA backward
     is the slow part under bf16; compiled, eager attention's scaling, mask and softmax fuse into their neighbours
-    while the SDPA kernel stays opaque (benchmarks/README.md, "Fine-tuning" and "Training MFU")."""
+    while the SDPA kernel stays opaque (benchmarks/README.md, "Fine-tuning")."""
     if pref != "auto":
         return pref
     device = device_type(device or default_device())

@@ -5,10 +5,10 @@ dtype casts), which inductor fuses; on a GPU, at these sizes, by the launches of
 cuts. Compiling the layers, not the whole model, keeps the graph one layer long: one layer class compiles once per
 process per architecture (dynamic shapes), and every later model, seed and stage of that process reuses the
 compiled code, where a whole-model graph also traces the embedding, the output layer and the loss and compiles
-slower for a smaller gain (benchmarks/README.md, "Training MFU"). Compiling costs tens of seconds the first time on
-a machine and a few once inductor's on-disk cache holds it, so ``auto`` settings compile only runs long enough to
-pay for it (:func:`resolve_compile`). Scoring under no_grad runs the same layers eagerly (:func:`eager_scoring`): a
-no-grad graph would be a second compile for a few seconds of evaluation.
+slower for a smaller gain (benchmarks/README.md, "Item 3 in the real training path"). Compiling costs tens of
+seconds the first time on a machine and a few once inductor's on-disk cache holds it, so ``auto`` settings compile
+only runs long enough to pay for it (:func:`resolve_compile`). Scoring under no_grad runs the same layers eagerly
+(:func:`eager_scoring`): a no-grad graph would be a second compile for a few seconds of evaluation.
 
 One graph serves every batch: shapes are dynamic, and the batch dimension is unbacked, in the hidden states and in
 the attention mask that eager attention is given (declared equal inside the compiled region). Unbacked, inductor

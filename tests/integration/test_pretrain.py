@@ -109,6 +109,11 @@ def test_auto_compiles_runs_long_enough_only(prepared, tokenizer_dir, tmp_path, 
     assert not trainer.resolve_training_compile(cfg, "cpu", positions - 1)
     epochs = tiny_config(prepared, tokenizer_dir, tmp_path / "r", max_steps=-1, num_epochs=2.5, batch_size=8)
     assert trainer.planned_steps(epochs, 81) == 28  # ceil(81 / 8) = 11 steps an epoch, as the Trainer counts them
+    # an architecture with no list of decoder layers has nothing to compile: it trains, and says so, uncompiled
+    monkeypatch.setattr(trainer, "compile_layers", lambda body: False)
+    m = train(tiny_config(prepared, tokenizer_dir, tmp_path / "nothing", max_steps=2, eval_steps=2, compile=True,
+                          device="cpu"))
+    assert m["compiled"] is False
     monkeypatch.setattr(regional, "has_compiler", lambda: False)
     with pytest.raises(UserError, match="^training.compile: true needs a C\\+\\+ compiler"):
         train(tiny_config(prepared, tokenizer_dir, tmp_path / "refused", compile=True, device="cpu"))

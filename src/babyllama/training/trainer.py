@@ -433,7 +433,8 @@ def finish_run(trainer: GuardedTrainer, cfg: Config, out: Path, kind: str, prov:
 
 
 # positions trained (steps x batch x sequence x processes) from which training.compile: auto compiles the layers:
-# where the first compile is paid back by faster steps (benchmarks/README.md, "Training MFU": the break-evens)
+# where the first compile is paid back by faster steps (benchmarks/README.md, "Item 3 in the real training path":
+# the break-evens of whole stages, with inductor's cache warm and cold)
 AUTO_COMPILE_POSITIONS = 1_500_000
 AUTO_COMPILE_POSITIONS_GPU = 10_000_000
 
@@ -468,9 +469,12 @@ def fit(cfg: Config, setup: RunSetup, kind: str, t_start: float, trainer_class: 
     eval_ds = setup.eval_ds if eval_ds is None else eval_ds
     world = int(os.environ.get("WORLD_SIZE", "1"))
     positions = planned_steps(cfg, len(train_ds), world) * tokens_per_step(cfg, world)
-    compiled = resolve_training_compile(cfg, resolve_device(cfg.training.device), positions)
-    model = configure_attention(build_model(cfg.model, setup.tokenizer, seed=cfg.training.seed), cfg, compiled)
-    if compiled and compile_layers(model.base_model) and is_main_process():
+    model = build_model(cfg.model, setup.tokenizer, seed=cfg.training.seed)
+    # an architecture without a list of decoder layers has nothing to compile: it trains as it would uncompiled
+    compiled = (resolve_training_compile(cfg, resolve_device(cfg.training.device), positions)
+                and compile_layers(model.base_model))
+    model = configure_attention(model, cfg, compiled)
+    if compiled and is_main_process():
         say(f"decoder layers compiled for training ({positions / 1e6:.1f}M positions to train)")
     trainer = trainer_class(model=model, args=training_arguments(cfg, setup.out), train_dataset=train_ds,
                             eval_dataset=eval_ds, processing_class=setup.tokenizer, data_collator=default_data_collator,
