@@ -33,19 +33,19 @@ from .hardware import has_compiler
 from .models import layer_list
 
 
-def resolve_compile(pref: bool | str, device: str, positions: int, key: str, min_positions: int,
-                    min_positions_gpu: int) -> tuple[bool, str | None]:
-    """(compile, why not when auto declines) for a run of ``positions`` trained positions; ``key`` names the
-    setting in the error. ``auto``: on a CPU with a C++ compiler from ``min_positions``, on a CUDA GPU from
-    ``min_positions_gpu``; elsewhere off."""
+def resolve_compile(pref: bool | str, device: str, work: float, key: str, min_work: float, min_work_gpu: float,
+                    flag: str | None = None) -> tuple[bool, str | None]:
+    """(compile, why not when auto declines) for a run of ``work`` (trained positions; scoring: parameters x
+    sentences); ``key`` names the setting in the error, ``flag`` the command-line option that sets it. ``auto``: on
+    a CPU with a C++ compiler from ``min_work``, on a CUDA GPU from ``min_work_gpu``; elsewhere off."""
     if pref is True and device == "cpu" and not has_compiler():
         raise UserError(f"{key}: true needs a C++ compiler (c++, g++ or clang++) on PATH for torch.compile on a "
-                        f"CPU; install one or set {key}: auto or false")
+                        f"CPU; install one or set {key}: auto or false" + (f" ({flag} auto/off)" if flag else ""))
     if pref is True or pref is False:
         return pref, None
     if device == "cuda":
-        return positions >= min_positions_gpu, None
-    if device != "cpu" or positions < min_positions:
+        return work >= min_work_gpu, None
+    if device != "cpu" or work < min_work:
         return False, None
     if not has_compiler():
         return False, "no C++ compiler (c++, g++ or clang++) on PATH for torch.compile; the layers run eagerly"

@@ -13,7 +13,7 @@ from babyllama.regional import resolve_compile
 
 def test_resolve_compile_names_its_setting_and_applies_its_thresholds(monkeypatch):
     monkeypatch.setattr(regional, "has_compiler", lambda: True)
-    args = dict(key="training.compile", min_positions=100, min_positions_gpu=1000)
+    args = dict(key="training.compile", min_work=100, min_work_gpu=1000)
     assert resolve_compile("auto", "cpu", 100, **args) == (True, None)
     assert resolve_compile("auto", "cpu", 99, **args) == (False, None)
     assert resolve_compile("auto", "cuda", 999, **args) == (False, None)

@@ -17,13 +17,13 @@ already compiled (fine-tuning's) is left as it is.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 from torch import nn
 
-from ..errors import UserError
-from ..hardware import has_compiler
 from ..models import layer_list
+from ..regional import resolve_compile
 
 # auto compiles an evaluation whose parameters x options (sentences of pairs, choices of multiple-choice items)
 # reach this: the cold compile's break-even measured for a 58M model (about 27,000 pairs, 3.1e12) with room; a
@@ -35,12 +35,8 @@ def resolve_scoring_compile(pref: bool | str, device: str, params: int, options:
     """Whether to compile the layers for an evaluation of ``options`` options with a ``params``-parameter model.
     ``auto``: on a CPU with a C++ compiler, from :data:`AUTO_MIN_WORK` parameters x options (the whole BLiMP,
     supplement and EWoK with a 58M model, not with a 12.5M one); elsewhere off (not measured on accelerators)."""
-    if pref is True and device == "cpu" and not has_compiler():
-        raise UserError("eval.compile: true needs a C++ compiler (c++, g++ or clang++) on PATH for torch.compile "
-                        "on a CPU; install one or set eval.compile: auto or false (--compile auto/off)")
-    if pref is True or pref is False:
-        return pref
-    return device == "cpu" and params * options >= AUTO_MIN_WORK and has_compiler()
+    return resolve_compile(pref, device, params * options, "eval.compile", AUTO_MIN_WORK, math.inf,
+                           flag="--compile")[0]
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from babyllama import regional
 from babyllama.config import ModelConfig
 from babyllama.errors import UserError
 from babyllama.eval import compiled
@@ -13,7 +14,7 @@ from tests.unit.eval.test_scoring import _pair_items
 
 
 def test_auto_compiles_only_large_evaluations_on_a_cpu_with_a_compiler(monkeypatch):
-    monkeypatch.setattr(compiled, "has_compiler", lambda: True)
+    monkeypatch.setattr(regional, "has_compiler", lambda: True)
     work = compiled.AUTO_MIN_WORK
     assert resolve_scoring_compile("auto", "cpu", 58_000_000, 160_000)  # the whole BLiMP, supplement, EWoK
     assert not resolve_scoring_compile("auto", "cpu", 12_500_000, 160_000)  # a 12.5M model gains too little
@@ -22,7 +23,7 @@ def test_auto_compiles_only_large_evaluations_on_a_cpu_with_a_compiler(monkeypat
         "auto", "cpu", 1_000, int(work / 1_000) - 1)
     assert not resolve_scoring_compile("auto", "cuda", 58_000_000, 160_000)  # not measured there
     assert resolve_scoring_compile(True, "cpu", 1, 1) and not resolve_scoring_compile(False, "cpu", 10**9, 10**9)
-    monkeypatch.setattr(compiled, "has_compiler", lambda: False)
+    monkeypatch.setattr(regional, "has_compiler", lambda: False)
     assert not resolve_scoring_compile("auto", "cpu", 58_000_000, 160_000)
     with pytest.raises(UserError, match="eval.compile: true needs a C.. compiler"):
         resolve_scoring_compile(True, "cpu", 58_000_000, 160_000)
@@ -43,7 +44,7 @@ def test_the_layers_run_compiled_inside_and_are_handed_back_after(tiny_tokenizer
     assert layers[0].forward is marker
 
 
-@pytest.mark.skipif(not compiled.has_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
+@pytest.mark.skipif(not regional.has_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_scoring_decides_as_eager_scoring(tiny_tokenizer):
     model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
     items = _pair_items()

@@ -77,6 +77,7 @@ def test_evaluate_in_memory_model_on_a_jsonl_suite_and_perplexity(tiny_tokenizer
 def test_evaluate_compiles_the_layers_when_its_rule_says_so(tiny_tokenizer, tmp_path, monkeypatch):
     import json
 
+    from babyllama import regional
     from babyllama.config import EvalConfig, ModelConfig
     from babyllama.eval import compiled
     from babyllama.eval.evaluate import evaluate, options_of
@@ -90,7 +91,7 @@ def test_evaluate_compiles_the_layers_when_its_rule_says_so(tiny_tokenizer, tmp_
     assert options_of(load_items(str(f))) == 4  # two sentences a pair
     model = build_model(ModelConfig(preset="llama-tiny"), tiny_tokenizer, seed=0).eval()
     seen = []
-    monkeypatch.setattr(compiled, "has_compiler", lambda: True)
+    monkeypatch.setattr(regional, "has_compiler", lambda: True)
     monkeypatch.setattr("babyllama.eval.evaluate.compiled_layers",
                         lambda m, enabled: seen.append(enabled) or compiled.compiled_layers(m, False))
     monkeypatch.setattr(compiled, "AUTO_MIN_WORK", 4 * count_params(model))
