@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def run_stage(work: Path, stage: str, compiled: bool, steps: int, batch: int, tr
 
     preset, lr, live = STAGES[stage]
     out = work / f"stage-{stage}-{'compiled' if compiled else 'eager'}"
-    subprocess.run(["rm", "-rf", str(out)], check=True)
+    shutil.rmtree(out, ignore_errors=True)
     cfg = base_config(work, preset, out, steps, lr, train_tokens, seed=1)
     cfg.training.batch_size = batch
     cfg.training.eval_steps = steps  # at the start (step 0) and the end, as a one-epoch stage

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from babyllama.errors import UserError
+from babyllama.hardware import has_compiler
 from babyllama.runinfo import read_run_info
 from babyllama.data.bpe import train_tokenizer
 from babyllama.config import CacheConfig
@@ -114,8 +115,7 @@ def test_cache_covers_only_the_evaluated_chunks_and_offsets_follow_the_config(pr
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported() or not __import__("shutil").which("c++"),
-                    reason="torch.compile on a CPU needs a C++ compiler")
+@pytest.mark.skipif(not has_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_distillation_compiles_student_and_live_teachers(prepared, tokenizer_dir, teachers, tmp_path):
     """With training.compile, the student's layers compile for its training steps and the live teachers' (a LLaMA
     and a GPT-2) for their no-grad forward passes: three graphs, and the evaluations compile none. The losses

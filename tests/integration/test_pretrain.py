@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babyllama.errors import UserError
+from babyllama.hardware import has_compiler
 from babyllama.runinfo import read_run_info
 from babyllama.training.pretrain import train
 from helpers import tiny_config
@@ -68,8 +69,7 @@ training: {{output_dir: {tmp_path / 'out'}, max_steps: 6, batch_size: 4, warmup_
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not shutil.which("c++") and not shutil.which("g++") and not shutil.which("clang++"),
-                    reason="torch.compile on a CPU needs a C++ compiler")
+@pytest.mark.skipif(not has_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_layers_train_as_the_eager_ones_and_evaluate_eagerly(prepared, tokenizer_dir, tmp_path):
     """training.compile: true compiles the decoder layers for the training steps: dynamo compiles one graph (the
     layers' forward under gradients, whose backward AOT autograd compiles with it), the losses follow the eager
